@@ -1,0 +1,20 @@
+//! The example domain the app serves: users with profiles and scores, orders
+//! with lines, and an action log. It shows how a template user writes value
+//! objects (parse, don't validate), aggregates whose methods hold the business
+//! rules, and typed domain errors.
+
+mod action;
+mod order;
+mod order_line;
+mod profile;
+mod score;
+mod user;
+mod username;
+
+pub use action::{Action, ActionId};
+pub use order::{Order, OrderError, OrderId, OrderStatus};
+pub use order_line::{Cents, InvalidLine, OrderLine, Quantity, Sku};
+pub use profile::{InvalidName, PersonName, Profile};
+pub use score::{InvalidScore, Score};
+pub use user::{User, UserId};
+pub use username::{InvalidUsername, Username};

@@ -1,0 +1,41 @@
+//! The framework core: aggregates, the [`Repository`] contract and its
+//! in-memory implementation, plus an example domain (users, orders, an action
+//! log) in [`example`].
+//!
+//! This crate has no database dependency: business rules and their tests live
+//! here and run without one. `crates/storage` implements the same contract on
+//! Postgres; the `testing` feature exports the contract suite both run.
+#![deny(missing_docs)]
+
+mod aggregate;
+mod clock;
+mod error;
+pub mod example;
+mod fingerprint;
+mod memory;
+mod page;
+mod repository;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod token;
+
+pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
+pub use clock::Timestamp;
+pub use error::{BoxError, RepositoryError};
+pub use fingerprint::Fingerprint;
+pub use memory::InMemoryRepository;
+pub use page::{Page, PageRequest};
+pub use repository::{PageOf, Repository};
+pub use token::{InvalidToken, TxToken};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Re-exports for [`aggregate_id!`]; not part of the API.
+    pub use serde;
+    pub use uuid::Uuid;
+}
+
+/// Compiles and runs the README's Rust examples, so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

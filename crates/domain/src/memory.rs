@@ -1,0 +1,204 @@
+//! The in-memory repository: the same contract as the Postgres one, for
+//! domain unit tests and for running the example service without a database.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::aggregate::{Aggregate, UniqueKey};
+use crate::error::RepositoryError;
+use crate::fingerprint::Fingerprint;
+use crate::page::{Page, PageRequest};
+use crate::repository::{PageOf, Repository};
+use crate::token::TxToken;
+
+/// A strongly consistent, in-process [`Repository`]. Clones share the same
+/// data, so it can be handed to concurrent tasks like a connection pool.
+///
+/// One mutex is held across load, closure and store. That is safe because the
+/// closure is synchronous, and it makes every operation linearizable: no
+/// update is ever lost and the closure never needs a re-run. The closure works
+/// on a copy, so a closure that fails or panics leaves the data untouched.
+#[derive(Debug)]
+pub struct InMemoryRepository<A: Aggregate> {
+    state: Arc<Mutex<State<A>>>,
+}
+
+impl<A: Aggregate> Clone for InMemoryRepository<A> {
+    fn clone(&self) -> Self {
+        Self {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<A: Aggregate> Default for InMemoryRepository<A> {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                rows: BTreeMap::new(),
+                tokens: HashMap::new(),
+                unique: HashMap::new(),
+            })),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State<A: Aggregate> {
+    rows: BTreeMap<A::Id, A>,
+    tokens: HashMap<TxToken, (A::Id, Fingerprint)>,
+    unique: HashMap<UniqueKey, A::Id>,
+}
+
+impl<A: Aggregate> InMemoryRepository<A> {
+    /// An empty repository.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many aggregates are stored.
+    pub fn len(&self) -> usize {
+        self.lock().rows.len()
+    }
+
+    /// Whether no aggregate is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<A>> {
+        // A panicking closure poisons the mutex, but it only ever touched a
+        // copy: the state itself is consistent, so carry on.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<A: Aggregate> State<A> {
+    fn create(&mut self, token: TxToken, mut aggregate: A) -> Result<A, RepositoryError> {
+        let id = aggregate.id();
+        if let Some((stored_id, fingerprint)) = self.tokens.get(&token) {
+            if *fingerprint != aggregate.fingerprint() {
+                return Err(RepositoryError::TokenMismatch {
+                    kind: A::KIND,
+                    token,
+                });
+            }
+            return self
+                .rows
+                .get(stored_id)
+                .cloned()
+                .ok_or_else(|| RepositoryError::not_found(A::KIND, stored_id));
+        }
+        if self.rows.contains_key(&id) {
+            return Err(RepositoryError::AlreadyExists {
+                kind: A::KIND,
+                id: id.to_string(),
+            });
+        }
+        let keys = aggregate.unique_keys();
+        self.check_unique(id, &keys)?;
+        aggregate.set_version(crate::Version::INITIAL);
+        self.index_unique(id, &[], keys);
+        self.tokens.insert(token, (id, aggregate.fingerprint()));
+        self.rows.insert(id, aggregate.clone());
+        Ok(aggregate)
+    }
+
+    fn update<R, E>(
+        &mut self,
+        id: A::Id,
+        f: impl FnOnce(&mut A) -> Result<R, E>,
+    ) -> Result<R, RepositoryError<E>> {
+        let current = self
+            .rows
+            .get(&id)
+            .ok_or_else(|| RepositoryError::not_found(A::KIND, id))?;
+        let mut next = current.clone();
+        let output = f(&mut next).map_err(RepositoryError::Domain)?;
+        if next.id() != id {
+            return Err(RepositoryError::Storage(
+                format!("an update closure changed the id of {} {id}", A::KIND).into(),
+            ));
+        }
+        next.set_version(current.version().next());
+        let old_keys = current.unique_keys();
+        let new_keys = next.unique_keys();
+        self.check_unique(id, &new_keys)
+            .map_err(RepositoryError::widen)?;
+        self.index_unique(id, &old_keys, new_keys);
+        self.rows.insert(id, next);
+        Ok(output)
+    }
+
+    fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        let removed = self
+            .rows
+            .remove(&id)
+            .ok_or_else(|| RepositoryError::not_found(A::KIND, id))?;
+        self.index_unique(id, &removed.unique_keys(), Vec::new());
+        Ok(())
+    }
+
+    fn check_unique(&self, id: A::Id, keys: &[UniqueKey]) -> Result<(), RepositoryError> {
+        match keys
+            .iter()
+            .find(|key| self.unique.get(*key).is_some_and(|holder| *holder != id))
+        {
+            Some(taken) => Err(RepositoryError::Duplicate {
+                kind: A::KIND,
+                key: taken.name.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn index_unique(&mut self, id: A::Id, old: &[UniqueKey], new: Vec<UniqueKey>) {
+        for key in old {
+            self.unique.remove(key);
+        }
+        for key in new {
+            self.unique.insert(key, id);
+        }
+    }
+}
+
+impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
+    async fn create(&self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        self.lock().create(token, aggregate)
+    }
+
+    async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
+        self.lock()
+            .rows
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| RepositoryError::not_found(A::KIND, id))
+    }
+
+    async fn update<R, E, F>(&self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    where
+        F: FnMut(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        self.lock().update(id, f)
+    }
+
+    async fn delete(&self, id: A::Id) -> Result<(), RepositoryError> {
+        self.lock().delete(id)
+    }
+
+    async fn list(&self, page: PageRequest<A::Id>) -> Result<PageOf<A>, RepositoryError> {
+        let state = self.lock();
+        let items: Vec<A> = match page.cursor() {
+            Some(after) => state
+                .rows
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                .map(|(_, a)| a.clone())
+                .take(page.limit())
+                .collect(),
+            None => state.rows.values().take(page.limit()).cloned().collect(),
+        };
+        Ok(Page::from_items(items, page, Aggregate::id))
+    }
+}

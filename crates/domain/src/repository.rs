@@ -1,0 +1,66 @@
+//! The repository contract every store implements.
+
+use std::future::Future;
+
+use crate::aggregate::Aggregate;
+use crate::error::RepositoryError;
+use crate::page::{Page, PageRequest};
+use crate::token::TxToken;
+
+/// A page of aggregates of type `A`.
+pub type PageOf<A> = Page<A, <A as Aggregate>::Id>;
+
+/// Stores aggregates of one kind. Implementations hide every transaction,
+/// retry and connection; callers see aggregates and [`RepositoryError`]s.
+///
+/// The contract (checked by `domain::testing::contract` for every
+/// implementation):
+///
+/// * `create(token, a)`:
+///   - a new id and an unused token: stores `a` at [`Version::INITIAL`](crate::Version::INITIAL) and returns it;
+///   - a token already used with the same fingerprint (a retry): writes
+///     nothing and returns the aggregate that token created, as stored now
+///     (`NotFound` if it was deleted since);
+///   - a token already used with another fingerprint: `TokenMismatch`;
+///   - an unused token and an id that exists: `AlreadyExists`;
+///   - a unique key another aggregate holds: `Duplicate`.
+/// * `update(id, f)` loads the aggregate, runs `f` on it and stores the
+///   result at the next version, atomically: no concurrent update is lost.
+///   `f` is synchronous and must be pure: the repository may run it again,
+///   on freshly loaded state, when a concurrent write got there first. Its
+///   `Err` writes nothing and comes back as [`RepositoryError::Domain`].
+///   A panic in `f` writes nothing and propagates.
+pub trait Repository<A: Aggregate>: Send + Sync {
+    /// Idempotent create-or-err; see the trait docs for the outcomes.
+    fn create(
+        &self,
+        token: TxToken,
+        aggregate: A,
+    ) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
+    /// The aggregate with this id, or `NotFound`.
+    fn get(&self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
+    /// Read-modify-write; returns what `f` returned. The stored version is
+    /// the loaded one plus one, so `f` may return `agg.version().next()` when
+    /// the caller needs the new version (e.g. for an ETag).
+    fn update<R, E, F>(
+        &self,
+        id: A::Id,
+        f: F,
+    ) -> impl Future<Output = Result<R, RepositoryError<E>>> + Send
+    where
+        F: FnMut(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send;
+
+    /// Removes the aggregate, or `NotFound`. Its tokens stay spent: a create
+    /// retried after the delete gets `NotFound`, not a resurrection.
+    fn delete(&self, id: A::Id) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+
+    /// One page of aggregates in id order.
+    fn list(
+        &self,
+        page: PageRequest<A::Id>,
+    ) -> impl Future<Output = Result<PageOf<A>, RepositoryError>> + Send;
+}

@@ -1,0 +1,203 @@
+//! Contract rules for `get`, `update`, `delete` and `list`.
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+
+use super::contract_create::{fresh_seed, new_id};
+use super::{ContractSubject, Refused};
+use crate::{Aggregate, PageRequest, Repository, RepositoryError, TxToken, Version};
+
+async fn create_sample<A: ContractSubject, R: Repository<A>>(repo: &R) -> A {
+    repo.create(TxToken::generate(), A::sample(new_id::<A>(), fresh_seed()))
+        .await
+        .expect("create a sample")
+}
+
+fn assert_not_found<T: std::fmt::Debug, E: std::fmt::Debug>(
+    result: &Result<T, RepositoryError<E>>,
+) {
+    assert!(
+        matches!(result, Err(RepositoryError::NotFound { .. })),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+/// `get`, `update` and `delete` of an id never stored: `NotFound`, and the
+/// closure never runs.
+pub async fn unknown_ids_are_not_found<A: ContractSubject, R: Repository<A>>(repo: R) {
+    let id = new_id::<A>();
+    assert_not_found(&repo.get(id).await);
+    assert_not_found(
+        &repo
+            .update(id, |_| -> Result<(), Infallible> {
+                panic!("the closure must not run for a missing aggregate")
+            })
+            .await,
+    );
+    assert_not_found(&repo.delete(id).await);
+}
+
+/// Each successful update bumps the version by exactly one and returns what
+/// the closure returned.
+pub async fn update_returns_the_closure_output_and_bumps_the_version<
+    A: ContractSubject,
+    R: Repository<A>,
+>(
+    repo: R,
+) {
+    let created = create_sample::<A, R>(&repo).await;
+    for round in 1..=3_u64 {
+        let (seen, next) = repo
+            .update(created.id(), |a| {
+                a.bump();
+                Ok::<_, Infallible>((a.count(), a.version().next()))
+            })
+            .await
+            .expect("update");
+        assert_eq!(seen, round);
+        assert_eq!(next, Version::new(round + 1), "the promised next version");
+        let loaded = repo.get(created.id()).await.expect("get");
+        assert_eq!(loaded.version(), next);
+        assert_eq!(loaded.count(), round);
+    }
+}
+
+/// A closure that changes the aggregate and then fails writes nothing.
+pub async fn closure_error_writes_nothing<A: ContractSubject, R: Repository<A>>(repo: R) {
+    let created = create_sample::<A, R>(&repo).await;
+    let result = repo
+        .update(created.id(), |a| -> Result<(), Refused> {
+            a.bump();
+            Err(Refused)
+        })
+        .await;
+    assert!(
+        matches!(result, Err(RepositoryError::Domain(Refused))),
+        "{result:?}"
+    );
+    let loaded = repo.get(created.id()).await.expect("get");
+    assert_eq!(format!("{loaded:?}"), format!("{created:?}"));
+}
+
+/// A closure that panics writes nothing, the panic reaches the caller, and
+/// the repository keeps working.
+pub async fn closure_panic_writes_nothing_and_propagates<A, R>(repo: R)
+where
+    A: ContractSubject,
+    R: Repository<A> + Clone + 'static,
+{
+    let created = create_sample::<A, R>(&repo).await;
+    let id = created.id();
+    let task = {
+        let repo = repo.clone();
+        tokio::spawn(async move {
+            repo.update(id, |a| -> Result<(), Infallible> {
+                a.bump();
+                panic!("a bug in a closure")
+            })
+            .await
+        })
+    };
+    let joined = task.await;
+    assert!(joined.is_err_and(|e| e.is_panic()), "the panic propagates");
+    let loaded = repo.get(id).await.expect("the repository still works");
+    assert_eq!(format!("{loaded:?}"), format!("{created:?}"));
+    repo.update(id, |a| {
+        a.bump();
+        Ok::<_, Infallible>(())
+    })
+    .await
+    .expect("and still writes");
+}
+
+/// Racing closures return outputs computed from the state they committed
+/// on: 20 concurrent updates that return the count they saw see each of
+/// 0..20 exactly once, however often the repository re-ran them.
+pub async fn retried_closure_sees_fresh_state<A, R>(repo: R)
+where
+    A: ContractSubject,
+    R: Repository<A> + Clone + 'static,
+{
+    let id = create_sample::<A, R>(&repo).await.id();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.update(id, |a| {
+                    let seen = a.count();
+                    a.bump();
+                    Ok::<_, Infallible>(seen)
+                })
+                .await
+            })
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    for task in tasks {
+        seen.insert(task.await.expect("no panic").expect("update"));
+    }
+    assert_eq!(seen, (0..20).collect::<BTreeSet<u64>>());
+}
+
+/// `delete` removes the aggregate; a second delete is `NotFound`.
+pub async fn delete_removes<A: ContractSubject, R: Repository<A>>(repo: R) {
+    let created = create_sample::<A, R>(&repo).await;
+    repo.delete(created.id()).await.expect("delete");
+    assert_not_found(&repo.get(created.id()).await);
+    assert_not_found(&repo.delete(created.id()).await);
+}
+
+/// Paging with a small limit visits every aggregate once, in id order, and
+/// ends with a page that has no `next`.
+pub async fn list_pages_through_everything_in_id_order<A: ContractSubject, R: Repository<A>>(
+    repo: R,
+) {
+    let mut mine = BTreeSet::new();
+    for _ in 0..7 {
+        mine.insert(create_sample::<A, R>(&repo).await.id());
+    }
+    let mut request = Some(PageRequest::first(3));
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    while let Some(page_request) = request {
+        let page = repo.list(page_request).await.expect("list");
+        assert!(page.items.len() <= 3);
+        listed.extend(page.items.iter().map(Aggregate::id));
+        request = page.next;
+        pages += 1;
+        assert!(pages < 100_000, "paging must terminate");
+    }
+    assert!(
+        listed.windows(2).all(|w| w[0] < w[1]),
+        "strictly id-ordered"
+    );
+    let seen: BTreeSet<_> = listed.into_iter().filter(|id| mine.contains(id)).collect();
+    assert_eq!(seen, mine, "every aggregate listed exactly once");
+}
+
+/// 50 concurrent bumps of one aggregate: none lost, version exactly 51.
+pub async fn concurrent_updates_lose_nothing<A, R>(repo: R)
+where
+    A: ContractSubject,
+    R: Repository<A> + Clone + 'static,
+{
+    let id = create_sample::<A, R>(&repo).await.id();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.update(id, |a| {
+                    a.bump();
+                    Ok::<_, Infallible>(())
+                })
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("no panic").expect("update");
+    }
+    let loaded = repo.get(id).await.expect("get");
+    assert_eq!(loaded.count(), 50);
+    assert_eq!(loaded.version(), Version::new(51));
+}

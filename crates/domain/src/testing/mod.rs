@@ -1,0 +1,71 @@
+//! The repository contract suite, for every [`Repository`](crate::Repository)
+//! implementation's tests (enable the `testing` feature as a dev-dependency).
+//!
+//! [`contract`] holds one async function per rule of the contract, generic
+//! over the repository and over any [`ContractSubject`] aggregate;
+//! [`contract_suite!`](crate::contract_suite) turns them into one
+//! `#[tokio::test]` each for a given repository.
+
+#![expect(
+    clippy::missing_panics_doc,
+    reason = "contract checks are tests: they panic on a broken rule"
+)]
+
+mod contract_create;
+mod contract_rw;
+mod counter;
+mod subject;
+
+/// Every contract check, one async function per rule.
+pub mod contract {
+    pub use super::contract_create::*;
+    pub use super::contract_rw::*;
+}
+pub use counter::{Counter, CounterId};
+pub use subject::{ContractSubject, Refused};
+
+/// Generates one `#[tokio::test]` per contract rule in a module `$name`, each
+/// on the repository that `$make` builds (it may `.await`). The repository
+/// must be `Clone + 'static` (clones share data) and may already hold
+/// aggregates: the checks only look at the ones they create.
+///
+/// ```ignore
+/// domain::contract_suite!(counters_in_memory, Counter, InMemoryRepository::<Counter>::new());
+/// ```
+#[macro_export]
+macro_rules! contract_suite {
+    ($name:ident, $aggregate:ty, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::contract_suite!(@cases $aggregate, $make;
+                create_then_get_returns_it,
+                create_stores_the_initial_version,
+                retried_create_returns_the_stored_aggregate,
+                retry_with_a_new_server_assigned_id_returns_the_first,
+                other_token_on_an_existing_id_is_already_exists,
+                token_reused_for_another_payload_is_a_mismatch,
+                retry_after_delete_is_not_found,
+                racing_creates_with_one_token_store_one,
+                unknown_ids_are_not_found,
+                update_returns_the_closure_output_and_bumps_the_version,
+                closure_error_writes_nothing,
+                closure_panic_writes_nothing_and_propagates,
+                retried_closure_sees_fresh_state,
+                delete_removes,
+                list_pages_through_everything_in_id_order,
+                concurrent_updates_lose_nothing,
+            );
+        }
+    };
+    (@cases $aggregate:ty, $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let repo = $make;
+                $crate::testing::contract::$case::<$aggregate, _>(repo).await;
+            }
+        )+
+    };
+}

@@ -1,0 +1,2 @@
+//! Postgres repositories for the domain's `Repository` contract.
+#![deny(missing_docs)]
