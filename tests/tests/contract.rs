@@ -1,8 +1,11 @@
-//! The repository contract suite, run against every store.
+//! The repository contract suite, run unchanged against every store.
 
 use domain::InMemoryRepository;
-use domain::example::Order;
+use domain::example::{Order, User};
 use domain::testing::Counter;
+use integration_tests::{CounterMapping, WithDb};
+use storage::PgRepository;
+use storage::mappings::{OrderMapping, UserMapping};
 
 domain::contract_suite!(
     counters_in_memory,
@@ -11,7 +14,27 @@ domain::contract_suite!(
 );
 domain::contract_suite!(orders_in_memory, Order, InMemoryRepository::<Order>::new());
 
+domain::contract_suite!(
+    counters_on_postgres,
+    Counter,
+    WithDb::<PgRepository<CounterMapping>>::fresh().await
+);
+domain::contract_suite!(
+    orders_on_postgres,
+    Order,
+    WithDb::<PgRepository<OrderMapping>>::fresh().await
+);
+
 #[tokio::test]
 async fn users_in_memory_reject_a_taken_username() {
-    domain::testing::contract::taken_username_is_a_duplicate(InMemoryRepository::new()).await;
+    domain::testing::contract::taken_username_is_a_duplicate(InMemoryRepository::<User>::new())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_postgres_reject_a_taken_username() {
+    domain::testing::contract::taken_username_is_a_duplicate(
+        WithDb::<PgRepository<UserMapping>>::fresh().await,
+    )
+    .await;
 }

@@ -1,0 +1,65 @@
+//! Settings of a [`Store`](crate::Store): pool, deadline, retries, tokens.
+
+use std::time::Duration;
+
+/// How the pool checks a connection when handing it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recycling {
+    /// No round trip: hand out any connection whose socket is open and that
+    /// has no transaction left open. A connection that broke in the pool
+    /// fails its first statement, which is retried on a fresh connection.
+    Fast,
+    /// `SELECT 1` on every checkout: one extra round trip per operation.
+    Verified,
+}
+
+/// Everything a [`Store`](crate::Store) can be tuned with. `Default` gives
+/// settings fit for a small service and for tests.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// Idle connections the pool keeps ready (`None`: as many as it has).
+    pub min_idle: Option<u32>,
+    /// How long an operation waits for a pooled connection before failing
+    /// with `Unavailable`. Keep it short: failing fast beats queueing.
+    pub connection_timeout: Duration,
+    /// Close connections idle for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Close connections this old, so server-side state cannot pile up.
+    pub max_lifetime: Option<Duration>,
+    /// How the pool checks connections on checkout.
+    pub recycling: Recycling,
+    /// The whole budget of one repository operation: pool wait, statements,
+    /// retries and backoff. Also set as the connections' `statement_timeout`.
+    pub deadline: Duration,
+    /// Most times an operation runs (including the first) when it meets
+    /// transient faults or optimistic-lock conflicts.
+    pub max_attempts: u32,
+    /// First retry backoff; doubles per attempt up to [`Self::max_backoff`],
+    /// each sleep drawn uniformly from zero to that bound (full jitter).
+    pub base_backoff: Duration,
+    /// Upper bound of one backoff sleep.
+    pub max_backoff: Duration,
+    /// How long a transaction token is remembered: a create retried later
+    /// than this may create a second aggregate. Stripe keeps keys for 24 h.
+    pub token_retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_idle: None,
+            connection_timeout: Duration::from_millis(500),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            recycling: Recycling::Fast,
+            deadline: Duration::from_secs(2),
+            max_attempts: 20,
+            base_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(100),
+            token_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The per-aggregate part a template user writes: plain diesel queries for
+//! one aggregate's tables. The framework calls them inside its transactions
+//! and retries; a mapping never begins or commits anything.
+
+use std::future::Future;
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use domain::Aggregate;
+
+/// How aggregates of one type are read from and written to their tables.
+///
+/// Rules the framework relies on (the contract suite catches breaking them):
+/// * `load` and `load_page` read a consistent state: one statement (join the
+///   child tables), not one per table.
+/// * `update` writes `new` over `old` and its statement on the root row
+///   filters on `version = old.version()` and sets `version = new.version()`;
+///   it returns how many root rows matched (0 means a concurrent writer won,
+///   and the framework rolls back and retries). Write only what changed.
+/// * `delete` returns how many root rows it removed; child rows go with
+///   `ON DELETE CASCADE`.
+/// * Unique constraints are named as in [`Aggregate::unique_keys`].
+///
+/// Pipelining: statements whose futures are polled together (`tokio::join!`)
+/// share one round trip. Check their results in statement order, and when
+/// the root update matched nothing return `Ok(0)` without looking further:
+/// after a failed statement the later ones only say "transaction is
+/// aborted", and after a root miss they may fail because of the newer state.
+/// (`try_join!` reports whichever error it polls first, so it can hide the
+/// real one.) Should a write still fail after a concurrent writer moved the
+/// version, the framework sees the moved version and retries.
+pub trait Mapping: Send + Sync + 'static {
+    /// The aggregate mapped.
+    type Aggregate: Aggregate;
+
+    /// The name of the root table's primary-key constraint: a unique
+    /// violation on it means the id exists (`AlreadyExists`).
+    const PRIMARY_KEY: &'static str;
+
+    /// The aggregate with this id, if stored.
+    fn load(
+        conn: &mut AsyncPgConnection,
+        id: <Self::Aggregate as Aggregate>::Id,
+    ) -> impl Future<Output = QueryResult<Option<Self::Aggregate>>> + Send;
+
+    /// At most `limit` aggregates with ids above `after`, in id order.
+    fn load_page(
+        conn: &mut AsyncPgConnection,
+        after: Option<<Self::Aggregate as Aggregate>::Id>,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<Self::Aggregate>>> + Send;
+
+    /// Inserts a new aggregate (its root row and child rows).
+    fn insert(
+        conn: &mut AsyncPgConnection,
+        aggregate: &Self::Aggregate,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Writes `new` over `old`; returns the root rows matched (0 or 1).
+    fn update(
+        conn: &mut AsyncPgConnection,
+        old: &Self::Aggregate,
+        new: &Self::Aggregate,
+    ) -> impl Future<Output = QueryResult<usize>> + Send;
+
+    /// Deletes the aggregate; returns the root rows removed (0 or 1).
+    fn delete(
+        conn: &mut AsyncPgConnection,
+        id: <Self::Aggregate as Aggregate>::Id,
+    ) -> impl Future<Output = QueryResult<usize>> + Send;
+}
+
+/// A stored version as the database keeps it.
+///
+/// # Panics
+/// Past `i64::MAX` writes to one aggregate, which no database lives to see.
+pub fn version_to_db(version: domain::Version) -> i64 {
+    i64::try_from(version.get()).expect("versions stay below i64::MAX")
+}
+
+/// A version read back from the database (the schema keeps it >= 1).
+pub fn version_from_db(version: i64) -> domain::Version {
+    domain::Version::new(u64::try_from(version).unwrap_or(0))
+}

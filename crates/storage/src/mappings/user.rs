@@ -1,0 +1,162 @@
+//! `User` <-> `users` + `user_profiles`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::Aggregate;
+use domain::example::{PersonName, Profile, Score, User, UserId, Username};
+use uuid::Uuid;
+
+use super::{corrupt, ts};
+use crate::mapping::{Mapping, version_from_db, version_to_db};
+use crate::schema::{user_profiles, users};
+
+/// Maps [`User`] to the `users` and `user_profiles` tables.
+#[derive(Debug, Clone, Copy)]
+pub struct UserMapping;
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+struct UserRow {
+    id: Uuid,
+    version: i64,
+    username: String,
+    score: f64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = user_profiles, check_for_backend(diesel::pg::Pg))]
+struct ProfileRow {
+    user_id: Uuid,
+    first_name: String,
+    last_name: String,
+}
+
+impl UserRow {
+    fn of(user: &User) -> Self {
+        Self {
+            id: user.id().into(),
+            version: version_to_db(user.version()),
+            username: user.username().as_str().to_owned(),
+            score: user.score().get(),
+            created_at: user.created_at().as_datetime(),
+            updated_at: user.updated_at().as_datetime(),
+        }
+    }
+}
+
+impl ProfileRow {
+    fn of(user: &User) -> Self {
+        Self {
+            user_id: user.id().into(),
+            first_name: user.profile().first_name.as_str().to_owned(),
+            last_name: user.profile().last_name.as_str().to_owned(),
+        }
+    }
+}
+
+fn restore((row, profile): (UserRow, ProfileRow)) -> QueryResult<User> {
+    Ok(User::restore(
+        UserId::from(row.id),
+        version_from_db(row.version),
+        Username::parse(&row.username).map_err(|e| corrupt("username", e))?,
+        Profile {
+            first_name: PersonName::parse(&profile.first_name)
+                .map_err(|e| corrupt("first name", e))?,
+            last_name: PersonName::parse(&profile.last_name)
+                .map_err(|e| corrupt("last name", e))?,
+        },
+        Score::new(row.score).map_err(|e| corrupt("score", e))?,
+        ts(row.created_at),
+        ts(row.updated_at),
+    ))
+}
+
+impl Mapping for UserMapping {
+    type Aggregate = User;
+    const PRIMARY_KEY: &'static str = "users_pkey";
+
+    async fn load(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
+        let row: Option<(UserRow, ProfileRow)> = users::table
+            .inner_join(user_profiles::table)
+            .filter(users::id.eq(id.as_uuid()))
+            .select((UserRow::as_select(), ProfileRow::as_select()))
+            .first(conn)
+            .await
+            .optional()?;
+        row.map(restore).transpose()
+    }
+
+    async fn load_page(
+        conn: &mut AsyncPgConnection,
+        after: Option<UserId>,
+        limit: i64,
+    ) -> QueryResult<Vec<User>> {
+        let mut query = users::table
+            .inner_join(user_profiles::table)
+            .select((UserRow::as_select(), ProfileRow::as_select()))
+            .order(users::id)
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::id.gt(after.as_uuid()));
+        }
+        let rows: Vec<(UserRow, ProfileRow)> = query.load(conn).await?;
+        rows.into_iter().map(restore).collect()
+    }
+
+    async fn insert(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<()> {
+        // Pipelined: both statements go out before the first reply comes back.
+        let conn = &*conn;
+        let user_row = diesel::insert_into(users::table)
+            .values(UserRow::of(user))
+            .execute(&mut &*conn);
+        let profile_row = diesel::insert_into(user_profiles::table)
+            .values(ProfileRow::of(user))
+            .execute(&mut &*conn);
+        // Check replies in statement order: once one fails, the later ones
+        // only report "transaction is aborted".
+        let (user_row, profile_row) = tokio::join!(user_row, profile_row);
+        user_row?;
+        profile_row.map(drop)
+    }
+
+    async fn update(conn: &mut AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
+        let conn = &*conn;
+        let id: Uuid = new.id().into();
+        let root = diesel::update(
+            users::table
+                .filter(users::id.eq(id))
+                .filter(users::version.eq(version_to_db(old.version()))),
+        )
+        .set((
+            users::version.eq(version_to_db(new.version())),
+            users::username.eq(new.username().as_str()),
+            users::score.eq(new.score().get()),
+            users::updated_at.eq(new.updated_at().as_datetime()),
+        ))
+        .execute(&mut &*conn);
+        if old.profile() == new.profile() {
+            return root.await;
+        }
+        let profile = diesel::update(user_profiles::table.find(id))
+            .set((
+                user_profiles::first_name.eq(new.profile().first_name.as_str()),
+                user_profiles::last_name.eq(new.profile().last_name.as_str()),
+            ))
+            .execute(&mut &*conn);
+        let (root, profile) = tokio::join!(root, profile);
+        match root? {
+            0 => Ok(0),
+            matched => profile.map(|_| matched),
+        }
+    }
+
+    async fn delete(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<usize> {
+        diesel::delete(users::table.find(id.as_uuid()))
+            .execute(conn)
+            .await
+    }
+}

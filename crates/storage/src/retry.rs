@@ -1,0 +1,161 @@
+//! The bounded, jittered retry loop every repository operation runs in, and
+//! the deadline around it.
+
+use std::time::Duration;
+
+use domain::RepositoryError;
+use rand::Rng;
+use tracing::Instrument;
+
+use crate::classify::{Fault, Transient, classify};
+use crate::config::StoreConfig;
+
+/// Why one attempt of an operation failed.
+#[derive(Debug)]
+pub(crate) enum Fail<E> {
+    /// A statement failed; [`classify`] decides what it means.
+    Db(diesel::result::Error),
+    /// The optimistic lock missed: a concurrent writer stored a newer version.
+    VersionMiss,
+    /// A final answer: no retry can change it.
+    Done(RepositoryError<E>),
+}
+
+impl<E> From<diesel::result::Error> for Fail<E> {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Db(error)
+    }
+}
+
+/// The retry state of one operation: which aggregate, how many attempts.
+///
+/// Each operation drives it in a small loop, inside [`within_deadline`]:
+/// ```ignore
+/// loop {
+///     match self.try_get(id).await {
+///         Ok(found) => return Ok(found),
+///         Err(failure) => retry.after(failure).await?,
+///     }
+/// }
+/// ```
+pub(crate) struct Retry<'a> {
+    pub(crate) kind: &'static str,
+    pub(crate) id: String,
+    pub(crate) primary_key: &'static str,
+    pub(crate) config: &'a StoreConfig,
+    pub(crate) attempts: u32,
+}
+
+impl Retry<'_> {
+    /// After a failed attempt: sleeps a jittered backoff and returns `Ok`
+    /// when another attempt is worth it, or returns the final error.
+    pub(crate) async fn after<E>(&mut self, failure: Fail<E>) -> Result<(), RepositoryError<E>> {
+        let retry_as = self.judge(failure)?;
+        if self.attempts >= self.config.max_attempts {
+            tracing::warn!(attempts = self.attempts, "retries exhausted");
+            return Err(retry_as.give_up(self));
+        }
+        tracing::debug!(attempts = self.attempts, ?retry_as, "retrying");
+        tokio::time::sleep(backoff(self.config, self.attempts)).await;
+        self.attempts += 1;
+        Ok(())
+    }
+
+    /// Either a reason to retry or the final error.
+    fn judge<E>(&self, failure: Fail<E>) -> Result<RetryAs, RepositoryError<E>> {
+        let error = match failure {
+            Fail::Done(error) => return Err(error),
+            Fail::VersionMiss => return Ok(RetryAs::Conflict),
+            Fail::Db(error) => error,
+        };
+        match classify(&error) {
+            Fault::Transient(Transient::Contention) => Ok(RetryAs::Conflict),
+            Fault::Transient(Transient::Connection) => Ok(RetryAs::Connection(error)),
+            Fault::Timeout => Err(RepositoryError::Timeout),
+            Fault::Unique(constraint) if constraint == self.primary_key => {
+                Err(RepositoryError::AlreadyExists {
+                    kind: self.kind,
+                    id: self.id.clone(),
+                })
+            }
+            Fault::Unique(constraint) => Err(RepositoryError::Duplicate {
+                kind: self.kind,
+                key: constraint,
+            }),
+            Fault::Other => Err(RepositoryError::Storage(Box::new(error))),
+        }
+    }
+}
+
+/// Why an attempt is worth repeating.
+#[derive(Debug)]
+enum RetryAs {
+    /// Lost to a concurrent writer.
+    Conflict,
+    /// The connection broke.
+    Connection(diesel::result::Error),
+}
+
+impl RetryAs {
+    fn give_up<E>(self, op: &Retry<'_>) -> RepositoryError<E> {
+        match self {
+            Self::Conflict => RepositoryError::Conflict {
+                kind: op.kind,
+                id: op.id.clone(),
+                attempts: op.attempts,
+            },
+            Self::Connection(error) => RepositoryError::Unavailable(Box::new(error)),
+        }
+    }
+}
+
+/// Runs an operation's retry loop under its deadline, in a tracing span.
+/// When the deadline passes the loop's future is dropped wherever it was; a
+/// connection it left inside a transaction is discarded by the pool, never
+/// reused.
+pub(crate) async fn within_deadline<T, E>(
+    config: &StoreConfig,
+    span: tracing::Span,
+    work: impl Future<Output = Result<T, RepositoryError<E>>>,
+) -> Result<T, RepositoryError<E>> {
+    tokio::time::timeout(config.deadline, work)
+        .instrument(span)
+        .await
+        .unwrap_or(Err(RepositoryError::Timeout))
+}
+
+/// Full jitter: uniform in `0..=min(max, base * 2^(attempt-1))`, so racing
+/// writers spread out instead of colliding again in lockstep.
+fn backoff(config: &StoreConfig, attempt: u32) -> Duration {
+    let ceiling = config
+        .base_backoff
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(config.max_backoff);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_but_stays_under_the_cap() {
+        let config = StoreConfig::default();
+        for attempt in 1..40 {
+            let cap = config
+                .base_backoff
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(config.max_backoff);
+            for _ in 0..20 {
+                assert!(backoff(&config, attempt) <= cap);
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered() {
+        let config = StoreConfig::default();
+        let samples: std::collections::BTreeSet<_> = (0..50).map(|_| backoff(&config, 5)).collect();
+        assert!(samples.len() > 10, "{samples:?}");
+    }
+}

@@ -1,0 +1,67 @@
+//! Diesel's view of the tables in `migrations/`.
+#![expect(missing_docs, reason = "generated-style table declarations")]
+
+diesel::table! {
+    tx_tokens (aggregate_kind, token) {
+        aggregate_kind -> Text,
+        token -> Uuid,
+        aggregate_id -> Uuid,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        version -> Int8,
+        username -> Text,
+        score -> Float8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_profiles (user_id) {
+        user_id -> Uuid,
+        first_name -> Text,
+        last_name -> Text,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        version -> Int8,
+        user_id -> Uuid,
+        status -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_lines (order_id, position) {
+        order_id -> Uuid,
+        position -> Int4,
+        sku -> Text,
+        quantity -> Int4,
+        unit_price_cents -> Int8,
+    }
+}
+
+diesel::table! {
+    actions (id) {
+        id -> Uuid,
+        version -> Int8,
+        what -> Text,
+        aggregate_kind -> Text,
+        aggregate_id -> Uuid,
+        at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(user_profiles -> users (user_id));
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(users, user_profiles, orders, order_lines);

@@ -1,0 +1,159 @@
+//! The connection pool and the settings every repository of a database
+//! shares.
+
+use std::sync::Arc;
+
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use domain::RepositoryError;
+
+use crate::config::{Recycling, StoreConfig};
+use crate::mapping::Mapping;
+use crate::repository::PgRepository;
+
+/// A pooled connection of the store.
+pub(crate) type Conn = PooledConnection<'static, AsyncPgConnection>;
+
+/// A Postgres database: its pool and settings. Cheap to clone; hand it to
+/// [`Store::repository`] for each aggregate's repository.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: Pool<AsyncPgConnection>,
+    pub(crate) config: StoreConfig,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL holds the password: never print it.
+        f.debug_struct("Store")
+            .field("pool", &self.inner.pool.state())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Builds the pool. Opens no connection up front unless `min_idle` asks
+    /// for some, so a service starts even while its database is down and
+    /// reports `Unavailable` until it is back.
+    pub fn new(database_url: &str, config: StoreConfig) -> Self {
+        let deadline_ms = config.deadline.as_millis();
+        let mut manager_config = ManagerConfig::default();
+        manager_config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                // A statement can never outlive its operation's deadline, and a
+                // transaction left open by a vanished client is ended by the
+                // server instead of holding locks forever.
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {deadline_ms}; \
+                     SET idle_in_transaction_session_timeout = {};",
+                    deadline_ms * 5
+                ))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        manager_config.recycling_method = match config.recycling {
+            Recycling::Verified => RecyclingMethod::Verified,
+            Recycling::Fast => RecyclingMethod::CustomFunction(Box::new(|conn| {
+                Box::pin(async move {
+                    if conn.is_broken() {
+                        Err(diesel::result::Error::BrokenTransactionManager)
+                    } else {
+                        Ok(())
+                    }
+                })
+            })),
+        };
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            database_url,
+            manager_config,
+        );
+        let pool = Pool::builder()
+            .max_size(config.max_connections)
+            .min_idle(config.min_idle)
+            .connection_timeout(config.connection_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .test_on_check_out(true)
+            .error_sink(Box::new(LogSink))
+            .build_unchecked(manager);
+        Self {
+            inner: Arc::new(Inner { pool, config }),
+        }
+    }
+
+    /// The repository of aggregates mapped by `M`, on this store.
+    pub fn repository<M: Mapping>(&self) -> PgRepository<M> {
+        PgRepository::new(self.clone())
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// Connections open and idle right now, for health checks and tests.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.inner.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// Whether the database answers a trivial query within the deadline.
+    pub async fn ping(&self) -> Result<(), RepositoryError> {
+        let work = async {
+            let mut conn = self.connection::<std::convert::Infallible>().await?;
+            conn.batch_execute("SELECT 1")
+                .await
+                .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+        };
+        tokio::time::timeout(self.inner.config.deadline, work)
+            .await
+            .map_err(|_| RepositoryError::Timeout)?
+    }
+
+    /// Forgets transaction tokens older than the configured retention. A
+    /// token younger than it is never removed. Returns how many went.
+    pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
+        let retention = chrono::TimeDelta::from_std(self.inner.config.token_retention)
+            .map_err(|e| RepositoryError::Storage(Box::new(e)))?;
+        let mut conn = self.connection::<std::convert::Infallible>().await?;
+        crate::tokens::purge_older_than(&mut conn, chrono::Utc::now() - retention)
+            .await
+            .map_err(|e| RepositoryError::Storage(Box::new(e)))
+    }
+
+    /// A pooled connection, or `Unavailable` after `connection_timeout`.
+    pub(crate) async fn connection<E>(&self) -> Result<Conn, RepositoryError<E>> {
+        self.inner
+            .pool
+            .get_owned()
+            .await
+            .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+    }
+}
+
+/// bb8 sends connect and validation errors to a sink that drops them by
+/// default, leaving pool timeouts without a visible cause; log them instead.
+#[derive(Debug, Clone, Copy)]
+struct LogSink;
+
+impl<E: std::fmt::Display> bb8::ErrorSink<E> for LogSink {
+    fn sink(&self, error: E) {
+        tracing::warn!(%error, "database connection failed");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<E>> {
+        Box::new(*self)
+    }
+}

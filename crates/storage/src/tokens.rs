@@ -1,0 +1,59 @@
+//! The `tx_tokens` table: claimed in the same transaction as a create.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::{Fingerprint, TxToken};
+use uuid::Uuid;
+
+use crate::schema::tx_tokens;
+
+/// Claims `token` for the aggregate `id` being created. Returns false when
+/// the token was already claimed; if another transaction holds an
+/// uncommitted claim, waits for it to finish first (the unique index does).
+pub(crate) async fn claim(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    token: TxToken,
+    id: Uuid,
+    fingerprint: &Fingerprint,
+) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(tx_tokens::table)
+        .values((
+            tx_tokens::aggregate_kind.eq(kind),
+            tx_tokens::token.eq(token.as_uuid()),
+            tx_tokens::aggregate_id.eq(id),
+            tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// The aggregate id and request fingerprint a claimed token recorded.
+pub(crate) async fn find(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    token: TxToken,
+) -> QueryResult<(Uuid, Fingerprint)> {
+    let (id, bytes): (Uuid, Vec<u8>) = tx_tokens::table
+        .find((kind, token.as_uuid()))
+        .select((tx_tokens::aggregate_id, tx_tokens::fingerprint))
+        .first(conn)
+        .await?;
+    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+        diesel::result::Error::DeserializationError("fingerprint is not 32 bytes".into())
+    })?;
+    Ok((id, Fingerprint::from_bytes(bytes)))
+}
+
+/// Deletes tokens created before `cutoff`.
+pub(crate) async fn purge_older_than(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::delete(tx_tokens::table.filter(tx_tokens::created_at.lt(cutoff)))
+        .execute(conn)
+        .await
+}

@@ -1,0 +1,193 @@
+//! A throwaway Postgres database per test, migrated, and dropped when the
+//! test ends (also when it fails).
+
+use std::sync::Arc;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use domain::{Aggregate, PageOf, PageRequest, Repository, RepositoryError, TxToken};
+use storage::{Mapping, PgRepository, Store, StoreConfig};
+
+/// Where the tests find Postgres: `DATABASE_URL`, or the local default.
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own for one test. Dropping it drops the database.
+#[derive(Debug)]
+pub struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    /// Creates and migrates a fresh database.
+    ///
+    /// # Panics
+    /// When Postgres cannot be reached: these tests need one, and say how to
+    /// get it instead of passing silently.
+    pub async fn new() -> Arc<Self> {
+        let admin = admin_url();
+        let mut conn = AsyncPgConnection::establish(&admin)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "this test needs PostgreSQL at {admin} ({e}). Start the local one with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
+                 or set DATABASE_URL; `scripts/test` does the former for you."
+                )
+            });
+        let name = format!("itest_{}", uuid::Uuid::new_v4().simple());
+        conn.batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        let url = database_url(&admin, &name);
+        let db = Arc::new(Self { name, url });
+        storage::migrate(&db.url)
+            .await
+            .expect("migrate the test database");
+        let mut conn = AsyncPgConnection::establish(&db.url)
+            .await
+            .expect("connect");
+        conn.batch_execute(crate::counter_mapping::CREATE_TABLE)
+            .await
+            .expect("create the counters table");
+        db
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A store on this database.
+    pub fn store(&self, config: StoreConfig) -> Store {
+        Store::new(&self.url, config)
+    }
+
+    /// A plain connection outside any pool, for setting up faults.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connect")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on async
+        // work: use a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&admin_url()).await?;
+                conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let base = match base.rsplit_once('/') {
+        Some((server, _)) if server.contains("//") && !server.ends_with('/') => server,
+        _ => base.trim_end_matches('/'),
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A repository that keeps its test database alive as long as any clone of
+/// it: the contract suite takes repositories by value.
+#[derive(Debug)]
+pub struct WithDb<R> {
+    repo: R,
+    db: Arc<TestDb>,
+}
+
+impl<R: Clone> Clone for WithDb<R> {
+    fn clone(&self) -> Self {
+        Self {
+            repo: self.repo.clone(),
+            db: Arc::clone(&self.db),
+        }
+    }
+}
+
+impl<M: Mapping> WithDb<PgRepository<M>> {
+    /// The repository of `M` on a fresh database, with default settings.
+    pub async fn fresh() -> Self {
+        let db = TestDb::new().await;
+        let repo = db.store(StoreConfig::default()).repository::<M>();
+        Self { repo, db }
+    }
+}
+
+impl<R> WithDb<R> {
+    /// The database under the repository.
+    pub fn db(&self) -> &Arc<TestDb> {
+        &self.db
+    }
+}
+
+impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
+    async fn create(&self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        self.repo.create(token, aggregate).await
+    }
+
+    async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
+        self.repo.get(id).await
+    }
+
+    async fn update<T, E, F>(&self, id: A::Id, f: F) -> Result<T, RepositoryError<E>>
+    where
+        F: FnMut(&mut A) -> Result<T, E> + Send,
+        T: Send,
+        E: Send,
+    {
+        self.repo.update(id, f).await
+    }
+
+    async fn delete(&self, id: A::Id) -> Result<(), RepositoryError> {
+        self.repo.delete(id).await
+    }
+
+    async fn list(&self, page: PageRequest<A::Id>) -> Result<PageOf<A>, RepositoryError> {
+        self.repo.list(page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn replaces_only_the_database_name() {
+        assert_eq!(
+            database_url("postgres://u:p@h:5432/postgres", "t1"),
+            "postgres://u:p@h:5432/t1"
+        );
+        assert_eq!(
+            database_url("postgres://h/postgres?sslmode=disable", "t1"),
+            "postgres://h/t1?sslmode=disable"
+        );
+        assert_eq!(
+            database_url("postgres://h:5432", "t1"),
+            "postgres://h:5432/t1"
+        );
+    }
+}
