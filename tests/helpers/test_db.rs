@@ -191,3 +191,44 @@ mod tests {
         );
     }
 }
+
+/// Counts of this database's server sessions, from `pg_stat_activity`.
+#[derive(Debug, diesel::QueryableByName)]
+pub struct Sessions {
+    /// Sessions in any state.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub total: i64,
+    /// Sessions sitting inside a transaction while no statement runs.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub idle_in_transaction: i64,
+}
+
+impl TestDb {
+    /// This database's sessions, other than the one asking.
+    pub async fn sessions(&self) -> Sessions {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.connect().await;
+        diesel::sql_query(
+            "SELECT count(*) AS total, \
+                    count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_transaction \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("read pg_stat_activity")
+    }
+
+    /// Terminates every other session on this database, as a crash or a
+    /// failover would. Returns how many it ended.
+    pub async fn terminate_backends(&self) -> usize {
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.connect().await;
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("terminate backends")
+    }
+}

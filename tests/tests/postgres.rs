@@ -1,0 +1,263 @@
+//! The Postgres repositories under contention and faults: hot aggregates,
+//! dropped futures, an exhausted pool, killed backends.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use domain::testing::{ContractSubject, Counter, CounterId};
+use domain::{Aggregate, Repository, RepositoryError, TxToken, Version};
+use integration_tests::{CounterMapping, TestDb};
+use storage::{PgRepository, StoreConfig};
+
+type Counters = PgRepository<CounterMapping>;
+
+async fn new_counter(repo: &Counters) -> CounterId {
+    let counter = Counter::sample(CounterId::generate(), 1);
+    repo.create(TxToken::generate(), counter)
+        .await
+        .expect("create")
+        .id()
+}
+
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "an update closure returns a Result, even one that cannot fail"
+)]
+fn bump(counter: &mut Counter) -> Result<u64, Infallible> {
+    counter.value += 1;
+    Ok(counter.value)
+}
+
+/// Takes the row lock on a counter from outside the pool, so that writers
+/// block on it until the returned connection commits.
+async fn lock_row(db: &TestDb, id: CounterId) -> AsyncPgConnection {
+    let mut locker = db.connect().await;
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM counters WHERE id = '{id}' FOR UPDATE;"
+        ))
+        .await
+        .expect("lock the row");
+    locker
+}
+
+/// Polls until no session of the database sits idle in a transaction.
+async fn assert_no_session_left_in_a_transaction(db: &TestDb) {
+    let started = Instant::now();
+    loop {
+        let sessions = db.sessions().await;
+        if sessions.idle_in_transaction == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "sessions left inside a transaction: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_times_fifty_concurrent_updates_on_one_hot_aggregate_lose_nothing() {
+    let db = TestDb::new().await;
+    // Two stores, as two service instances would have.
+    let repos = [
+        db.store(StoreConfig::default())
+            .repository::<CounterMapping>(),
+        db.store(StoreConfig::default())
+            .repository::<CounterMapping>(),
+    ];
+    let id = new_counter(&repos[0]).await;
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let repo = repos[i % 2].clone();
+            tokio::spawn(async move { repo.update(id, bump).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.expect("no panic").expect("every update lands"));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=100).collect::<Vec<u64>>(),
+        "each update saw fresh state"
+    );
+    let counter = repos[1].get(id).await.expect("get");
+    assert_eq!(counter.value, 100);
+    assert_eq!(counter.version(), Version::new(101));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_dropped_mid_transaction_leaves_no_open_transaction_and_a_working_pool() {
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig {
+        max_connections: 2,
+        ..StoreConfig::default()
+    });
+    let repo = store.repository::<CounterMapping>();
+    let id = new_counter(&repo).await;
+
+    // The update blocks inside its transaction on the row lock; the caller
+    // gives up and drops the future there.
+    let locker = lock_row(&db, id).await;
+    let dropped = tokio::time::timeout(Duration::from_millis(300), repo.update(id, bump)).await;
+    assert!(
+        dropped.is_err(),
+        "the update was still waiting: {dropped:?}"
+    );
+    drop(locker); // closing the session rolls its transaction back
+
+    assert_no_session_left_in_a_transaction(&db).await;
+    for expected in 1..=10 {
+        assert_eq!(
+            repo.update(id, bump).await.expect("the pool still works"),
+            expected
+        );
+    }
+    let counter = repo.get(id).await.expect("get");
+    assert_eq!(counter.value, 10, "the dropped update never landed");
+    assert_eq!(counter.version(), Version::new(11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_past_its_deadline_is_a_timeout_and_writes_nothing() {
+    let db = TestDb::new().await;
+    let deadline = Duration::from_millis(400);
+    let repo = db
+        .store(StoreConfig {
+            deadline,
+            ..StoreConfig::default()
+        })
+        .repository::<CounterMapping>();
+    let id = new_counter(&repo).await;
+
+    let locker = lock_row(&db, id).await;
+    let started = Instant::now();
+    let result = repo.update(id, bump).await;
+    let waited = started.elapsed();
+    drop(locker);
+
+    assert!(
+        matches!(result, Err(RepositoryError::Timeout)),
+        "{result:?}"
+    );
+    assert!(waited >= deadline, "gave up early: {waited:?}");
+    assert!(waited < deadline * 3, "deadline not enforced: {waited:?}");
+    assert_no_session_left_in_a_transaction(&db).await;
+    assert_eq!(repo.get(id).await.expect("get").value, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_pool_answers_unavailable_after_the_connection_timeout() {
+    let db = TestDb::new().await;
+    let connection_timeout = Duration::from_millis(200);
+    let repo = db
+        .store(StoreConfig {
+            max_connections: 1,
+            connection_timeout,
+            deadline: Duration::from_secs(10),
+            ..StoreConfig::default()
+        })
+        .repository::<CounterMapping>();
+    let id = new_counter(&repo).await;
+
+    // The pool's only connection waits on a row lock held elsewhere.
+    let locker = lock_row(&db, id).await;
+    let holder = {
+        let repo = repo.clone();
+        tokio::spawn(async move { repo.update(id, bump).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = Instant::now();
+    let result = repo.get(id).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(result, Err(RepositoryError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        waited >= connection_timeout,
+        "failed before the timeout: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "did not fail fast: {waited:?}"
+    );
+
+    drop(locker);
+    assert_eq!(
+        holder
+            .await
+            .expect("no panic")
+            .expect("the held update lands"),
+        1
+    );
+    assert_eq!(
+        repo.get(id).await.expect("and the pool serves again").value,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_backends_between_operations_are_replaced_transparently() {
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig {
+        max_connections: 4,
+        ..StoreConfig::default()
+    });
+    let repo = store.repository::<CounterMapping>();
+    let id = new_counter(&repo).await;
+
+    for round in 1..=5_u64 {
+        // Warm several pooled connections, then kill every one of them.
+        let warm: Vec<_> = (0..4)
+            .map(|_| {
+                let repo = repo.clone();
+                tokio::spawn(async move { repo.get(id).await })
+            })
+            .collect();
+        for task in warm {
+            task.await.expect("no panic").expect("get");
+        }
+        assert!(
+            db.terminate_backends().await > 0,
+            "there were sessions to kill"
+        );
+
+        let value = repo
+            .update(id, bump)
+            .await
+            .expect("the next update succeeds");
+        assert_eq!(value, round, "nothing half-written, nothing lost");
+    }
+    assert_eq!(repo.get(id).await.expect("get").version(), Version::new(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_down_is_unavailable_not_a_hang() {
+    // Nothing listens on port 1: connecting fails at once, the pool keeps
+    // retrying until its connection timeout, and the caller hears why.
+    let store = storage::Store::new(
+        "postgres://postgres@127.0.0.1:1/postgres",
+        StoreConfig {
+            connection_timeout: Duration::from_millis(300),
+            ..StoreConfig::default()
+        },
+    );
+    let repo = store.repository::<CounterMapping>();
+    let started = Instant::now();
+    let result = repo.get(CounterId::generate()).await;
+    assert!(
+        matches!(result, Err(RepositoryError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(
+        store.ping().await,
+        Err(RepositoryError::Unavailable(_))
+    ));
+}
