@@ -8,4 +8,4 @@ pub mod counter_mapping;
 pub mod test_db;
 
 pub use counter_mapping::CounterMapping;
-pub use test_db::{TestDb, WithDb};
+pub use test_db::{StoreWithDb, TestDb, WithDb};

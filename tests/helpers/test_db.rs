@@ -232,3 +232,44 @@ impl TestDb {
         .expect("terminate backends")
     }
 }
+
+/// A [`Store`] that keeps its test database alive, for unit-of-work suites.
+#[derive(Debug, Clone)]
+pub struct StoreWithDb {
+    store: Store,
+    db: Arc<TestDb>,
+}
+
+impl StoreWithDb {
+    /// A store with default settings on a fresh database.
+    pub async fn fresh() -> Self {
+        let db = TestDb::new().await;
+        Self {
+            store: db.store(StoreConfig::default()),
+            db,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The database under the store.
+    pub fn db(&self) -> &Arc<TestDb> {
+        &self.db
+    }
+}
+
+impl domain::UnitOfWork for StoreWithDb {
+    type Tx = storage::PgTx;
+
+    async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut storage::PgTx) -> domain::BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        self.store.run(work).await
+    }
+}

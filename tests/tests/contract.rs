@@ -1,9 +1,9 @@
 //! The repository contract suite, run unchanged against every store.
 
-use domain::InMemoryRepository;
 use domain::example::{Order, User};
 use domain::testing::Counter;
-use integration_tests::{CounterMapping, WithDb};
+use domain::{InMemoryRepository, InMemoryStore};
+use integration_tests::{CounterMapping, StoreWithDb, WithDb};
 use storage::PgRepository;
 use storage::mappings::{OrderMapping, UserMapping};
 
@@ -24,6 +24,9 @@ domain::contract_suite!(
     Order,
     WithDb::<PgRepository<OrderMapping>>::fresh().await
 );
+
+domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
+domain::unit_of_work_suite!(units_on_postgres, StoreWithDb::fresh().await);
 
 #[tokio::test]
 async fn users_in_memory_reject_a_taken_username() {

@@ -78,6 +78,13 @@ pub enum RepositoryError<E = Infallible> {
     #[error("the operation did not finish before its deadline")]
     Timeout,
 
+    /// The connection broke while the write was being committed: it may or
+    /// may not have landed. Re-read the aggregate (its version tells), or
+    /// retry a create with the same token, which is always safe. Maps to
+    /// HTTP 504 like `Timeout`.
+    #[error("the store stopped answering while committing; the write may or may not have landed")]
+    OutcomeUnknown,
+
     /// No working connection to the store could be had in time (pool
     /// exhausted, database down). Nothing was written. Maps to HTTP 503.
     #[error("the store is unavailable")]
@@ -106,6 +113,7 @@ impl<E> RepositoryError<E> {
                 RepositoryError::Conflict { kind, id, attempts }
             }
             Self::Timeout => RepositoryError::Timeout,
+            Self::OutcomeUnknown => RepositoryError::OutcomeUnknown,
             Self::Unavailable(source) => RepositoryError::Unavailable(source),
             Self::Domain(e) => RepositoryError::Domain(f(e)),
             Self::Storage(source) => RepositoryError::Storage(source),

@@ -13,20 +13,24 @@ mod error;
 pub mod example;
 mod fingerprint;
 mod memory;
+mod memory_store;
 mod page;
 mod repository;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;
+mod unit_of_work;
 
 pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
 pub use clock::Timestamp;
 pub use error::{BoxError, RepositoryError};
 pub use fingerprint::Fingerprint;
 pub use memory::InMemoryRepository;
+pub use memory_store::{InMemoryStore, MemoryTx};
 pub use page::{Page, PageRequest};
 pub use repository::{PageOf, Repository};
 pub use token::{InvalidToken, TxToken};
+pub use unit_of_work::{BoxFuture, Of, Transaction, TxExt, UnitOfWork};
 
 #[doc(hidden)]
 pub mod __private {

@@ -18,15 +18,24 @@ use crate::token::TxToken;
 /// closure is synchronous, and it makes every operation linearizable: no
 /// update is ever lost and the closure never needs a re-run. The closure works
 /// on a copy, so a closure that fails or panics leaves the data untouched.
+///
+/// A repository taken from an [`InMemoryStore`](crate::InMemoryStore) also
+/// waits for the store's running unit of work, so nobody sees a unit's
+/// writes before it finishes.
 #[derive(Debug)]
 pub struct InMemoryRepository<A: Aggregate> {
     state: Arc<Mutex<State<A>>>,
+    gate: Option<Gate>,
 }
+
+/// Held by a running unit of work of an [`InMemoryStore`](crate::InMemoryStore).
+pub(crate) type Gate = Arc<tokio::sync::Mutex<()>>;
 
 impl<A: Aggregate> Clone for InMemoryRepository<A> {
     fn clone(&self) -> Self {
         Self {
             state: Arc::clone(&self.state),
+            gate: self.gate.clone(),
         }
     }
 }
@@ -39,12 +48,13 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
                 tokens: HashMap::new(),
                 unique: HashMap::new(),
             })),
+            gate: None,
         }
     }
 }
 
 #[derive(Debug)]
-struct State<A: Aggregate> {
+pub(crate) struct State<A: Aggregate> {
     rows: BTreeMap<A::Id, A>,
     tokens: HashMap<TxToken, (A::Id, Fingerprint)>,
     unique: HashMap<UniqueKey, A::Id>,
@@ -66,15 +76,78 @@ impl<A: Aggregate> InMemoryRepository<A> {
         self.len() == 0
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<A>> {
+    /// A repository whose operations wait for `gate`.
+    pub(crate) fn gated(gate: Gate) -> Self {
+        Self {
+            gate: Some(gate),
+            ..Self::default()
+        }
+    }
+
+    /// Waits until no unit of work of the store is running.
+    async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<A>> {
         // A panicking closure poisons the mutex, but it only ever touched a
         // copy: the state itself is consistent, so carry on.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+impl<A: Aggregate> Clone for State<A> {
+    fn clone(&self) -> Self {
+        Self {
+            rows: self.rows.clone(),
+            tokens: self.tokens.clone(),
+            unique: self.unique.clone(),
+        }
+    }
+}
+
 impl<A: Aggregate> State<A> {
-    fn create(&mut self, token: TxToken, mut aggregate: A) -> Result<A, RepositoryError> {
+    pub(crate) fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
+        self.rows
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| RepositoryError::not_found(A::KIND, id))
+    }
+
+    pub(crate) fn all(&self) -> Vec<A> {
+        self.rows.values().cloned().collect()
+    }
+
+    /// Stores `changed` over the stored aggregate if that is still at the
+    /// version `changed` was loaded at; `Conflict` otherwise.
+    pub(crate) fn replace(&mut self, changed: A) -> Result<(), RepositoryError> {
+        let id = changed.id();
+        let loaded_at = changed.version();
+        self.update(id, |current| {
+            if current.version() != loaded_at {
+                return Err(());
+            }
+            *current = changed;
+            Ok(())
+        })
+        .map_err(|e| match e {
+            RepositoryError::Domain(()) => RepositoryError::Conflict {
+                kind: A::KIND,
+                id: id.to_string(),
+                attempts: 1,
+            },
+            other => other.map_domain(|()| unreachable!("mapped above")),
+        })
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        token: TxToken,
+        mut aggregate: A,
+    ) -> Result<A, RepositoryError> {
         let id = aggregate.id();
         if let Some((stored_id, fingerprint)) = self.tokens.get(&token) {
             if *fingerprint != aggregate.fingerprint() {
@@ -104,7 +177,7 @@ impl<A: Aggregate> State<A> {
         Ok(aggregate)
     }
 
-    fn update<R, E>(
+    pub(crate) fn update<R, E>(
         &mut self,
         id: A::Id,
         f: impl FnOnce(&mut A) -> Result<R, E>,
@@ -130,7 +203,7 @@ impl<A: Aggregate> State<A> {
         Ok(output)
     }
 
-    fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+    pub(crate) fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
         let removed = self
             .rows
             .remove(&id)
@@ -164,15 +237,13 @@ impl<A: Aggregate> State<A> {
 
 impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
     async fn create(&self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        let _gate = self.enter().await;
         self.lock().create(token, aggregate)
     }
 
     async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
-        self.lock()
-            .rows
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| RepositoryError::not_found(A::KIND, id))
+        let _gate = self.enter().await;
+        self.lock().get(id)
     }
 
     async fn update<R, E, F>(&self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
@@ -181,14 +252,17 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
         R: Send,
         E: Send,
     {
+        let _gate = self.enter().await;
         self.lock().update(id, f)
     }
 
     async fn delete(&self, id: A::Id) -> Result<(), RepositoryError> {
+        let _gate = self.enter().await;
         self.lock().delete(id)
     }
 
     async fn list(&self, page: PageRequest<A::Id>) -> Result<PageOf<A>, RepositoryError> {
+        let _gate = self.enter().await;
         let state = self.lock();
         let items: Vec<A> = match page.cursor() {
             Some(after) => state

@@ -52,18 +52,21 @@ mod error;
 mod mapping;
 pub mod mappings;
 mod migrate;
+mod ops;
 mod repository;
 mod retry;
 pub mod schema;
 mod store;
 mod tokens;
+mod unit_of_work;
 
 pub use config::{Recycling, StoreConfig};
 pub use error::StoreError;
-pub use mapping::{Mapping, version_from_db, version_to_db};
+pub use mapping::{Mapped, Mapping, version_from_db, version_to_db};
 pub use migrate::migrate;
 pub use repository::PgRepository;
 pub use store::Store;
+pub use unit_of_work::PgTx;
 
 /// Re-exported so mappings written outside this crate use the same versions.
 pub use diesel;

@@ -63,11 +63,51 @@ pub trait Mapping: Send + Sync + 'static {
         new: &Self::Aggregate,
     ) -> impl Future<Output = QueryResult<usize>> + Send;
 
+    /// The stored aggregates among `ids`, in any order. The default loads
+    /// them one by one; override it with one statement (`eq_any`) for
+    /// aggregates that batch operations touch.
+    fn load_many(
+        conn: &mut AsyncPgConnection,
+        ids: &[<Self::Aggregate as Aggregate>::Id],
+    ) -> impl Future<Output = QueryResult<Vec<Self::Aggregate>>> + Send {
+        async move {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in ids {
+                found.extend(Self::load(conn, *id).await?);
+            }
+            Ok(found)
+        }
+    }
+
+    /// Writes each `new` over its `old`, as [`Mapping::update`] does for
+    /// one; returns how many root rows matched their old version. The
+    /// default runs `update` per pair; override it with one statement for
+    /// aggregates that batch operations touch.
+    fn update_many(
+        conn: &mut AsyncPgConnection,
+        pairs: &[(Self::Aggregate, Self::Aggregate)],
+    ) -> impl Future<Output = QueryResult<usize>> + Send {
+        async move {
+            let mut matched = 0;
+            for (old, new) in pairs {
+                matched += Self::update(conn, old, new).await?;
+            }
+            Ok(matched)
+        }
+    }
+
     /// Deletes the aggregate; returns the root rows removed (0 or 1).
     fn delete(
         conn: &mut AsyncPgConnection,
         id: <Self::Aggregate as Aggregate>::Id,
     ) -> impl Future<Output = QueryResult<usize>> + Send;
+}
+
+/// Names the mapping of an aggregate type, so that a unit of work can reach
+/// any mapped aggregate by its type: `tx.of::<User>()`.
+pub trait Mapped: Aggregate {
+    /// The mapping that stores this aggregate.
+    type Mapping: Mapping<Aggregate = Self>;
 }
 
 /// A stored version as the database keeps it.

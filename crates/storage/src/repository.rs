@@ -2,18 +2,14 @@
 
 use std::marker::PhantomData;
 
-use diesel_async::AsyncConnection;
-use domain::{
-    Aggregate, Fingerprint, Page, PageOf, PageRequest, Repository, RepositoryError, TxToken,
-    Version,
-};
-use uuid::Uuid;
+use std::convert::Infallible;
 
-use crate::classify::is_connection_fault;
+use domain::{Aggregate, Page, PageOf, PageRequest, Repository, RepositoryError, TxToken, Version};
+
 use crate::mapping::Mapping;
-use crate::retry::{Fail, Retry, within_deadline};
+use crate::ops;
+use crate::retry::{Fail, Retry, Target, within_deadline};
 use crate::store::Store;
-use crate::tokens;
 
 /// The Postgres repository of the aggregate `M` maps. Cheap to clone.
 pub struct PgRepository<M> {
@@ -39,6 +35,15 @@ impl<M> std::fmt::Debug for PgRepository<M> {
 }
 
 type Agg<M> = <M as Mapping>::Aggregate;
+
+/// What an operation on `M`'s aggregate `id` works on.
+pub(crate) fn target<M: Mapping>(id: impl std::fmt::Display) -> Target {
+    Target {
+        kind: Agg::<M>::KIND,
+        id: id.to_string(),
+        primary_key: M::PRIMARY_KEY,
+    }
+}
 type IdOf<M> = <Agg<M> as Aggregate>::Id;
 
 impl<M: Mapping> PgRepository<M> {
@@ -51,9 +56,7 @@ impl<M: Mapping> PgRepository<M> {
 
     fn retry(&self, id: impl std::fmt::Display) -> Retry<'_> {
         Retry {
-            kind: Agg::<M>::KIND,
-            id: id.to_string(),
-            primary_key: M::PRIMARY_KEY,
+            target: target::<M>(id),
             config: self.store.config(),
             attempts: 1,
         }
@@ -63,14 +66,30 @@ impl<M: Mapping> PgRepository<M> {
         tracing::debug_span!("repository", op, kind = Agg::<M>::KIND, id = %id)
     }
 
-    async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<std::convert::Infallible>> {
+    async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        M::load(&mut conn, id)
-            .await?
-            .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
+        ops::load::<M, _>(&mut conn, id).await
     }
 
-    async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<std::convert::Infallible>> {
+    async fn try_create(
+        &self,
+        token: TxToken,
+        aggregate: &Agg<M>,
+    ) -> Result<Agg<M>, Fail<Infallible>> {
+        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
+        ops::create::<M, _>(&mut conn, token, aggregate).await
+    }
+
+    async fn try_update<R, E>(
+        &self,
+        id: IdOf<M>,
+        f: &mut (impl FnMut(&mut Agg<M>) -> Result<R, E> + Send),
+    ) -> Result<R, Fail<E>> {
+        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
+        ops::update::<M, R, E>(&mut conn, id, f).await
+    }
+
+    async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         match M::delete(&mut conn, id).await? {
             0 => Err(Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id))),
@@ -78,101 +97,10 @@ impl<M: Mapping> PgRepository<M> {
         }
     }
 
-    async fn try_list(
-        &self,
-        page: PageRequest<IdOf<M>>,
-    ) -> Result<Vec<Agg<M>>, Fail<std::convert::Infallible>> {
+    async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {
         let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         Ok(M::load_page(&mut conn, page.cursor(), limit).await?)
-    }
-
-    /// One attempt of `create`: claim the token and insert, in one
-    /// transaction; or, if the token was claimed before, answer from it.
-    async fn try_create(
-        &self,
-        token: TxToken,
-        aggregate: &Agg<M>,
-    ) -> Result<Agg<M>, Fail<std::convert::Infallible>> {
-        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        let fingerprint = aggregate.fingerprint();
-        let id: Uuid = aggregate.id().into();
-        let claimed_before = conn
-            .transaction(
-                async |conn| -> Result<Option<(Uuid, Fingerprint)>, Fail<_>> {
-                    if tokens::claim(conn, Agg::<M>::KIND, token, id, &fingerprint).await? {
-                        M::insert(conn, aggregate).await?;
-                        Ok(None)
-                    } else {
-                        Ok(Some(tokens::find(conn, Agg::<M>::KIND, token).await?))
-                    }
-                },
-            )
-            .await?;
-        let Some((stored_id, stored_fingerprint)) = claimed_before else {
-            return Ok(aggregate.clone());
-        };
-        if stored_fingerprint != fingerprint {
-            return Err(Fail::Done(RepositoryError::TokenMismatch {
-                kind: Agg::<M>::KIND,
-                token,
-            }));
-        }
-        M::load(&mut conn, stored_id.into())
-            .await?
-            .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, stored_id)))
-    }
-
-    /// One attempt of `update`: load, run the closure with no transaction
-    /// open, then write under the optimistic lock.
-    async fn try_update<R, E>(
-        &self,
-        id: IdOf<M>,
-        f: &mut (impl FnMut(&mut Agg<M>) -> Result<R, E> + Send),
-    ) -> Result<R, Fail<E>>
-    where
-        R: Send,
-        E: Send,
-    {
-        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        let old = M::load(&mut conn, id)
-            .await?
-            .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))?;
-        let mut new = old.clone();
-        let output = f(&mut new).map_err(|e| Fail::Done(RepositoryError::Domain(e)))?;
-        if new.id() != id {
-            return Err(Fail::Done(RepositoryError::Storage(
-                format!(
-                    "an update closure changed the id of {} {id}",
-                    Agg::<M>::KIND
-                )
-                .into(),
-            )));
-        }
-        new.set_version(old.version().next());
-        let written = conn
-            .transaction(async |conn| -> Result<(), Fail<E>> {
-                // Checked before COMMIT: a miss rolls back whatever else the
-                // mapping wrote in this transaction.
-                match M::update(conn, &old, &new).await? {
-                    1 => Ok(()),
-                    _ => Err(Fail::VersionMiss),
-                }
-            })
-            .await;
-        match written {
-            Ok(()) => Ok(output),
-            Err(Fail::Db(error)) if !is_connection_fault(&error) => {
-                // A write can fail because a concurrent writer changed the
-                // rows it touches (say, took the line position it appends).
-                // If the version moved, that is a conflict to retry.
-                match M::load(&mut conn, id).await? {
-                    Some(now) if now.version() == old.version() => Err(Fail::Db(error)),
-                    _ => Err(Fail::VersionMiss),
-                }
-            }
-            Err(failure) => Err(failure),
-        }
     }
 }
 

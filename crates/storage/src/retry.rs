@@ -27,42 +27,17 @@ impl<E> From<diesel::result::Error> for Fail<E> {
     }
 }
 
-/// The retry state of one operation: which aggregate, how many attempts.
-///
-/// Each operation drives it in a small loop, inside [`within_deadline`]:
-/// ```ignore
-/// loop {
-///     match self.try_get(id).await {
-///         Ok(found) => return Ok(found),
-///         Err(failure) => retry.after(failure).await?,
-///     }
-/// }
-/// ```
-pub(crate) struct Retry<'a> {
+/// What an operation works on, for errors and logs.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
     pub(crate) kind: &'static str,
     pub(crate) id: String,
     pub(crate) primary_key: &'static str,
-    pub(crate) config: &'a StoreConfig,
-    pub(crate) attempts: u32,
 }
 
-impl Retry<'_> {
-    /// After a failed attempt: sleeps a jittered backoff and returns `Ok`
-    /// when another attempt is worth it, or returns the final error.
-    pub(crate) async fn after<E>(&mut self, failure: Fail<E>) -> Result<(), RepositoryError<E>> {
-        let retry_as = self.judge(failure)?;
-        if self.attempts >= self.config.max_attempts {
-            tracing::warn!(attempts = self.attempts, "retries exhausted");
-            return Err(retry_as.give_up(self));
-        }
-        tracing::debug!(attempts = self.attempts, ?retry_as, "retrying");
-        tokio::time::sleep(backoff(self.config, self.attempts)).await;
-        self.attempts += 1;
-        Ok(())
-    }
-
+impl Target {
     /// Either a reason to retry or the final error.
-    fn judge<E>(&self, failure: Fail<E>) -> Result<RetryAs, RepositoryError<E>> {
+    pub(crate) fn judge<E>(&self, failure: Fail<E>) -> Result<RetryAs, RepositoryError<E>> {
         let error = match failure {
             Fail::Done(error) => return Err(error),
             Fail::VersionMiss => return Ok(RetryAs::Conflict),
@@ -87,9 +62,47 @@ impl Retry<'_> {
     }
 }
 
+/// The retry state of one operation: what it works on, how many attempts.
+///
+/// Each operation drives it in a small loop, inside [`within_deadline`]:
+/// ```ignore
+/// loop {
+///     match self.try_get(id).await {
+///         Ok(found) => return Ok(found),
+///         Err(failure) => retry.after(failure).await?,
+///     }
+/// }
+/// ```
+pub(crate) struct Retry<'a> {
+    pub(crate) target: Target,
+    pub(crate) config: &'a StoreConfig,
+    pub(crate) attempts: u32,
+}
+
+impl Retry<'_> {
+    /// After a failed attempt: sleeps a jittered backoff and returns `Ok`
+    /// when another attempt is worth it, or returns the final error.
+    pub(crate) async fn after<E>(&mut self, failure: Fail<E>) -> Result<(), RepositoryError<E>> {
+        let retry_as = self.target.judge(failure)?;
+        self.again(retry_as).await
+    }
+
+    /// Backs off before another attempt, or gives up when none is left.
+    pub(crate) async fn again<E>(&mut self, retry_as: RetryAs) -> Result<(), RepositoryError<E>> {
+        if self.attempts >= self.config.max_attempts {
+            tracing::warn!(attempts = self.attempts, "retries exhausted");
+            return Err(retry_as.give_up(&self.target, self.attempts));
+        }
+        tracing::debug!(attempts = self.attempts, ?retry_as, "retrying");
+        tokio::time::sleep(backoff(self.config, self.attempts)).await;
+        self.attempts += 1;
+        Ok(())
+    }
+}
+
 /// Why an attempt is worth repeating.
 #[derive(Debug)]
-enum RetryAs {
+pub(crate) enum RetryAs {
     /// Lost to a concurrent writer.
     Conflict,
     /// The connection broke.
@@ -97,12 +110,13 @@ enum RetryAs {
 }
 
 impl RetryAs {
-    fn give_up<E>(self, op: &Retry<'_>) -> RepositoryError<E> {
+    /// The error to report when no attempt is left.
+    pub(crate) fn give_up<E>(self, target: &Target, attempts: u32) -> RepositoryError<E> {
         match self {
             Self::Conflict => RepositoryError::Conflict {
-                kind: op.kind,
-                id: op.id.clone(),
-                attempts: op.attempts,
+                kind: target.kind,
+                id: target.id.clone(),
+                attempts,
             },
             Self::Connection(error) => RepositoryError::Unavailable(Box::new(error)),
         }

@@ -13,6 +13,7 @@
 
 mod contract_create;
 mod contract_rw;
+mod contract_unit;
 mod counter;
 mod subject;
 
@@ -20,6 +21,7 @@ mod subject;
 pub mod contract {
     pub use super::contract_create::*;
     pub use super::contract_rw::*;
+    pub use super::contract_unit::*;
 }
 pub use counter::{Counter, CounterId};
 pub use subject::{ContractSubject, Refused};
@@ -65,6 +67,35 @@ macro_rules! contract_suite {
             async fn $case() {
                 let repo = $make;
                 $crate::testing::contract::$case::<$aggregate, _>(repo).await;
+            }
+        )+
+    };
+}
+
+/// Generates one `#[tokio::test]` per unit-of-work rule in a module `$name`,
+/// each on the store that `$make` builds (it may `.await`). The store's
+/// transactions must reach `User`, `Order` and `Action`.
+#[macro_export]
+macro_rules! unit_of_work_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::unit_of_work_suite!(@cases $make;
+                a_unit_commits_all_of_its_writes,
+                a_failing_unit_writes_nothing,
+                concurrent_registrations_keep_the_score_sum,
+                a_retried_registration_writes_nothing_twice,
+            );
+        }
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let store = $make;
+                $crate::testing::contract::$case(store).await;
             }
         )+
     };

@@ -8,7 +8,7 @@ use domain::example::{Action, ActionId};
 use uuid::Uuid;
 
 use super::ts;
-use crate::mapping::{Mapping, version_to_db};
+use crate::mapping::{Mapped, Mapping, version_to_db};
 use crate::schema::actions;
 
 /// Maps [`Action`] to the `actions` table.
@@ -104,4 +104,8 @@ impl Mapping for ActionMapping {
             .execute(conn)
             .await
     }
+}
+
+impl Mapped for Action {
+    type Mapping = ActionMapping;
 }

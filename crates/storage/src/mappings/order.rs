@@ -8,7 +8,7 @@ use domain::example::{Cents, Order, OrderId, OrderLine, OrderStatus, Quantity, S
 use uuid::Uuid;
 
 use super::{corrupt, ts};
-use crate::mapping::{Mapping, version_from_db, version_to_db};
+use crate::mapping::{Mapped, Mapping, version_from_db, version_to_db};
 use crate::schema::{order_lines, orders};
 
 /// Maps [`Order`] to the `orders` and `order_lines` tables.
@@ -209,4 +209,8 @@ impl Mapping for OrderMapping {
             .execute(conn)
             .await
     }
+}
+
+impl Mapped for Order {
+    type Mapping = OrderMapping;
 }

@@ -1,0 +1,146 @@
+//! A set of in-memory repositories that run units of work together.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::aggregate::Aggregate;
+use crate::error::RepositoryError;
+use crate::memory::{Gate, InMemoryRepository};
+use crate::token::TxToken;
+use crate::unit_of_work::{BoxFuture, Transaction, UnitOfWork};
+
+/// In-memory repositories for any aggregate types, sharing one gate so that
+/// a unit of work runs alone: its operations are applied directly and rolled
+/// back from snapshots if it fails, panics or is dropped half-way.
+///
+/// Units never conflict here, so their closures run exactly once.
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    gate: Gate,
+    repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The store's repository of `A` (the same data on every call).
+    ///
+    /// # Panics
+    /// Never: each slot holds the repository of the type it is keyed by.
+    pub fn repository<A: Aggregate>(&self) -> InMemoryRepository<A> {
+        let mut repositories = self
+            .repositories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        repositories
+            .entry(TypeId::of::<A>())
+            .or_insert_with(|| Box::new(InMemoryRepository::<A>::gated(Arc::clone(&self.gate))))
+            .downcast_ref::<InMemoryRepository<A>>()
+            .expect("repositories are keyed by their aggregate's TypeId")
+            .clone()
+    }
+}
+
+impl UnitOfWork for InMemoryStore {
+    type Tx = MemoryTx;
+
+    async fn run<T, E, F>(&self, mut work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        let gate = Arc::clone(&self.gate).lock_owned().await;
+        let mut tx = MemoryTx {
+            store: self.clone(),
+            snapshotted: HashSet::new(),
+            undo: Vec::new(),
+            committed: false,
+            _gate: gate,
+        };
+        let result = work(&mut tx).await;
+        tx.committed = result.is_ok();
+        result
+    }
+}
+
+/// The transaction handle of an [`InMemoryStore`] unit of work.
+pub struct MemoryTx {
+    store: InMemoryStore,
+    snapshotted: HashSet<TypeId>,
+    undo: Vec<Box<dyn FnOnce() + Send>>,
+    committed: bool,
+    _gate: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl MemoryTx {
+    /// The repository of `A`, snapshotted before its first change here.
+    fn touch<A: Aggregate>(&mut self) -> InMemoryRepository<A> {
+        let repository = self.store.repository::<A>();
+        if self.snapshotted.insert(TypeId::of::<A>()) {
+            let snapshot = repository.lock().clone();
+            let restore = repository.clone();
+            self.undo.push(Box::new(move || *restore.lock() = snapshot));
+        }
+        repository
+    }
+}
+
+impl Drop for MemoryTx {
+    /// Rolls back unless the unit succeeded: also when its closure failed,
+    /// panicked, or its future was dropped before the end.
+    fn drop(&mut self) {
+        if !self.committed {
+            for undo in self.undo.drain(..).rev() {
+                undo();
+            }
+        }
+    }
+}
+
+impl<A: Aggregate> Transaction<A> for MemoryTx {
+    async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        self.touch::<A>().lock().create(token, aggregate)
+    }
+
+    async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
+        self.store.repository::<A>().lock().get(id)
+    }
+
+    async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    where
+        F: FnOnce(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        self.touch::<A>().lock().update(id, f)
+    }
+
+    async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        self.touch::<A>().lock().delete(id)
+    }
+
+    async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
+        Ok(self.store.repository::<A>().lock().all())
+    }
+
+    async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
+        // All or nothing, like the one statement Postgres runs.
+        let repository = self.touch::<A>();
+        let mut state = repository.lock();
+        let mut next = state.clone();
+        changed.into_iter().try_for_each(|a| next.replace(a))?;
+        *state = next;
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Contract rules for units of work, on the example domain.
+
+use crate::example::{
+    Action, Order, OrderId, PersonName, Profile, User, UserId, Username, expected_score_sum,
+    register_user,
+};
+use crate::{
+    Aggregate, RepositoryError, Timestamp, Transaction, TxExt, TxToken, UnitOfWork, Version,
+};
+
+/// A store whose units reach the example aggregates.
+pub trait ExampleStore: UnitOfWork + Clone + 'static
+where
+    Self::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+}
+
+impl<S> ExampleStore for S
+where
+    S: UnitOfWork + Clone + 'static,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+}
+
+/// The error the suite's units return.
+#[derive(Debug, thiserror::Error)]
+pub enum UnitError {
+    /// From the store.
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+    /// The unit chose to fail.
+    #[error("the unit gave up on purpose")]
+    GaveUp,
+}
+
+fn newcomer(username: &str) -> User {
+    let profile = Profile {
+        first_name: PersonName::parse("Test").expect("valid"),
+        last_name: PersonName::parse(username).expect("valid"),
+    };
+    User::register(
+        UserId::generate(),
+        Username::parse(username).expect("valid"),
+        profile,
+        Timestamp::now(),
+    )
+}
+
+async fn register<S: ExampleStore>(store: &S, token: TxToken, user: User) -> Result<User, UnitError>
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    store
+        .run(|tx| {
+            let user = user.clone();
+            Box::pin(async move { Ok(register_user(tx, token, user, Timestamp::now()).await?) })
+        })
+        .await
+}
+
+async fn users<S: ExampleStore>(store: &S) -> Vec<User>
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    store
+        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<User>().all().await?) }))
+        .await
+        .expect("read the users")
+}
+
+async fn actions<S: ExampleStore>(store: &S) -> Vec<Action>
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    store
+        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<Action>().all().await?) }))
+        .await
+        .expect("read the actions")
+}
+
+/// A unit that registers a user and opens their first order commits both,
+/// with the action, and the user's version is 1.
+pub async fn a_unit_commits_all_of_its_writes<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    let token = TxToken::generate();
+    let order_id = OrderId::generate();
+    let (user, order) = store
+        .run(|tx| {
+            Box::pin(async move {
+                let user = register_user(tx, token, newcomer("ada"), Timestamp::now()).await?;
+                let order = Order::open(order_id, user.id(), vec![], Timestamp::now())
+                    .expect("an empty draft is valid");
+                let order = tx.of::<Order>().create(token, order).await?;
+                Ok::<_, UnitError>((user, order))
+            })
+        })
+        .await
+        .expect("the unit commits");
+    assert_eq!(user.version(), Version::INITIAL);
+    assert_eq!(order.user_id(), user.id());
+    let stored = users(&store).await;
+    assert_eq!(stored.len(), 1);
+    assert!(
+        (stored[0].score().get() - 1.0).abs() < 1e-12,
+        "the first user scores 1"
+    );
+    let log = actions(&store).await;
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].what(), "user.created");
+}
+
+/// A unit that fails after writing leaves nothing behind: not its creates,
+/// not its batch update, not its action.
+pub async fn a_failing_unit_writes_nothing<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    register(&store, TxToken::generate(), newcomer("first"))
+        .await
+        .expect("a first user");
+    let before = users(&store).await;
+
+    let order_id = OrderId::generate();
+    let result = store
+        .run(|tx| {
+            Box::pin(async move {
+                let user = register_user(
+                    tx,
+                    TxToken::generate(),
+                    newcomer("second"),
+                    Timestamp::now(),
+                )
+                .await?;
+                let order =
+                    Order::open(order_id, user.id(), vec![], Timestamp::now()).expect("valid");
+                tx.of::<Order>().create(TxToken::generate(), order).await?;
+                Err::<(), _>(UnitError::GaveUp)
+            })
+        })
+        .await;
+    assert!(matches!(result, Err(UnitError::GaveUp)), "{result:?}");
+
+    assert_eq!(
+        users(&store).await,
+        before,
+        "no user added, no score changed"
+    );
+    assert_eq!(actions(&store).await.len(), 1);
+    let order = store
+        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<Order>().get(order_id).await) }))
+        .await
+        .expect("the read unit runs");
+    assert!(
+        matches!(order, Err(RepositoryError::NotFound { .. })),
+        "{order:?}"
+    );
+}
+
+/// Ten registrations racing each other: every one succeeds and the scores
+/// add up to what the rule gives for ten users in sequence.
+pub async fn concurrent_registrations_keep_the_score_sum<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                register(&store, TxToken::generate(), newcomer(&format!("racer{i}"))).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("no panic")
+            .expect("every registration lands");
+    }
+    let all = users(&store).await;
+    assert_eq!(all.len(), 10);
+    let sum: f64 = all.iter().map(|u| u.score().get()).sum();
+    let expected = expected_score_sum(10);
+    assert!(
+        (sum - expected).abs() < 1e-9 * expected,
+        "sum {sum}, expected {expected}"
+    );
+    assert_eq!(actions(&store).await.len(), 10);
+}
+
+/// A registration retried with its token (and a fresh server-assigned id)
+/// returns the first user and changes no score.
+pub async fn a_retried_registration_writes_nothing_twice<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    let token = TxToken::generate();
+    let first = register(&store, token, newcomer("grace"))
+        .await
+        .expect("register");
+    register(&store, TxToken::generate(), newcomer("alan"))
+        .await
+        .expect("another user");
+    let before = users(&store).await;
+
+    let retried = register(&store, token, newcomer("grace"))
+        .await
+        .expect("retry");
+    assert_eq!(retried.id(), first.id());
+    assert_eq!(users(&store).await, before, "the retry changed nothing");
+    assert_eq!(actions(&store).await.len(), 2);
+
+    let reused = register(&store, token, newcomer("mallory")).await;
+    assert!(
+        matches!(
+            reused,
+            Err(UnitError::Repository(RepositoryError::TokenMismatch { .. }))
+        ),
+        "{reused:?}"
+    );
+}

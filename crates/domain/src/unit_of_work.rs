@@ -1,0 +1,145 @@
+//! Units of work: several repository operations, on any aggregates, that
+//! commit together or not at all.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::aggregate::Aggregate;
+use crate::error::RepositoryError;
+use crate::token::TxToken;
+
+/// The future a unit of work's closure returns: boxed, because Rust cannot
+/// yet name the `Send` future of a generic async closure.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A store that runs units of work: use-cases that touch several aggregates
+/// (create a user and append an action; recompute every score) atomically.
+///
+/// ```ignore
+/// let user = store.run(|tx| Box::pin(async move {
+///     let user = tx.of::<User>().create(token, user.clone()).await?;
+///     tx.of::<Action>().create(token, Action::about(&user, "user.created", now)).await?;
+///     Ok::<_, MyError>(user)
+/// })).await?;
+/// ```
+///
+/// The closure may run more than once: when the store detects a conflict
+/// or a transient fault anywhere in the unit (even one the closure handled
+/// itself), it rolls everything back and runs the closure again on fresh
+/// state. So, like an update closure, it must not have other side effects;
+/// it returns what it produced. An `Err` from it rolls everything back and
+/// is returned as is. Units are serializable: their outcome is as if they
+/// ran one at a time.
+pub trait UnitOfWork: Send + Sync {
+    /// The transaction handle the closure works through.
+    type Tx: Send;
+
+    /// Runs `work` as one atomic unit, under the store's deadline.
+    fn run<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send;
+}
+
+/// Repository operations on aggregates of type `A` inside a unit of work.
+/// Same contract as [`Repository`](crate::Repository), except that nothing
+/// is visible to others before the unit commits and that conflicts are
+/// resolved by re-running the whole unit. Reach it through [`TxExt::of`].
+pub trait Transaction<A: Aggregate>: Send {
+    /// Idempotent create-or-err, as [`Repository::create`](crate::Repository::create).
+    fn create(
+        &mut self,
+        token: TxToken,
+        aggregate: A,
+    ) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
+    /// The aggregate, or `NotFound`.
+    fn get(&mut self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
+    /// Read-modify-write, as [`Repository::update`](crate::Repository::update).
+    fn update<R, E, F>(
+        &mut self,
+        id: A::Id,
+        f: F,
+    ) -> impl Future<Output = Result<R, RepositoryError<E>>> + Send
+    where
+        F: FnOnce(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send;
+
+    /// Removes the aggregate, or `NotFound`.
+    fn delete(&mut self, id: A::Id) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+
+    /// Every aggregate of this type, in id order. Meant for small reference
+    /// sets and for batch rules; the whole set is loaded into memory.
+    fn all(&mut self) -> impl Future<Output = Result<Vec<A>, RepositoryError>> + Send;
+
+    /// Stores changed aggregates, each loaded earlier in this unit, at the
+    /// next version, in a constant number of round trips. If any of them
+    /// changed since it was loaded, the unit is re-run.
+    fn save_all(
+        &mut self,
+        changed: Vec<A>,
+    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+}
+
+/// Picks the aggregate type for the next operations: `tx.of::<User>()`.
+pub trait TxExt {
+    /// The operations on aggregates of type `A` in this unit.
+    fn of<A: Aggregate>(&mut self) -> Of<'_, Self, A>
+    where
+        Self: Transaction<A> + Sized,
+    {
+        Of {
+            tx: self,
+            aggregate: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> TxExt for T {}
+
+/// [`Transaction<A>`] of one unit, with the aggregate type fixed so that
+/// calls need no type annotations.
+pub struct Of<'t, Tx, A> {
+    tx: &'t mut Tx,
+    aggregate: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
+    /// See [`Transaction::create`].
+    pub async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        self.tx.create(token, aggregate).await
+    }
+
+    /// See [`Transaction::get`].
+    pub async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
+        self.tx.get(id).await
+    }
+
+    /// See [`Transaction::update`].
+    pub async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    where
+        F: FnOnce(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        self.tx.update(id, f).await
+    }
+
+    /// See [`Transaction::delete`].
+    pub async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        self.tx.delete(id).await
+    }
+
+    /// See [`Transaction::all`].
+    pub async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
+        self.tx.all().await
+    }
+
+    /// See [`Transaction::save_all`].
+    pub async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
+        self.tx.save_all(changed).await
+    }
+}

@@ -1,0 +1,208 @@
+//! Units of work on Postgres: one SERIALIZABLE transaction per attempt,
+//! re-run whole on conflicts and transient faults.
+
+use std::convert::Infallible;
+
+use diesel::QueryResult;
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use domain::{Aggregate, BoxFuture, RepositoryError, Transaction, TxToken, UnitOfWork, Version};
+use tracing::Instrument;
+
+use crate::classify::is_connection_fault;
+use crate::mapping::{Mapped, Mapping};
+use crate::ops;
+use crate::repository::target;
+use crate::retry::{Fail, Retry, RetryAs, Target};
+use crate::store::{Conn, Store};
+
+/// The transaction handle of a [`Store`] unit of work. Operations on it run
+/// inside the unit's transaction (their own transactions become savepoints).
+/// When one meets a conflict or a transient fault, the handle remembers it
+/// and the unit is rolled back and re-run, whatever the closure did with
+/// the error it got.
+pub struct PgTx {
+    conn: Conn,
+    fault: Option<RetryAs>,
+}
+
+impl std::fmt::Debug for PgTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTx")
+            .field("fault", &self.fault)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgTx {
+    fn conn(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+
+    /// Turns a failed attempt into the error the closure sees, remembering
+    /// retryable ones for the unit.
+    fn absorb<T, E>(
+        &mut self,
+        target: &Target,
+        result: Result<T, Fail<E>>,
+    ) -> Result<T, RepositoryError<E>> {
+        result.map_err(|failure| match target.judge(failure) {
+            Err(error) => error,
+            Ok(retry_as) => {
+                let error = match &retry_as {
+                    RetryAs::Conflict => RepositoryError::Conflict {
+                        kind: target.kind,
+                        id: target.id.clone(),
+                        attempts: 1,
+                    },
+                    RetryAs::Connection(e) => RepositoryError::Unavailable(e.to_string().into()),
+                };
+                self.fault.get_or_insert(retry_as);
+                error
+            }
+        })
+    }
+}
+
+impl<A: Mapped> Transaction<A> for PgTx {
+    async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+        let mut aggregate = aggregate;
+        aggregate.set_version(Version::INITIAL);
+        let result = ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate).await;
+        self.absorb(&target::<A::Mapping>(aggregate.id()), result)
+    }
+
+    async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
+        let result = ops::load::<A::Mapping, Infallible>(self.conn(), id).await;
+        self.absorb(&target::<A::Mapping>(id), result)
+    }
+
+    async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    where
+        F: FnOnce(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f).await;
+        self.absorb(&target::<A::Mapping>(id), result)
+    }
+
+    async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        let result = match A::Mapping::delete(self.conn(), id).await {
+            Ok(0) => Err(Fail::Done(RepositoryError::not_found(A::KIND, id))),
+            Ok(_) => Ok(()),
+            Err(error) => Err(Fail::Db(error)),
+        };
+        self.absorb(&target::<A::Mapping>(id), result)
+    }
+
+    async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
+        let result: QueryResult<Vec<A>> = A::Mapping::load_page(self.conn(), None, i64::MAX).await;
+        self.absorb(&target::<A::Mapping>("*"), result.map_err(Fail::Db))
+    }
+
+    async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
+        let result = save_all::<A::Mapping>(self.conn(), changed).await;
+        self.absorb(&target::<A::Mapping>("*"), result)
+    }
+}
+
+/// Pairs each changed aggregate with its stored state (one statement for
+/// the mappings that override `load_many`) and writes them all.
+async fn save_all<M: Mapping>(
+    conn: &mut AsyncPgConnection,
+    changed: Vec<M::Aggregate>,
+) -> Result<(), Fail<Infallible>> {
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<_> = changed.iter().map(Aggregate::id).collect();
+    let stored = M::load_many(conn, &ids).await?;
+    let mut pairs = Vec::with_capacity(changed.len());
+    for mut new in changed {
+        let id = new.id();
+        let Some(old) = stored.iter().find(|a| a.id() == id) else {
+            return Err(Fail::Done(RepositoryError::not_found(
+                M::Aggregate::KIND,
+                id,
+            )));
+        };
+        if old.version() != new.version() {
+            return Err(Fail::VersionMiss);
+        }
+        new.set_version(old.version().next());
+        pairs.push((old.clone(), new));
+    }
+    ops::write_all::<M, Infallible>(conn, &pairs).await
+}
+
+impl UnitOfWork for Store {
+    type Tx = PgTx;
+
+    async fn run<T, E, F>(&self, mut work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        let config = self.config();
+        let attempts = async {
+            let mut retry = Retry {
+                target: Target {
+                    kind: "unit of work",
+                    id: String::new(),
+                    primary_key: "",
+                },
+                config,
+                attempts: 1,
+            };
+            loop {
+                let conn = self.connection::<Infallible>().await?;
+                let mut tx = PgTx { conn, fault: None };
+                if let Err(error) = AnsiTransactionManager::begin_transaction_sql(
+                    tx.conn(),
+                    "BEGIN ISOLATION LEVEL SERIALIZABLE",
+                )
+                .await
+                {
+                    retry.after(Fail::<Infallible>::Db(error)).await?;
+                    continue;
+                }
+                let outcome = work(&mut tx).await;
+                match (outcome, tx.fault.take()) {
+                    (_, Some(retry_as)) => {
+                        roll_back(tx.conn()).await;
+                        retry.again::<Infallible>(retry_as).await?;
+                    }
+                    (Err(error), None) => {
+                        roll_back(tx.conn()).await;
+                        return Ok(Err(error));
+                    }
+                    (Ok(value), None) => {
+                        match AnsiTransactionManager::commit_transaction(tx.conn()).await {
+                            Ok(()) => return Ok(Ok(value)),
+                            Err(error) if is_connection_fault(&error) => {
+                                return Err(RepositoryError::OutcomeUnknown);
+                            }
+                            Err(error) => retry.after(Fail::<Infallible>::Db(error)).await?,
+                        }
+                    }
+                }
+            }
+        };
+        let span = tracing::debug_span!("unit_of_work");
+        match tokio::time::timeout(config.deadline, attempts)
+            .instrument(span)
+            .await
+        {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(error)) => Err(E::from(error)),
+            Err(_) => Err(E::from(RepositoryError::Timeout)),
+        }
+    }
+}
+
+async fn roll_back(conn: &mut AsyncPgConnection) {
+    if let Err(error) = AnsiTransactionManager::rollback_transaction(conn).await {
+        tracing::debug!(%error, "rollback failed; the connection will be discarded");
+    }
+}
