@@ -25,6 +25,14 @@ impl TxToken {
     pub const fn as_uuid(&self) -> Uuid {
         self.0
     }
+
+    /// A token for a secondary write of the same request (say, its action
+    /// log entry): stable across retries of the request, and distinct per
+    /// `purpose`, so one client key can guard several creates.
+    #[must_use]
+    pub fn derive(&self, purpose: &str) -> Self {
+        Self(Uuid::new_v5(&self.0, purpose.as_bytes()))
+    }
 }
 
 impl From<Uuid> for TxToken {
@@ -71,6 +79,14 @@ mod tests {
         let err = "retry-1".parse::<TxToken>().unwrap_err();
         assert!(err.to_string().contains("must be a uuid"), "{err}");
         assert!(err.to_string().contains("\"retry-1\""), "{err}");
+    }
+
+    #[test]
+    fn derived_tokens_are_stable_and_distinct_per_purpose() {
+        let token = TxToken::generate();
+        assert_eq!(token.derive("a"), token.derive("a"));
+        assert_ne!(token.derive("a"), token.derive("b"));
+        assert_ne!(token.derive("a"), token);
     }
 
     #[test]

@@ -39,7 +39,10 @@ where
         .collect();
     tx.of::<User>().save_all(rescored).await?;
     tx.of::<Action>()
-        .create(token, Action::about(&stored, "user.created", now))
+        .create(
+            token.derive("user.created"),
+            Action::about(&stored, "user.created", now),
+        )
         .await?;
     Ok(stored)
 }

@@ -1,0 +1,102 @@
+//! Settings, from flags or the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The example service's settings. Every flag can also come from the
+/// environment variable named beside it.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "app",
+    about = "The example service: users, orders and an action log over HTTP."
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Postgres to serve from; without it the service keeps everything in
+    /// memory (and loses it on exit).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Most pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub max_connections: u32,
+
+    /// Idle database connections kept open.
+    #[arg(long, env = "DB_MIN_IDLE")]
+    pub min_idle: Option<u32>,
+
+    /// How long a request waits for a pooled connection before 503, in ms.
+    #[arg(long, env = "DB_CONNECTION_TIMEOUT_MS", default_value_t = 500)]
+    pub connection_timeout_ms: u64,
+
+    /// The whole budget of one request, in ms; past it the answer is 504.
+    #[arg(long, env = "REQUEST_DEADLINE_MS", default_value_t = 2000)]
+    pub request_deadline_ms: u64,
+}
+
+impl Config {
+    /// The per-request deadline.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
+    }
+
+    /// The store settings these flags describe. The store's own deadline is
+    /// the request's, so a database operation never outlives its request.
+    pub fn store_config(&self) -> storage::StoreConfig {
+        storage::StoreConfig {
+            max_connections: self.max_connections,
+            min_idle: self.min_idle,
+            connection_timeout: Duration::from_millis(self.connection_timeout_ms),
+            deadline: self.request_deadline(),
+            ..storage::StoreConfig::default()
+        }
+    }
+}
+
+/// `url` with its password replaced, fit for logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_the_password_and_keeps_the_rest() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/app?sslmode=require"),
+            "postgres://app:***@db:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/postgres"),
+            "postgres://postgres@127.0.0.1/postgres"
+        );
+        assert_eq!(redact("nonsense"), "<unparseable url>");
+    }
+
+    #[test]
+    fn defaults_are_local_and_fail_fast() {
+        let config = Config::parse_from(["app"]);
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.request_deadline(), Duration::from_secs(2));
+        assert_eq!(
+            config.store_config().connection_timeout,
+            Duration::from_millis(500)
+        );
+    }
+}

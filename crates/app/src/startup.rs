@@ -1,0 +1,67 @@
+//! Building the service and running it until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use axum::Router;
+use domain::InMemoryStore;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, redact};
+use crate::persistence::Backend;
+use crate::routes::{AppState, router};
+
+/// A built service: listening, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    backend: &'static str,
+}
+
+impl Application {
+    /// Picks the store (migrating Postgres first), binds the address.
+    /// The first thing it logs is which store it serves from.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let backend = match &config.database_url {
+            None => {
+                tracing::warn!(
+                    "no DATABASE_URL: serving from the in-memory store; all data is lost on exit"
+                );
+                Backend::Memory(InMemoryStore::new())
+            }
+            Some(url) => {
+                tracing::info!(database = %redact(url), "serving from Postgres; migrating");
+                storage::migrate(url)
+                    .await
+                    .with_context(|| format!("migrating {}", redact(url)))?;
+                Backend::Postgres(storage::Store::new(url, config.store_config()))
+            }
+        };
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("binding {}", config.bind))?;
+        let name = backend.name();
+        Ok(Self {
+            listener,
+            router: router(AppState { backend }, config.request_deadline()),
+            backend: name,
+        })
+    }
+
+    /// The address it listens on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, store = self.backend, "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
