@@ -13,6 +13,13 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A connection to the server's administrative database (`DATABASE_URL`).
+pub async fn admin_connection() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .expect("connect to DATABASE_URL")
+}
+
 /// A database of its own for one test. Dropping it drops the database.
 #[derive(Debug)]
 pub struct TestDb {

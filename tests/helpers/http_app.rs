@@ -1,0 +1,105 @@
+//! The real service on port 0, and a client for it.
+
+use std::sync::Arc;
+
+use app::{Application, Config};
+use clap::Parser;
+use reqwest::{Client, RequestBuilder, Response};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::TestDb;
+
+/// A running service. Dropping it shuts the service down.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// A client with no pooling surprises.
+    pub client: Client,
+    /// The database, for the Postgres flavour.
+    pub db: Option<Arc<TestDb>>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl TestApp {
+    /// The service on the in-memory store.
+    pub async fn in_memory() -> Self {
+        Self::spawn(&[], None).await
+    }
+
+    /// The service on a fresh Postgres database.
+    pub async fn on_postgres() -> Self {
+        Self::on_postgres_with(&[]).await
+    }
+
+    /// The service on a fresh Postgres database, with extra flags.
+    pub async fn on_postgres_with(flags: &[&str]) -> Self {
+        let db = TestDb::new().await;
+        Self::spawn(flags, Some(db)).await
+    }
+
+    async fn spawn(flags: &[&str], db: Option<Arc<TestDb>>) -> Self {
+        let mut args = vec!["app", "--bind", "127.0.0.1:0"];
+        args.extend(flags);
+        let mut config = Config::parse_from(args);
+        // Explicitly, not by flag: clap would fall back to DATABASE_URL from
+        // the environment, which `scripts/test` sets for the storage tests.
+        config.database_url = db.as_ref().map(|db| db.url().to_owned());
+        let application = Application::build(config).await.expect("build the service");
+        let address = format!("http://{}", application.local_addr().expect("bound"));
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(application.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            client: Client::new(),
+            db,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// A request to `path`.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+}
+
+/// The status, the `ETag` and the JSON body of a response.
+pub async fn read(response: Response) -> (u16, Option<String>, Value) {
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let text = response.text().await.expect("a body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    };
+    (status, etag, body)
+}
+
+/// The `error.code` of an error body.
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("<no error code>")
+}

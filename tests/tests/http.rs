@@ -1,0 +1,546 @@
+//! The example service end to end over HTTP, on both stores: every
+//! endpoint, every error code, idempotent retries, conditional writes and
+//! concurrent requests.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+use integration_tests::{TestApp, code, read};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Runs each case against the in-memory and the Postgres flavour.
+macro_rules! both_stores {
+    ($($case:ident),+ $(,)?) => {
+        mod in_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(integration_tests::TestApp::in_memory().await).await;
+                }
+            )+
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(integration_tests::TestApp::on_postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+
+both_stores!(
+    registering_returns_the_user_with_an_etag,
+    a_retried_registration_answers_the_same_and_writes_once,
+    a_key_reused_for_another_body_is_a_token_mismatch,
+    a_taken_username_is_already_exists,
+    bad_input_gets_clear_4xx_answers,
+    unknown_ids_and_paths_are_not_found,
+    patches_honour_if_match,
+    concurrent_patches_with_one_etag_let_exactly_one_win,
+    concurrent_registrations_keep_scores_consistent,
+    orders_follow_their_rules,
+    deleting_a_user_logs_it,
+    lists_page_through_everything,
+    health_and_openapi_answer,
+);
+
+fn new_user(username: &str) -> Value {
+    json!({"username": username, "first_name": "Ada", "last_name": "Lovelace"})
+}
+
+async fn register(app: &TestApp, username: &str) -> Value {
+    let (status, _, body) = read(app.post("/users", &new_user(username)).await).await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+async fn register_with_key(app: &TestApp, key: &str, body: &Value) -> (u16, Option<String>, Value) {
+    read(
+        app.request(Method::POST, "/users")
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("POST"),
+    )
+    .await
+}
+
+async fn count(app: &TestApp, path: &str) -> usize {
+    let (status, _, body) = read(app.get(&format!("{path}?limit=100")).await).await;
+    assert_eq!(status, 200, "{body}");
+    body["items"].as_array().expect("items").len()
+}
+
+async fn registering_returns_the_user_with_an_etag(app: TestApp) {
+    let (status, etag, body) = read(app.post("/users", &new_user("ada")).await).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    assert_eq!(body["username"], "ada");
+    assert_eq!(body["score"], 1.0);
+
+    let id = body["id"].as_str().expect("an id");
+    let (status, etag, fetched) = read(app.get(&format!("/users/{id}")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    assert_eq!(fetched, body);
+}
+
+async fn a_retried_registration_answers_the_same_and_writes_once(app: TestApp) {
+    let key = "6a1f9f2e-6a4b-4a51-9a7c-3d2f8b1c0e11";
+    let (first_status, _, first) = register_with_key(&app, key, &new_user("grace")).await;
+    let (again_status, _, again) = register_with_key(&app, key, &new_user("grace")).await;
+    assert_eq!((first_status, again_status), (201, 201));
+    assert_eq!(again, first, "the same response");
+    assert_eq!(count(&app, "/users").await, 1);
+    assert_eq!(count(&app, "/actions").await, 1, "one user.created");
+}
+
+async fn a_key_reused_for_another_body_is_a_token_mismatch(app: TestApp) {
+    let key = "0d4e4a58-1b7f-4f5e-8a3e-7c9b2d6f1a22";
+    register_with_key(&app, key, &new_user("alan")).await;
+    let (status, _, body) = register_with_key(&app, key, &new_user("turing")).await;
+    assert_eq!(status, 422);
+    assert_eq!(code(&body), "token_mismatch");
+    assert_eq!(count(&app, "/users").await, 1);
+}
+
+async fn a_taken_username_is_already_exists(app: TestApp) {
+    register(&app, "ada").await;
+    let (status, _, body) = read(app.post("/users", &new_user("ada")).await).await;
+    assert_eq!(status, 409);
+    assert_eq!(code(&body), "already_exists");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("username"),
+        "{body}"
+    );
+}
+
+async fn bad_input_gets_clear_4xx_answers(app: TestApp) {
+    let cases: Vec<(Value, u16)> = vec![
+        (
+            json!({"username": "Ada!", "first_name": "A", "last_name": "B"}),
+            422,
+        ),
+        (
+            json!({"username": "ada", "first_name": " ", "last_name": "B"}),
+            422,
+        ),
+        (
+            json!({"username": "ada", "first_name": "A".repeat(65), "last_name": "B"}),
+            422,
+        ),
+        (json!({"username": "ada", "first_name": "A"}), 422),
+        (
+            json!({"username": "ada", "first_name": "A", "last_name": "B", "admin": true}),
+            422,
+        ),
+        (
+            json!({"username": 7, "first_name": "A", "last_name": "B"}),
+            422,
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, _, answer) = read(app.post("/users", &body).await).await;
+        assert_eq!(status, expected, "{body} -> {answer}");
+        assert_eq!(code(&answer), "validation", "{answer}");
+    }
+
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.request(Method::POST, "/users")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let (status, _, answer) = read(raw("{not json", "application/json").await.unwrap()).await;
+    assert_eq!((status, code(&answer)), (400, "validation"));
+    let (status, _, answer) = read(raw("{}", "text/plain").await.unwrap()).await;
+    assert_eq!((status, code(&answer)), (415, "unsupported_media_type"));
+
+    let huge = json!({"username": "ada", "first_name": "x".repeat(70_000), "last_name": "B"});
+    let (status, _, answer) = read(app.post("/users", &huge).await).await;
+    assert_eq!((status, code(&answer)), (413, "payload_too_large"));
+
+    let (status, _, answer) = register_with_key(&app, "not-a-uuid", &new_user("ada")).await;
+    assert_eq!((status, code(&answer)), (400, "validation"));
+
+    let (status, _, answer) = read(app.get("/users/not-a-uuid").await).await;
+    assert_eq!((status, code(&answer)), (400, "validation"));
+    let (status, _, answer) = read(app.get("/users?limit=0").await).await;
+    assert_eq!((status, code(&answer)), (422, "validation"));
+    let (status, _, answer) = read(app.get("/users?after=nope").await).await;
+    assert_eq!((status, code(&answer)), (400, "validation"));
+    let (status, _, answer) = read(app.get("/users?limit=-1").await).await;
+    assert_eq!((status, code(&answer)), (400, "validation"));
+    assert_eq!(count(&app, "/users").await, 0, "nothing was written");
+}
+
+async fn unknown_ids_and_paths_are_not_found(app: TestApp) {
+    let missing = "01a2009b-ee73-73b3-90c1-2ea260aa2187";
+    for path in [
+        format!("/users/{missing}"),
+        format!("/orders/{missing}"),
+        "/nowhere".to_owned(),
+    ] {
+        let (status, _, body) = read(app.get(&path).await).await;
+        assert_eq!((status, code(&body)), (404, "not_found"), "{path}");
+    }
+    let (status, _, body) = read(
+        app.request(Method::PATCH, &format!("/users/{missing}"))
+            .json(&json!({"first_name": "X"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+    let (status, _, body) = read(
+        app.post(&format!("/orders/{missing}/place"), &json!(null))
+            .await,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (404, "not_found"));
+}
+
+async fn patch(
+    app: &TestApp,
+    id: &str,
+    if_match: Option<&str>,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = app
+        .request(Method::PATCH, &format!("/users/{id}"))
+        .json(body);
+    if let Some(tag) = if_match {
+        request = request.header("If-Match", tag);
+    }
+    read(request.send().await.expect("PATCH")).await
+}
+
+async fn patches_honour_if_match(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let id = user["id"].as_str().unwrap();
+
+    let (status, etag, body) =
+        patch(&app, id, Some("\"1\""), &json!({"first_name": "Augusta"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+    assert_eq!(body["first_name"], "Augusta");
+    assert_eq!(body["last_name"], "Lovelace");
+
+    let (status, _, body) = patch(&app, id, Some("\"1\""), &json!({"first_name": "Ada"})).await;
+    assert_eq!((status, code(&body)), (412, "precondition_failed"));
+    let (status, _, body) = patch(&app, id, Some("one"), &json!({"first_name": "Ada"})).await;
+    assert_eq!((status, code(&body)), (400, "validation"));
+    let (status, _, body) = patch(&app, id, None, &json!({})).await;
+    assert_eq!((status, code(&body)), (422, "validation"));
+
+    let (_, etag, body) = read(app.get(&format!("/users/{id}")).await).await;
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+    assert_eq!(
+        body["first_name"], "Augusta",
+        "failed patches changed nothing"
+    );
+    let (_, _, log) = read(app.get("/actions").await).await;
+    let whats: Vec<_> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["what"].clone())
+        .collect();
+    assert_eq!(whats, vec![json!("user.created"), json!("user.updated")]);
+}
+
+async fn concurrent_patches_with_one_etag_let_exactly_one_win(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (app, id) = (app.clone(), id.clone());
+            tokio::spawn(async move {
+                patch(
+                    &app,
+                    &id,
+                    Some("\"1\""),
+                    &json!({"first_name": format!("Writer{i}")}),
+                )
+                .await
+                .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 412, 412, 412, 412, 412, 412, 412]);
+    let (_, etag, _) = read(app.get(&format!("/users/{id}")).await).await;
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+}
+
+async fn concurrent_registrations_keep_scores_consistent(app: TestApp) {
+    let app = std::sync::Arc::new(app);
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                read(app.post("/users", &new_user(&format!("racer{i}"))).await).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (status, _, body) = task.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, _, page) = read(app.get("/users?limit=100").await).await;
+    let scores: Vec<f64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["score"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scores.len(), 10);
+    let sum: f64 = scores.iter().sum();
+    let expected = domain::example::expected_score_sum(10);
+    assert!(
+        (sum - expected).abs() < 1e-9,
+        "sum {sum}, expected {expected}"
+    );
+}
+
+async fn orders_follow_their_rules(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let user_id = user["id"].as_str().unwrap();
+    let line = json!({"sku": "PEN", "quantity": 2, "unit_price_cents": 150});
+
+    let (status, _, body) = read(
+        app.post(
+            "/orders",
+            &json!({"user_id": "01a2009b-ee73-73b3-90c1-2ea260aa2187", "lines": []}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (422, "validation"),
+        "unknown user: {body}"
+    );
+    let (status, _, body) = read(app.post("/orders", &json!({"user_id": user_id, "lines": [{"sku": "pen", "quantity": 1, "unit_price_cents": 1}]})).await).await;
+    assert_eq!(
+        (status, code(&body)),
+        (422, "validation"),
+        "bad sku: {body}"
+    );
+    let too_many: Vec<Value> = (0..101).map(|_| line.clone()).collect();
+    let (status, _, body) = read(
+        app.post("/orders", &json!({"user_id": user_id, "lines": too_many}))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body)),
+        (422, "validation"),
+        "101 lines: {body}"
+    );
+
+    let (status, etag, order) = read(
+        app.post("/orders", &json!({"user_id": user_id, "lines": []}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(etag.as_deref(), Some("\"1\""));
+    let id = order["id"].as_str().unwrap();
+
+    let (status, _, body) =
+        read(app.post(&format!("/orders/{id}/place"), &json!(null)).await).await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, "conflict"),
+        "empty order: {body}"
+    );
+
+    let (status, etag, body) = read(app.post(&format!("/orders/{id}/lines"), &line).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(etag.as_deref(), Some("\"2\""));
+    assert_eq!(body["total_cents"], 300);
+
+    let (status, _, body) = read(
+        app.request(Method::POST, &format!("/orders/{id}/place"))
+            .header("If-Match", "\"1\"")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (412, "precondition_failed"));
+    let (status, _, body) =
+        read(app.post(&format!("/orders/{id}/place"), &json!(null)).await).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("placed")));
+
+    let (status, _, body) = read(app.post(&format!("/orders/{id}/lines"), &line).await).await;
+    assert_eq!((status, code(&body)), (409, "conflict"), "placed: {body}");
+    let (status, _, body) = read(
+        app.post(&format!("/orders/{id}/cancel"), &json!(null))
+            .await,
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("cancelled")));
+    let (status, _, body) = read(
+        app.post(&format!("/orders/{id}/cancel"), &json!(null))
+            .await,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (409, "conflict"), "twice: {body}");
+
+    let (status, etag, body) = read(app.get(&format!("/orders/{id}")).await).await;
+    assert_eq!((status, etag.as_deref()), (200, Some("\"4\"")));
+    assert_eq!(body["lines"].as_array().unwrap().len(), 1);
+    let (_, _, log) = read(app.get("/actions").await).await;
+    let whats: Vec<_> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["what"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            "user.created",
+            "order.created",
+            "order.line_added",
+            "order.placed",
+            "order.cancelled"
+        ]
+    );
+}
+
+async fn deleting_a_user_logs_it(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let id = user["id"].as_str().unwrap();
+    let stale = app
+        .request(Method::DELETE, &format!("/users/{id}"))
+        .header("If-Match", "\"7\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(stale).await.0, 412);
+    let deleted = app
+        .request(Method::DELETE, &format!("/users/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    assert_eq!(read(app.get(&format!("/users/{id}")).await).await.0, 404);
+    let again = app
+        .request(Method::DELETE, &format!("/users/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(again).await.0, 404);
+    let (_, _, log) = read(app.get("/actions").await).await;
+    assert_eq!(log["items"][1]["what"], "user.deleted");
+}
+
+async fn lists_page_through_everything(app: TestApp) {
+    for name in ["u_one", "u_two", "u_three"] {
+        register(&app, name).await;
+    }
+    let (_, _, first) = read(app.get("/users?limit=2").await).await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let after = first["next_after"].as_str().expect("a next page");
+    let (_, _, second) = read(app.get(&format!("/users?limit=2&after={after}")).await).await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert!(second["next_after"].is_null());
+    let (_, _, capped) = read(app.get("/users?limit=100000").await).await;
+    assert_eq!(capped["items"].as_array().unwrap().len(), 3);
+}
+
+async fn health_and_openapi_answer(app: TestApp) {
+    let (status, _, body) = read(app.get("/health").await).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    let (status, _, spec) = read(app.get("/openapi.json").await).await;
+    assert_eq!(status, 200);
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/users",
+        "/users/{id}",
+        "/orders",
+        "/orders/{id}/place",
+        "/actions",
+        "/health",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the spec"
+        );
+    }
+}
+
+mod postgres_faults {
+    //! 504 and 503, which only a real database can be made to produce.
+
+    use diesel_async::SimpleAsyncConnection;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_past_its_deadline_is_a_504_and_changes_nothing() {
+        let app = TestApp::on_postgres_with(&["--request-deadline-ms", "300"]).await;
+        let user = register(&app, "ada").await;
+        let id = user["id"].as_str().unwrap();
+        let db = app.db.clone().unwrap();
+        let mut locker = db.connect().await;
+        locker
+            .batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM users WHERE id = '{id}' FOR UPDATE;"
+            ))
+            .await
+            .unwrap();
+        let (status, _, body) = patch(&app, id, None, &json!({"first_name": "Late"})).await;
+        assert_eq!((status, code(&body)), (504, "timeout"), "{body}");
+        drop(locker);
+        let (_, _, body) = read(app.get(&format!("/users/{id}")).await).await;
+        assert_eq!(body["first_name"], "Ada");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_refusing_connections_is_a_503() {
+        let app = TestApp::on_postgres_with(&["--connection-timeout-ms", "200"]).await;
+        let db = app.db.clone().unwrap();
+        let name = db.url().rsplit('/').next().unwrap().to_owned();
+        let mut admin = integration_tests::test_db::admin_connection().await;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap();
+        let (status, _, body) = read(app.get("/health").await).await;
+        admin
+            .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .await
+            .unwrap();
+        assert_eq!((status, code(&body)), (503, "unavailable"), "{body}");
+        let (status, _, _) = read(app.get("/health").await).await;
+        assert_eq!(
+            status, 200,
+            "healthy again once the database accepts connections"
+        );
+    }
+}
