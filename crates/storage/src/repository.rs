@@ -104,34 +104,35 @@ impl<M: Mapping> PgRepository<M> {
     }
 }
 
+/// Runs `$attempt` (evaluated afresh for every attempt) in the operation's
+/// retry loop, under its deadline. A macro, not a function taking a
+/// closure: a generic async closure inside these `Send` futures does not
+/// compile on stable Rust (E0477).
+macro_rules! retrying {
+    ($repo:ident, $op:literal, $id:expr, $attempt:expr) => {
+        within_deadline($repo.store.config(), Self::span($op, &$id), async {
+            let mut retry = $repo.retry(&$id);
+            loop {
+                match $attempt.await {
+                    Ok(value) => return Ok(value),
+                    Err(failure) => retry.after(failure).await?,
+                }
+            }
+        })
+        .await
+    };
+}
+
 impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
     async fn create(&self, token: TxToken, aggregate: Agg<M>) -> Result<Agg<M>, RepositoryError> {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let id = aggregate.id();
-        within_deadline(self.store.config(), Self::span("create", id), async {
-            let mut retry = self.retry(id);
-            loop {
-                match self.try_create(token, &aggregate).await {
-                    Ok(stored) => return Ok(stored),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await
+        retrying!(self, "create", id, self.try_create(token, &aggregate))
     }
 
     async fn get(&self, id: IdOf<M>) -> Result<Agg<M>, RepositoryError> {
-        within_deadline(self.store.config(), Self::span("get", id), async {
-            let mut retry = self.retry(id);
-            loop {
-                match self.try_get(id).await {
-                    Ok(found) => return Ok(found),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await
+        retrying!(self, "get", id, self.try_get(id))
     }
 
     async fn update<R, E, F>(&self, id: IdOf<M>, f: F) -> Result<R, RepositoryError<E>>
@@ -141,43 +142,16 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         E: Send,
     {
         let mut f = f;
-        within_deadline(self.store.config(), Self::span("update", id), async {
-            let mut retry = self.retry(id);
-            loop {
-                match self.try_update(id, &mut f).await {
-                    Ok(output) => return Ok(output),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await
+        retrying!(self, "update", id, self.try_update(id, &mut f))
     }
 
     async fn delete(&self, id: IdOf<M>) -> Result<(), RepositoryError> {
-        within_deadline(self.store.config(), Self::span("delete", id), async {
-            let mut retry = self.retry(id);
-            loop {
-                match self.try_delete(id).await {
-                    Ok(()) => return Ok(()),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await
+        retrying!(self, "delete", id, self.try_delete(id))
     }
 
     async fn list(&self, page: PageRequest<IdOf<M>>) -> Result<PageOf<Agg<M>>, RepositoryError> {
         let cursor = page.cursor().map_or_else(String::new, |id| id.to_string());
-        let items = within_deadline(self.store.config(), Self::span("list", &cursor), async {
-            let mut retry = self.retry(&cursor);
-            loop {
-                match self.try_list(page).await {
-                    Ok(items) => return Ok(items),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await?;
+        let items = retrying!(self, "list", cursor, self.try_list(page))?;
         Ok(Page::from_items(items, page, Aggregate::id))
     }
 }

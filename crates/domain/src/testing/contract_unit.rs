@@ -58,24 +58,15 @@ where
         .await
 }
 
-async fn users<S: ExampleStore>(store: &S) -> Vec<User>
+/// Every aggregate of type `A`, read in a unit of its own.
+async fn all<A: Aggregate, S: ExampleStore>(store: &S) -> Vec<A>
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<A>,
 {
     store
-        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<User>().all().await?) }))
+        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<A>().all().await?) }))
         .await
-        .expect("read the users")
-}
-
-async fn actions<S: ExampleStore>(store: &S) -> Vec<Action>
-where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
-{
-    store
-        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<Action>().all().await?) }))
-        .await
-        .expect("read the actions")
+        .expect("read every aggregate")
 }
 
 /// A unit that registers a user and opens their first order commits both,
@@ -100,13 +91,13 @@ where
         .expect("the unit commits");
     assert_eq!(user.version(), Version::INITIAL);
     assert_eq!(order.user_id(), user.id());
-    let stored = users(&store).await;
+    let stored = all::<User, _>(&store).await;
     assert_eq!(stored.len(), 1);
     assert!(
         (stored[0].score().get() - 1.0).abs() < 1e-12,
         "the first user scores 1"
     );
-    let log = actions(&store).await;
+    let log = all::<Action, _>(&store).await;
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].what(), "user.created");
 }
@@ -120,7 +111,7 @@ where
     register(&store, TxToken::generate(), newcomer("first"))
         .await
         .expect("a first user");
-    let before = users(&store).await;
+    let before = all::<User, _>(&store).await;
 
     let order_id = OrderId::generate();
     let result = store
@@ -143,11 +134,11 @@ where
     assert!(matches!(result, Err(UnitError::GaveUp)), "{result:?}");
 
     assert_eq!(
-        users(&store).await,
+        all::<User, _>(&store).await,
         before,
         "no user added, no score changed"
     );
-    assert_eq!(actions(&store).await.len(), 1);
+    assert_eq!(all::<Action, _>(&store).await.len(), 1);
     let order = store
         .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<Order>().get(order_id).await) }))
         .await
@@ -177,15 +168,15 @@ where
             .expect("no panic")
             .expect("every registration lands");
     }
-    let all = users(&store).await;
-    assert_eq!(all.len(), 10);
-    let sum: f64 = all.iter().map(|u| u.score().get()).sum();
+    let registered = all::<User, _>(&store).await;
+    assert_eq!(registered.len(), 10);
+    let sum: f64 = registered.iter().map(|u| u.score().get()).sum();
     let expected = expected_score_sum(10);
     assert!(
         (sum - expected).abs() < 1e-9 * expected,
         "sum {sum}, expected {expected}"
     );
-    assert_eq!(actions(&store).await.len(), 10);
+    assert_eq!(all::<Action, _>(&store).await.len(), 10);
 }
 
 /// A registration retried with its token (and a fresh server-assigned id)
@@ -201,14 +192,18 @@ where
     register(&store, TxToken::generate(), newcomer("alan"))
         .await
         .expect("another user");
-    let before = users(&store).await;
+    let before = all::<User, _>(&store).await;
 
     let retried = register(&store, token, newcomer("grace"))
         .await
         .expect("retry");
     assert_eq!(retried.id(), first.id());
-    assert_eq!(users(&store).await, before, "the retry changed nothing");
-    assert_eq!(actions(&store).await.len(), 2);
+    assert_eq!(
+        all::<User, _>(&store).await,
+        before,
+        "the retry changed nothing"
+    );
+    assert_eq!(all::<Action, _>(&store).await.len(), 2);
 
     let reused = register(&store, token, newcomer("mallory")).await;
     assert!(
