@@ -8,7 +8,7 @@ use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
 use crate::memory::{Gate, InMemoryRepository};
 use crate::token::TxToken;
-use crate::unit_of_work::{BoxFuture, Transaction, UnitOfWork};
+use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 
 /// In-memory repositories for any aggregate types, sharing one gate so that
 /// a unit of work runs alone: its operations are applied directly and rolled
@@ -105,6 +105,29 @@ impl Drop for MemoryTx {
                 undo();
             }
         }
+    }
+}
+
+impl Nested for MemoryTx {
+    async fn nested<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut Self) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: Send,
+    {
+        // Forget which repositories were snapshotted, so that the nested
+        // part snapshots each one it touches afresh: its undo entries, past
+        // `mark`, then restore exactly the state it started from.
+        let mark = self.undo.len();
+        let outer = std::mem::take(&mut self.snapshotted);
+        let result = work(self).await;
+        if result.is_err() {
+            for undo in self.undo.drain(mark..).rev() {
+                undo();
+            }
+        }
+        self.snapshotted.extend(outer);
+        result
     }
 }
 

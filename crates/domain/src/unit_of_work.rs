@@ -32,7 +32,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// ran one at a time.
 pub trait UnitOfWork: Send + Sync {
     /// The transaction handle the closure works through.
-    type Tx: Send;
+    type Tx: Nested;
 
     /// Runs `work` as one atomic unit, under the store's deadline.
     fn run<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, E>> + Send
@@ -40,6 +40,25 @@ pub trait UnitOfWork: Send + Sync {
         F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
         T: Send,
         E: From<RepositoryError> + Send;
+}
+
+/// Nested units inside a unit of work: savepoints.
+pub trait Nested: Send + Sized {
+    /// Runs `work` as a nested unit. If it fails, what it wrote is rolled
+    /// back and its error returned; the caller then decides: recover (the
+    /// outer unit goes on, without the nested part) or propagate the error
+    /// with `?` (the whole unit rolls back).
+    ///
+    /// ```ignore
+    /// let welcome_order = tx.nested(|tx| Box::pin(async move {
+    ///     tx.of::<Order>().create(token, order).await
+    /// })).await.ok();   // recovered: the user is registered either way
+    /// ```
+    fn nested<T, E, F>(&mut self, work: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        F: for<'t> FnOnce(&'t mut Self) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: Send;
 }
 
 /// Repository operations on aggregates of type `A` inside a unit of work.

@@ -5,7 +5,9 @@ use std::convert::Infallible;
 
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
-use domain::{Aggregate, BoxFuture, RepositoryError, Transaction, TxToken, UnitOfWork, Version};
+use domain::{
+    Aggregate, BoxFuture, Nested, RepositoryError, Transaction, TxToken, UnitOfWork, Version,
+};
 use tracing::Instrument;
 
 use crate::classify::is_connection_fault;
@@ -60,6 +62,35 @@ impl PgTx {
                 error
             }
         })
+    }
+}
+
+impl Nested for PgTx {
+    /// A SAVEPOINT: released when `work` succeeds, rolled back to when it
+    /// fails. A conflict inside it still re-runs the whole unit.
+    async fn nested<T, E, F>(&mut self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnOnce(&'t mut Self) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let opened = AnsiTransactionManager::begin_transaction(self.conn()).await;
+        if let Err(error) = opened {
+            // The unit's transaction is unusable: `work` will fail, and the
+            // recorded fault re-runs the unit. Closing nothing here keeps
+            // the outer transaction's state for the unit to roll back.
+            self.fault.get_or_insert(RetryAs::Connection(error));
+            return work(self).await;
+        }
+        let result = work(self).await;
+        let closed = match &result {
+            Ok(_) => AnsiTransactionManager::commit_transaction(self.conn()).await,
+            Err(_) => AnsiTransactionManager::rollback_transaction(self.conn()).await,
+        };
+        if let Err(error) = closed {
+            self.fault.get_or_insert(RetryAs::Connection(error));
+        }
+        result
     }
 }
 

@@ -5,7 +5,7 @@ use crate::example::{
     register_user,
 };
 use crate::{
-    Aggregate, RepositoryError, Timestamp, Transaction, TxExt, TxToken, UnitOfWork, Version,
+    Aggregate, Nested, RepositoryError, Timestamp, Transaction, TxExt, TxToken, UnitOfWork, Version,
 };
 
 /// A store whose units reach the example aggregates.
@@ -213,4 +213,105 @@ where
         ),
         "{reused:?}"
     );
+}
+
+/// A nested unit that fails is rolled back alone when the caller recovers:
+/// the outer unit's writes stay, including to aggregates the nested part
+/// changed before failing; a nested unit that succeeds commits with it.
+pub async fn a_recovered_nested_failure_keeps_the_rest<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    let (failed_order, kept_order) = (OrderId::generate(), OrderId::generate());
+    let user = store
+        .run(|tx| {
+            Box::pin(async move {
+                let user =
+                    register_user(tx, TxToken::generate(), newcomer("ada"), Timestamp::now())
+                        .await?;
+                let id = user.id();
+                let recovered = tx
+                    .nested(|tx| {
+                        Box::pin(async move {
+                            let order = Order::open(failed_order, id, vec![], Timestamp::now())
+                                .expect("valid");
+                            tx.of::<Order>().create(TxToken::generate(), order).await?;
+                            tx.of::<User>()
+                                .update(id, |u| {
+                                    let inner = PersonName::parse("Inner").expect("valid");
+                                    u.change_profile(Some(inner), None, Timestamp::now());
+                                    Ok::<_, std::convert::Infallible>(())
+                                })
+                                .await?;
+                            Err::<(), _>(UnitError::GaveUp)
+                        })
+                    })
+                    .await;
+                assert!(matches!(recovered, Err(UnitError::GaveUp)));
+                tx.nested(|tx| {
+                    Box::pin(async move {
+                        let order =
+                            Order::open(kept_order, id, vec![], Timestamp::now()).expect("valid");
+                        tx.of::<Order>().create(TxToken::generate(), order).await?;
+                        Ok::<_, UnitError>(())
+                    })
+                })
+                .await?;
+                let seen = tx.of::<User>().get(id).await?;
+                assert_eq!(
+                    seen.profile().first_name.as_str(),
+                    "Test",
+                    "the nested change is undone"
+                );
+                Ok::<_, UnitError>(user)
+            })
+        })
+        .await
+        .expect("the outer unit commits");
+
+    let stored = all::<User, _>(&store).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].profile().first_name.as_str(), "Test");
+    assert_eq!(stored[0].version(), user.version());
+    let orders: Vec<OrderId> = all::<Order, _>(&store)
+        .await
+        .iter()
+        .map(Aggregate::id)
+        .collect();
+    assert_eq!(
+        orders,
+        vec![kept_order],
+        "only the successful nested part stays"
+    );
+}
+
+/// A nested failure that the caller propagates rolls back the whole unit.
+pub async fn an_unrecovered_nested_failure_rolls_back_everything<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+{
+    let result = store
+        .run(|tx| {
+            Box::pin(async move {
+                let user =
+                    register_user(tx, TxToken::generate(), newcomer("ada"), Timestamp::now())
+                        .await?;
+                let id = user.id();
+                tx.nested(|tx| {
+                    Box::pin(async move {
+                        let order = Order::open(OrderId::generate(), id, vec![], Timestamp::now())
+                            .expect("valid");
+                        tx.of::<Order>().create(TxToken::generate(), order).await?;
+                        Err::<(), _>(UnitError::GaveUp)
+                    })
+                })
+                .await?;
+                Ok::<_, UnitError>(())
+            })
+        })
+        .await;
+    assert!(matches!(result, Err(UnitError::GaveUp)), "{result:?}");
+    assert!(all::<User, _>(&store).await.is_empty());
+    assert!(all::<Order, _>(&store).await.is_empty());
+    assert!(all::<Action, _>(&store).await.is_empty());
 }

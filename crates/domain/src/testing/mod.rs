@@ -87,6 +87,8 @@ macro_rules! unit_of_work_suite {
                 a_failing_unit_writes_nothing,
                 concurrent_registrations_keep_the_score_sum,
                 a_retried_registration_writes_nothing_twice,
+                a_recovered_nested_failure_keeps_the_rest,
+                an_unrecovered_nested_failure_rolls_back_everything,
             );
         }
     };
