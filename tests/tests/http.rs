@@ -47,6 +47,7 @@ both_stores!(
     deleting_a_user_logs_it,
     lists_page_through_everything,
     health_and_openapi_answer,
+    a_user_and_their_first_order_are_made_together_or_not_at_all,
 );
 
 fn new_user(username: &str) -> Value {
@@ -465,6 +466,55 @@ async fn lists_page_through_everything(app: TestApp) {
     assert!(second["next_after"].is_null());
     let (_, _, capped) = read(app.get("/users?limit=100000").await).await;
     assert_eq!(capped["items"].as_array().unwrap().len(), 3);
+}
+
+async fn a_user_and_their_first_order_are_made_together_or_not_at_all(app: TestApp) {
+    let line = json!({"sku": "PEN", "quantity": 2, "unit_price_cents": 150});
+    let too_many: Vec<Value> = (0..101).map(|_| line.clone()).collect();
+    let (status, _, body) = read(
+        app.post(
+            "/orders/for-new-user",
+            &json!({"user": new_user("ada"), "lines": too_many}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "validation"), "{body}");
+    assert_eq!(
+        count(&app, "/users").await,
+        0,
+        "no user without their order"
+    );
+
+    let key = "9b1d7c55-0f3e-4d8a-b6a1-52e0c4f7a9d3";
+    let form = json!({"user": new_user("ada"), "lines": [line]});
+    let send = || {
+        app.request(Method::POST, "/orders/for-new-user")
+            .header("Idempotency-Key", key)
+            .json(&form)
+            .send()
+    };
+    let (status, _, made) = read(send().await.unwrap()).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["order"]["user_id"], made["user"]["id"]);
+    assert_eq!(made["order"]["total_cents"], 300);
+    let (status, _, again) = read(send().await.unwrap()).await;
+    assert_eq!(status, 201);
+    assert_eq!(again, made, "a retry answers the same");
+    assert_eq!(count(&app, "/users").await, 1);
+    let (_, _, log) = read(app.get("/actions").await).await;
+    let whats: Vec<_> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["what"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(whats, ["user.created", "order.created"]);
+    let order_id = made["order"]["id"].as_str().unwrap();
+    assert_eq!(
+        read(app.get(&format!("/orders/{order_id}")).await).await.0,
+        200
+    );
 }
 
 async fn health_and_openapi_answer(app: TestApp) {

@@ -4,7 +4,7 @@
 mod actions;
 mod health;
 mod orders;
-mod users;
+pub(crate) mod users;
 
 pub use actions::*;
 pub use health::*;
@@ -44,6 +44,7 @@ pub fn router(state: AppState, deadline: Duration) -> Router {
             get(get_user).patch(patch_user).delete(delete_user),
         )
         .route("/orders", post(create_order))
+        .route("/orders/for-new-user", post(create_user_with_order))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/lines", post(add_line))
         .route("/orders/{id}/place", post(place_order))

@@ -6,9 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::example::{
     Action, Cents, Order, OrderError, OrderId, OrderLine, Quantity, Sku, User, UserId,
+    register_user,
 };
 use domain::{Aggregate, Repository, RepositoryError, Timestamp, TxExt, TxToken, UnitOfWork};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -16,7 +17,8 @@ use crate::extract::{ApiJson, IdempotencyKey, IfMatch, etag};
 use crate::persistence::{Persistence, on_backend};
 use crate::problem::{ApiError, ErrorBody};
 use crate::routes::AppState;
-use crate::views::{LineView, OrderView};
+use crate::routes::users::NewUser;
+use crate::views::{LineView, OrderView, UserView};
 
 /// An order to open.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -85,6 +87,73 @@ pub async fn create_order(
         etag(order.version()),
         Json(OrderView::of(&order)),
     ))
+}
+
+/// A new user and their first order.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserOrder {
+    /// The user to register.
+    pub user: NewUser,
+    /// The first order's lines (at most 100; may be empty).
+    pub lines: Vec<LineView>,
+}
+
+/// The user and order made together.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserOrder {
+    /// The registered user.
+    pub user: UserView,
+    /// Their first order.
+    pub order: OrderView,
+}
+
+/// Registers a user and opens their first order in one transaction: both
+/// or neither. Safe to retry with the same `Idempotency-Key`.
+#[utoipa::path(post, path = "/orders/for-new-user", tag = "orders", request_body = NewUserOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A uuid; makes the request safe to retry")),
+    responses((status = 201, body = UserOrder), (status = 400, body = ErrorBody),
+        (status = 409, description = "Username taken", body = ErrorBody),
+        (status = 422, description = "Invalid field, or the key was used for another body", body = ErrorBody)))]
+pub async fn create_user_with_order(
+    State(state): State<AppState>,
+    IdempotencyKey(token): IdempotencyKey,
+    ApiJson(form): ApiJson<NewUserOrder>,
+) -> Result<(StatusCode, Json<UserOrder>), ApiError> {
+    let newcomer = form.user.parse()?;
+    let lines = form
+        .lines
+        .iter()
+        .map(parse_line)
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = Timestamp::now();
+    let order_id = OrderId::generate();
+    let made = on_backend!(&state.backend, |store| {
+        store
+            .run(|tx| {
+                let (newcomer, lines) = (newcomer.clone(), lines.clone());
+                Box::pin(async move {
+                    let user = register_user(tx, token, newcomer, now).await?;
+                    let draft = Order::open(order_id, user.id(), lines, now)?;
+                    let order = tx
+                        .of::<Order>()
+                        .create(token.derive("first order"), draft)
+                        .await?;
+                    if order.id() == order_id {
+                        let entry = Action::about(&order, "order.created", now);
+                        tx.of::<Action>()
+                            .create(token.derive("order.created"), entry)
+                            .await?;
+                    }
+                    Ok::<_, ApiError>(UserOrder {
+                        user: UserView::of(&user),
+                        order: OrderView::of(&order),
+                    })
+                })
+            })
+            .await
+    })?;
+    Ok((StatusCode::CREATED, Json(made)))
 }
 
 /// An order.

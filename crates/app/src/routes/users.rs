@@ -27,6 +27,23 @@ pub struct NewUser {
     pub last_name: String,
 }
 
+impl NewUser {
+    /// The user this form registers, with a fresh id, or why it cannot.
+    pub fn parse(&self) -> Result<User, ApiError> {
+        let profile = Profile {
+            first_name: PersonName::parse(&self.first_name)?,
+            last_name: PersonName::parse(&self.last_name)?,
+        };
+        let username = Username::parse(&self.username)?;
+        Ok(User::register(
+            UserId::generate(),
+            username,
+            profile,
+            Timestamp::now(),
+        ))
+    }
+}
+
 /// Profile fields to change; absent ones stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
