@@ -594,3 +594,71 @@ mod postgres_faults {
         );
     }
 }
+
+mod catalog {
+    //! `app catalog import FILE` and `GET /products`.
+
+    use super::*;
+
+    fn write(name: &str, content: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("{}-{name}", uuid::Uuid::new_v4()));
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_import_replaces_the_catalog_and_a_corrupt_file_changes_nothing() {
+        let app = TestApp::on_postgres().await;
+        let mut config = <app::Config as clap::Parser>::parse_from(["app"]);
+        config.database_url = Some(app.db.as_ref().unwrap().url().to_owned());
+
+        let first = write(
+            "first.csv",
+            "sku,name,price_cents\nPEN,Pen,150\nINK,Ink,500\n",
+        );
+        let report = app::catalog::import_file(&config, &first).await.unwrap();
+        assert_eq!((report.created, report.deleted), (2, 0));
+        let second = write(
+            "second.json",
+            r#"[{"sku":"PEN","name":"Pen","price_cents":175},{"sku":"PAD","name":"Pad","price_cents":90}]"#,
+        );
+        let report = app::catalog::import_file(&config, &second).await.unwrap();
+        assert_eq!((report.created, report.updated, report.deleted), (1, 1, 1));
+
+        let expected = json!([
+            {"sku": "PAD", "name": "Pad", "price_cents": 90},
+            {"sku": "PEN", "name": "Pen", "price_cents": 175},
+        ]);
+        let (status, _, products) = read(app.get("/products").await).await;
+        assert_eq!((status, &products), (200, &expected));
+
+        let corrupt = write(
+            "corrupt.csv",
+            "sku,name,price_cents\nNEW,New,1\nBAD,Bad,-5\n",
+        );
+        let error = app::catalog::import_file(&config, &corrupt)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("line 3"), "{error}");
+        let (_, _, products) = read(app.get("/products").await).await;
+        assert_eq!(products, expected, "a corrupt file changed nothing");
+
+        config.database_url = None;
+        let error = app::catalog::import_file(&config, &first)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("DATABASE_URL"), "{error}");
+        for path in [first, second, corrupt] {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_in_memory_catalog_starts_empty() {
+        let app = TestApp::in_memory().await;
+        let (status, _, products) = read(app.get("/products").await).await;
+        assert_eq!((status, products), (200, json!([])));
+    }
+}

@@ -4,6 +4,7 @@
 //! `Application::build(config)` then `run_until_stopped(shutdown)`; tests
 //! bind port 0 and pass their own shutdown future.
 
+pub mod catalog;
 pub mod config;
 pub mod extract;
 pub mod openapi;

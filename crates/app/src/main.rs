@@ -1,13 +1,25 @@
 //! `cargo run -p app`: serves the API; `--help` lists the settings.
 
 use anyhow::Context;
+use app::config::{CatalogCommand, Command};
 use app::{Application, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+async fn main() -> std::process::ExitCode {
+    match run(Config::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The cause chain, without a backtrace: this is a user's error
+            // message, not a crash report.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
         tracing_subscriber::fmt()
@@ -16,6 +28,17 @@ async fn main() -> anyhow::Result<()> {
             .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    if let Some(Command::Catalog {
+        action: CatalogCommand::Import { file },
+    }) = &config.command
+    {
+        let report = app::catalog::import_file(&config, file).await?;
+        println!(
+            "catalog replaced: {} new, {} changed, {} removed, {} unchanged",
+            report.created, report.updated, report.deleted, report.unchanged
+        );
+        return Ok(());
     }
     let application = Application::build(config).await?;
     application

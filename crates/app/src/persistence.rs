@@ -3,13 +3,15 @@
 
 use std::future::Future;
 
-use domain::example::{Action, Order, User};
+use domain::example::{Action, Order, Product, User};
 use domain::{InMemoryStore, Repository, RepositoryError, Transaction, UnitOfWork};
 use storage::mappings::{ActionMapping, OrderMapping, UserMapping};
 
 /// The example domain's repositories and units of work on one store.
 pub trait Persistence:
-    UnitOfWork<Tx: Transaction<User> + Transaction<Order> + Transaction<Action>> + Sync
+    UnitOfWork<
+        Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
+    > + Sync
 {
     /// Users.
     fn users(&self) -> impl Repository<User>;

@@ -30,7 +30,7 @@ pub use memory_store::{InMemoryStore, MemoryTx};
 pub use page::{Page, PageRequest};
 pub use repository::{PageOf, Repository};
 pub use token::{InvalidToken, TxToken};
-pub use unit_of_work::{BoxFuture, Nested, Of, Transaction, TxExt, UnitOfWork};
+pub use unit_of_work::{BoxFuture, Nested, Of, Replaced, Transaction, TxExt, UnitOfWork};
 
 #[doc(hidden)]
 pub mod __private {

@@ -161,4 +161,71 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
     pub async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
         self.tx.save_all(changed).await
     }
+
+    /// Makes the stored set of `A` exactly `desired`: deletes what is not in
+    /// it, creates what is new and rewrites (in one batch) what changed, as
+    /// judged by the fingerprint. Run inside the unit, it is atomic: readers
+    /// see the old set or the new one. New aggregates are created with
+    /// tokens derived from `token`, so a retried import is harmless.
+    ///
+    /// # Errors
+    /// `AlreadyExists` if `desired` holds one id twice, and whatever the
+    /// store reports.
+    pub async fn replace_all(
+        &mut self,
+        token: TxToken,
+        desired: Vec<A>,
+    ) -> Result<Replaced, RepositoryError> {
+        let mut current: std::collections::HashMap<A::Id, A> =
+            self.all().await?.into_iter().map(|a| (a.id(), a)).collect();
+        let mut seen = std::collections::HashSet::new();
+        if let Some(twice) = desired.iter().find(|a| !seen.insert(a.id())) {
+            return Err(RepositoryError::AlreadyExists {
+                kind: A::KIND,
+                id: twice.id().to_string(),
+            });
+        }
+        let mut report = Replaced::default();
+        let missing: Vec<A::Id> = current
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .copied()
+            .collect();
+        for id in missing {
+            current.remove(&id);
+            self.delete(id).await?;
+            report.deleted += 1;
+        }
+        let mut changed = Vec::new();
+        for mut wanted in desired {
+            match current.get(&wanted.id()) {
+                None => {
+                    self.create(token.derive(&wanted.id().to_string()), wanted)
+                        .await?;
+                    report.created += 1;
+                }
+                Some(stored) if stored.fingerprint() != wanted.fingerprint() => {
+                    wanted.set_version(stored.version());
+                    changed.push(wanted);
+                }
+                Some(_) => report.unchanged += 1,
+            }
+        }
+        report.updated = changed.len();
+        self.save_all(changed).await?;
+        Ok(report)
+    }
+}
+
+/// What [`Of::replace_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replaced {
+    /// New aggregates stored.
+    pub created: usize,
+    /// Changed aggregates rewritten.
+    pub updated: usize,
+    /// Aggregates left as they were.
+    pub unchanged: usize,
+    /// Aggregates removed.
+    pub deleted: usize,
 }

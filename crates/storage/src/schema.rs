@@ -65,3 +65,13 @@ diesel::table! {
 diesel::joinable!(user_profiles -> users (user_id));
 diesel::joinable!(order_lines -> orders (order_id));
 diesel::allow_tables_to_appear_in_same_query!(users, user_profiles, orders, order_lines);
+
+diesel::table! {
+    products (id) {
+        id -> Uuid,
+        version -> Int8,
+        sku -> Text,
+        name -> Text,
+        price_cents -> Int8,
+    }
+}

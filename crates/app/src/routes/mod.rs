@@ -4,11 +4,13 @@
 mod actions;
 mod health;
 mod orders;
+mod products;
 pub(crate) mod users;
 
 pub use actions::*;
 pub use health::*;
 pub use orders::*;
+pub use products::*;
 pub use users::*;
 
 use std::time::Duration;
@@ -50,6 +52,7 @@ pub fn router(state: AppState, deadline: Duration) -> Router {
         .route("/orders/{id}/place", post(place_order))
         .route("/orders/{id}/cancel", post(cancel_order))
         .route("/actions", get(list_actions))
+        .route("/products", get(list_products))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::no_route() })

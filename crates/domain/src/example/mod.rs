@@ -6,6 +6,7 @@
 mod action;
 mod order;
 mod order_line;
+mod product;
 mod profile;
 mod registration;
 mod score;
@@ -15,6 +16,7 @@ mod username;
 pub use action::{Action, ActionId};
 pub use order::{Order, OrderError, OrderId, OrderStatus};
 pub use order_line::{Cents, InvalidLine, OrderLine, Quantity, Sku};
+pub use product::{InvalidProductName, Product, ProductId, ProductName};
 pub use profile::{InvalidName, PersonName, Profile};
 pub use registration::{expected_score_sum, register_user};
 pub use score::{InvalidScore, Score};

@@ -1,8 +1,8 @@
 //! Contract rules for units of work, on the example domain.
 
 use crate::example::{
-    Action, Order, OrderId, PersonName, Profile, User, UserId, Username, expected_score_sum,
-    register_user,
+    Action, Cents, Order, OrderId, PersonName, Product, ProductName, Profile, Sku, User, UserId,
+    Username, expected_score_sum, register_user,
 };
 use crate::{
     Aggregate, Nested, RepositoryError, Timestamp, Transaction, TxExt, TxToken, UnitOfWork, Version,
@@ -11,14 +11,14 @@ use crate::{
 /// A store whose units reach the example aggregates.
 pub trait ExampleStore: UnitOfWork + Clone + 'static
 where
-    Self::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    Self::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
 }
 
 impl<S> ExampleStore for S
 where
     S: UnitOfWork + Clone + 'static,
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
 }
 
@@ -48,7 +48,7 @@ fn newcomer(username: &str) -> User {
 
 async fn register<S: ExampleStore>(store: &S, token: TxToken, user: User) -> Result<User, UnitError>
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     store
         .run(|tx| {
@@ -61,7 +61,11 @@ where
 /// Every aggregate of type `A`, read in a unit of its own.
 async fn all<A: Aggregate, S: ExampleStore>(store: &S) -> Vec<A>
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<A>,
+    S::Tx: Transaction<User>
+        + Transaction<Order>
+        + Transaction<Action>
+        + Transaction<Product>
+        + Transaction<A>,
 {
     store
         .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<A>().all().await?) }))
@@ -73,7 +77,7 @@ where
 /// with the action, and the user's version is 1.
 pub async fn a_unit_commits_all_of_its_writes<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     let token = TxToken::generate();
     let order_id = OrderId::generate();
@@ -106,7 +110,7 @@ where
 /// not its batch update, not its action.
 pub async fn a_failing_unit_writes_nothing<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     register(&store, TxToken::generate(), newcomer("first"))
         .await
@@ -153,7 +157,7 @@ where
 /// add up to what the rule gives for ten users in sequence.
 pub async fn concurrent_registrations_keep_the_score_sum<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     let tasks: Vec<_> = (0..10)
         .map(|i| {
@@ -183,7 +187,7 @@ where
 /// returns the first user and changes no score.
 pub async fn a_retried_registration_writes_nothing_twice<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     let token = TxToken::generate();
     let first = register(&store, token, newcomer("grace"))
@@ -220,7 +224,7 @@ where
 /// changed before failing; a nested unit that succeeds commits with it.
 pub async fn a_recovered_nested_failure_keeps_the_rest<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     let (failed_order, kept_order) = (OrderId::generate(), OrderId::generate());
     let user = store
@@ -288,7 +292,7 @@ where
 /// A nested failure that the caller propagates rolls back the whole unit.
 pub async fn an_unrecovered_nested_failure_rolls_back_everything<S: ExampleStore>(store: S)
 where
-    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action>,
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
 {
     let result = store
         .run(|tx| {
@@ -314,4 +318,129 @@ where
     assert!(all::<User, _>(&store).await.is_empty());
     assert!(all::<Order, _>(&store).await.is_empty());
     assert!(all::<Action, _>(&store).await.is_empty());
+}
+
+/// Catalog `version`: products `first..first + 30`, all at one price.
+fn catalog(first: u32, price: i64) -> Vec<Product> {
+    (first..first + 30)
+        .map(|n| {
+            Product::new(
+                Sku::parse(&format!("SKU-{n}")).expect("valid"),
+                ProductName::parse(&format!("Product {n}")).expect("valid"),
+                Cents::new(price).expect("valid"),
+            )
+        })
+        .collect()
+}
+
+/// What a reader sees: each product's sku and price, sorted.
+fn seen(products: &[Product]) -> Vec<(String, i64)> {
+    let mut seen: Vec<_> = products
+        .iter()
+        .map(|p| (p.sku().as_str().to_owned(), p.price().get()))
+        .collect();
+    seen.sort();
+    seen
+}
+
+async fn import<S: ExampleStore>(store: &S, products: Vec<Product>) -> crate::Replaced
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
+{
+    store
+        .run(|tx| {
+            let products = products.clone();
+            Box::pin(async move {
+                Ok::<_, UnitError>(
+                    tx.of::<Product>()
+                        .replace_all(TxToken::generate(), products)
+                        .await?,
+                )
+            })
+        })
+        .await
+        .expect("import")
+}
+
+/// Replacing a whole set while readers read: every read sees exactly the
+/// old set or exactly the new one, never a mix; an import of a set with a
+/// duplicate changes nothing.
+pub async fn replacing_a_set_shows_readers_old_or_new_never_a_mix<S: ExampleStore>(store: S)
+where
+    S::Tx: Transaction<User> + Transaction<Order> + Transaction<Action> + Transaction<Product>,
+{
+    let (old, new) = (catalog(0, 100), catalog(10, 250));
+    let first = import(&store, old.clone()).await;
+    assert_eq!(
+        first,
+        crate::Replaced {
+            created: 30,
+            ..Default::default()
+        }
+    );
+    let (old_view, new_view) = (seen(&old), seen(&new));
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, done) = (store.clone(), done.clone());
+            let (old_view, new_view) = (old_view.clone(), new_view.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let view = seen(&all::<Product, _>(&store).await);
+                    assert!(
+                        view == old_view || view == new_view,
+                        "a mixed catalog: {view:?}"
+                    );
+                    reads += 1;
+                    tokio::task::yield_now().await;
+                }
+                reads
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let (target, expected) = if round % 2 == 0 {
+            (&new, 20)
+        } else {
+            (&old, 20)
+        };
+        let report = import(&store, target.clone()).await;
+        assert_eq!(
+            (report.created, report.updated, report.deleted),
+            (10, expected, 10)
+        );
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.await.expect("no panic") > 0, "the reader read");
+    }
+
+    let mut twice = new.clone();
+    twice.push(new[0].clone());
+    let result = store
+        .run(|tx| {
+            let twice = twice.clone();
+            Box::pin(async move {
+                Ok::<_, UnitError>(
+                    tx.of::<Product>()
+                        .replace_all(TxToken::generate(), twice)
+                        .await?,
+                )
+            })
+        })
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(UnitError::Repository(RepositoryError::AlreadyExists { .. }))
+        ),
+        "{result:?}"
+    );
+    assert_eq!(
+        seen(&all::<Product, _>(&store).await),
+        old_view,
+        "nothing changed"
+    );
 }

@@ -74,7 +74,7 @@ macro_rules! contract_suite {
 
 /// Generates one `#[tokio::test]` per unit-of-work rule in a module `$name`,
 /// each on the store that `$make` builds (it may `.await`). The store's
-/// transactions must reach `User`, `Order` and `Action`.
+/// transactions must reach `User`, `Order`, `Action` and `Product`.
 #[macro_export]
 macro_rules! unit_of_work_suite {
     ($name:ident, $make:expr) => {
@@ -89,6 +89,7 @@ macro_rules! unit_of_work_suite {
                 a_retried_registration_writes_nothing_twice,
                 a_recovered_nested_failure_keeps_the_rest,
                 an_unrecovered_nested_failure_rolls_back_everything,
+                replacing_a_set_shows_readers_old_or_new_never_a_mix,
             );
         }
     };

@@ -3,10 +3,12 @@
 
 mod action;
 mod order;
+mod product;
 mod user;
 
 pub use action::ActionMapping;
 pub use order::OrderMapping;
+pub use product::ProductMapping;
 pub use user::UserMapping;
 
 use domain::Timestamp;
