@@ -280,3 +280,19 @@ impl domain::UnitOfWork for StoreWithDb {
         self.store.run(work).await
     }
 }
+
+impl domain::ExclusiveAccess for StoreWithDb {
+    type Guard = storage::PgKeyGuard;
+
+    async fn lock(
+        &self,
+        key: &str,
+        wait: std::time::Duration,
+    ) -> Result<Self::Guard, RepositoryError> {
+        self.store.lock(key, wait).await
+    }
+
+    async fn unlock(&self, guard: Self::Guard) {
+        self.store.unlock(guard).await;
+    }
+}

@@ -28,6 +28,16 @@ domain::contract_suite!(
 domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
 domain::unit_of_work_suite!(units_on_postgres, StoreWithDb::fresh().await);
 
+domain::exclusive_access_suite!(locks_in_memory, {
+    let store = InMemoryStore::new();
+    (store.clone(), store.repository::<Counter>())
+});
+domain::exclusive_access_suite!(locks_on_postgres, {
+    let store = StoreWithDb::fresh().await;
+    let counters = store.store().repository::<CounterMapping>();
+    (store, counters)
+});
+
 #[tokio::test]
 async fn users_in_memory_reject_a_taken_username() {
     domain::testing::contract::taken_username_is_a_duplicate(InMemoryRepository::<User>::new())

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
+use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::memory::{Gate, InMemoryRepository};
 use crate::token::TxToken;
 use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
@@ -18,6 +19,7 @@ use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     gate: Gate,
+    locks: KeyedLocks,
     repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
@@ -48,6 +50,22 @@ impl InMemoryStore {
             .downcast_ref::<InMemoryRepository<A>>()
             .expect("repositories are keyed by their aggregate's TypeId")
             .clone()
+    }
+}
+
+impl ExclusiveAccess for InMemoryStore {
+    type Guard = KeyGuard;
+
+    async fn lock(
+        &self,
+        key: &str,
+        wait: std::time::Duration,
+    ) -> Result<KeyGuard, RepositoryError> {
+        self.locks.lock(key, wait).await
+    }
+
+    async fn unlock(&self, guard: KeyGuard) {
+        self.locks.unlock(guard).await;
     }
 }
 

@@ -44,6 +44,10 @@ pub struct StoreConfig {
     /// How long a transaction token is remembered: a create retried later
     /// than this may create a second aggregate. Stripe keeps keys for 24 h.
     pub token_retention: Duration,
+    /// The longest a keyed lock ([`ExclusiveAccess`](domain::ExclusiveAccess))
+    /// is held: past it the server ends the lock's session, which frees it,
+    /// so a forgotten or stuck holder cannot block its key for ever.
+    pub max_lock_hold: Duration,
 }
 
 impl Default for StoreConfig {
@@ -60,6 +64,7 @@ impl Default for StoreConfig {
             base_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(100),
             token_retention: Duration::from_secs(24 * 3600),
+            max_lock_hold: Duration::from_secs(30),
         }
     }
 }

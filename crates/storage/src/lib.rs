@@ -49,6 +49,7 @@
 mod classify;
 mod config;
 mod error;
+mod exclusive;
 mod mapping;
 pub mod mappings;
 mod migrate;
@@ -62,6 +63,7 @@ mod unit_of_work;
 
 pub use config::{Recycling, StoreConfig};
 pub use error::StoreError;
+pub use exclusive::PgKeyGuard;
 pub use mapping::{Mapped, Mapping, version_from_db, version_to_db};
 pub use migrate::migrate;
 pub use repository::PgRepository;

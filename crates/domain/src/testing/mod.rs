@@ -12,6 +12,7 @@
 )]
 
 mod contract_create;
+mod contract_lock;
 mod contract_rw;
 mod contract_unit;
 mod counter;
@@ -20,6 +21,7 @@ mod subject;
 /// Every contract check, one async function per rule.
 pub mod contract {
     pub use super::contract_create::*;
+    pub use super::contract_lock::*;
     pub use super::contract_rw::*;
     pub use super::contract_unit::*;
 }
@@ -101,5 +103,29 @@ macro_rules! unit_of_work_suite {
                 $crate::testing::contract::$case(store).await;
             }
         )+
+    };
+}
+
+/// Generates one `#[tokio::test]` per keyed-lock rule in a module `$name`;
+/// `$make` builds (and may `.await`) a `(locks, counter repository)` pair
+/// on the same store.
+#[macro_export]
+macro_rules! exclusive_access_suite {
+    ($name:ident, $make:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_key_admits_one_holder_at_a_time() {
+                $crate::testing::contract::a_key_admits_one_holder_at_a_time($make).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_held_key_times_out_others_and_a_dropped_guard_frees_it() {
+                $crate::testing::contract::a_held_key_times_out_others_and_a_dropped_guard_frees_it($make)
+                    .await;
+            }
+        }
     };
 }

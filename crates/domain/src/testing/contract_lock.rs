@@ -1,0 +1,97 @@
+//! Contract rules for keyed exclusive access.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use super::{ContractSubject, Counter, CounterId};
+use crate::{Aggregate, ExclusiveAccess, Repository, RepositoryError, TxToken};
+
+/// Two workers each run 5 read-then-write sequences (two separate
+/// operations, with a pause between) under the counter's key: none is lost,
+/// which without the key they would be.
+pub async fn a_key_admits_one_holder_at_a_time<L, R>((locks, repo): (L, R))
+where
+    L: ExclusiveAccess + Clone + 'static,
+    R: Repository<Counter> + Clone + 'static,
+{
+    let counter = repo
+        .create(
+            TxToken::generate(),
+            Counter::sample(CounterId::generate(), 1),
+        )
+        .await
+        .expect("create");
+    let id = counter.id();
+    let key = format!("counter:{id}");
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (locks, repo, key) = (locks.clone(), repo.clone(), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let guard = locks
+                        .lock(&key, Duration::from_secs(5))
+                        .await
+                        .expect("lock");
+                    let seen = repo.get(id).await.expect("read").value;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    repo.update(id, |c| {
+                        c.value = seen + 1;
+                        Ok::<_, Infallible>(())
+                    })
+                    .await
+                    .expect("write");
+                    locks.unlock(guard).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("no panic");
+    }
+    assert_eq!(
+        repo.get(id).await.expect("get").value,
+        10,
+        "no step was lost"
+    );
+}
+
+/// A held key makes others wait, and give up with `Timeout` after their
+/// wait; other keys are free meanwhile; a dropped guard frees its key.
+pub async fn a_held_key_times_out_others_and_a_dropped_guard_frees_it<L, R>((locks, _repo): (L, R))
+where
+    L: ExclusiveAccess + Clone + 'static,
+    R: Repository<Counter> + Clone + 'static,
+{
+    let key = format!("user:{}", uuid::Uuid::new_v4());
+    let held = locks
+        .lock(&key, Duration::from_secs(1))
+        .await
+        .expect("lock");
+
+    let wait = Duration::from_millis(200);
+    let started = Instant::now();
+    let refused = locks.lock(&key, wait).await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(refused, Err(RepositoryError::Timeout)),
+        "{refused:?}"
+    );
+    assert!(waited >= wait, "gave up early: {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "waited too long: {waited:?}"
+    );
+
+    let other = locks
+        .lock(&format!("{key}-other"), Duration::from_millis(200))
+        .await
+        .expect("another key is free");
+    locks.unlock(other).await;
+
+    drop(held);
+    let again = locks
+        .lock(&key, Duration::from_secs(3))
+        .await
+        .expect("dropping the guard freed the key");
+    locks.unlock(again).await;
+}

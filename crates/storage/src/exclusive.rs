@@ -1,0 +1,83 @@
+//! Keyed exclusive access on Postgres: transaction-scoped advisory locks.
+
+use std::time::Duration;
+
+use diesel::sql_types::Text;
+use diesel_async::{
+    AnsiTransactionManager, RunQueryDsl, SimpleAsyncConnection, TransactionManager,
+};
+use domain::{ExclusiveAccess, RepositoryError};
+
+use crate::classify::{Fault, Transient, classify};
+use crate::store::{Conn, Store};
+
+/// Holds a key: a pooled connection inside a transaction that took
+/// `pg_advisory_xact_lock` on the key's hash. [`ExclusiveAccess::unlock`]
+/// commits, which frees the key; a guard dropped without it leaves its
+/// connection inside the transaction, so the pool closes the connection
+/// and the server frees the key.
+pub struct PgKeyGuard {
+    conn: Conn,
+}
+
+impl std::fmt::Debug for PgKeyGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgKeyGuard").finish_non_exhaustive()
+    }
+}
+
+impl ExclusiveAccess for Store {
+    type Guard = PgKeyGuard;
+
+    /// One pooled connection per held key; two round trips to take it.
+    async fn lock(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
+        let wait_ms = wait.as_millis().max(1);
+        let hold_ms = self.config().max_lock_hold.as_millis().max(1);
+        let take = async {
+            let mut conn = self.connection().await?;
+            AnsiTransactionManager::begin_transaction(&mut *conn)
+                .await
+                .map_err(|e| failure(&e))?;
+            conn.batch_execute(&format!(
+                "SET LOCAL lock_timeout = {wait_ms}; \
+                 SET LOCAL statement_timeout = {}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {hold_ms};",
+                wait_ms + 1000
+            ))
+            .await
+            .map_err(|e| failure(&e))?;
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<Text, _>(key)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| failure(&e))?;
+            Ok(PgKeyGuard { conn })
+        };
+        // The pool wait and the lock wait each have their own bound; this
+        // one only guards against a server that stops answering.
+        let bound = wait + self.config().connection_timeout + Duration::from_secs(1);
+        tokio::time::timeout(bound, take)
+            .await
+            .unwrap_or(Err(RepositoryError::Timeout))
+    }
+
+    async fn unlock(&self, guard: PgKeyGuard) {
+        let mut conn = guard.conn;
+        if let Err(error) = AnsiTransactionManager::commit_transaction(&mut *conn).await {
+            // The session is gone (say, it outlived max_lock_hold): its lock
+            // went with it, and the pool discards the connection.
+            tracing::warn!(%error, "releasing a keyed lock failed; the lock was already lost");
+        }
+    }
+}
+
+fn failure(error: &diesel::result::Error) -> RepositoryError {
+    match classify(error) {
+        // 55P03: someone held the key for the whole wait.
+        Fault::Transient(Transient::Contention) | Fault::Timeout => RepositoryError::Timeout,
+        Fault::Transient(Transient::Connection) => {
+            RepositoryError::Unavailable(error.to_string().into())
+        }
+        _ => RepositoryError::Storage(error.to_string().into()),
+    }
+}
