@@ -56,7 +56,7 @@ impl TestDb {
         let mut conn = AsyncPgConnection::establish(&db.url)
             .await
             .expect("connect");
-        conn.batch_execute(crate::counter_mapping::CREATE_TABLE)
+        conn.batch_execute(storage::testing::CREATE_COUNTERS_TABLE)
             .await
             .expect("create the counters table");
         db

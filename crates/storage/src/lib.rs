@@ -58,6 +58,8 @@ mod repository;
 mod retry;
 pub mod schema;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tokens;
 mod unit_of_work;
 

@@ -1,14 +1,14 @@
-//! The contract suite's `Counter` on Postgres: a one-table mapping written
-//! outside the storage crate, the way a template user writes theirs.
+//! The contract suite's `Counter` on Postgres: a one-table mapping, and the
+//! smallest example of one.
 
+use crate::{Mapped, Mapping, version_from_db, version_to_db};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::Aggregate;
 use domain::testing::{Counter, CounterId};
-use storage::{Mapping, version_from_db, version_to_db};
 use uuid::Uuid;
 
-/// The table, created by the test database set-up.
+/// The table; test set-ups create it (the example migrations do not).
 pub const CREATE_TABLE: &str = "CREATE TABLE counters (
     id UUID PRIMARY KEY,
     version BIGINT NOT NULL,
@@ -116,4 +116,8 @@ impl Mapping for CounterMapping {
             .execute(conn)
             .await
     }
+}
+
+impl Mapped for Counter {
+    type Mapping = CounterMapping;
 }
