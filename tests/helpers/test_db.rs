@@ -279,6 +279,15 @@ impl domain::UnitOfWork for StoreWithDb {
     {
         self.store.run(work).await
     }
+
+    async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut storage::PgTx) -> domain::BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        self.store.read(work).await
+    }
 }
 
 impl domain::ExclusiveAccess for StoreWithDb {

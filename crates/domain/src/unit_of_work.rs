@@ -40,6 +40,19 @@ pub trait UnitOfWork: Send + Sync {
         F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
         T: Send,
         E: From<RepositoryError> + Send;
+
+    /// Runs read-only `work` on one consistent snapshot: every read sees the
+    /// same committed state, and readers neither block writers nor make
+    /// them retry. Writes through it fail. Use it for reports and for
+    /// reading several aggregates that must agree with each other.
+    fn read<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, E>> + Send
+    where
+        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        self.run(work)
+    }
 }
 
 /// Nested units inside a unit of work: savepoints.

@@ -169,7 +169,34 @@ async fn save_all<M: Mapping>(
 impl UnitOfWork for Store {
     type Tx = PgTx;
 
-    async fn run<T, E, F>(&self, mut work: F) -> Result<T, E>
+    /// One SERIALIZABLE transaction per attempt.
+    async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        self.attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
+            .await
+    }
+
+    /// One REPEATABLE READ, READ ONLY transaction: a snapshot that takes no
+    /// predicate locks, so it cannot make SERIALIZABLE writers fail.
+    async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        T: Send,
+        E: From<RepositoryError> + Send,
+    {
+        self.attempts("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", work)
+            .await
+    }
+}
+
+impl Store {
+    /// Runs `work` in transactions opened with `begin`, until it commits,
+    /// fails for good, or retries or the deadline run out.
+    async fn attempts<T, E, F>(&self, begin: &str, mut work: F) -> Result<T, E>
     where
         F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
         T: Send,
@@ -189,11 +216,8 @@ impl UnitOfWork for Store {
             loop {
                 let conn = self.connection::<Infallible>().await?;
                 let mut tx = PgTx { conn, fault: None };
-                if let Err(error) = AnsiTransactionManager::begin_transaction_sql(
-                    tx.conn(),
-                    "BEGIN ISOLATION LEVEL SERIALIZABLE",
-                )
-                .await
+                if let Err(error) =
+                    AnsiTransactionManager::begin_transaction_sql(tx.conn(), begin).await
                 {
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;

@@ -22,8 +22,8 @@ pub struct ProductView {
     pub price_cents: i64,
 }
 
-/// The whole catalog, read in one transaction: during an import it is the
-/// old catalog or the new one, never a mix.
+/// The whole catalog, read on one snapshot: during an import it is the old
+/// catalog or the new one, never a mix, and reading never delays the import.
 #[utoipa::path(get, path = "/products", tag = "products",
     responses((status = 200, body = Vec<ProductView>), (status = 503, body = ErrorBody)))]
 pub async fn list_products(
@@ -31,7 +31,7 @@ pub async fn list_products(
 ) -> Result<Json<Vec<ProductView>>, ApiError> {
     let products = on_backend!(&state.backend, |store| {
         store
-            .run(|tx| Box::pin(async move { Ok::<_, ApiError>(tx.of::<Product>().all().await?) }))
+            .read(|tx| Box::pin(async move { Ok::<_, ApiError>(tx.of::<Product>().all().await?) }))
             .await
     })?;
     let mut views: Vec<ProductView> = products

@@ -58,7 +58,7 @@ where
         .await
 }
 
-/// Every aggregate of type `A`, read in a unit of its own.
+/// Every aggregate of type `A`, read on one snapshot.
 async fn all<A: Aggregate, S: ExampleStore>(store: &S) -> Vec<A>
 where
     S::Tx: Transaction<User>
@@ -68,7 +68,7 @@ where
         + Transaction<A>,
 {
     store
-        .run(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<A>().all().await?) }))
+        .read(|tx| Box::pin(async move { Ok::<_, UnitError>(tx.of::<A>().all().await?) }))
         .await
         .expect("read every aggregate")
 }

@@ -1,0 +1,496 @@
+//! Correctness when things go wrong: nothing lost, duplicated or left
+//! half-done. The default run is scaled down; `SOAK=1` runs full sizes.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use domain::testing::{ContractSubject, Counter, CounterId};
+use domain::{Aggregate, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
+use integration_tests::faulty::{self, FaultyCounters};
+use integration_tests::{CounterMapping, StoreWithDb, TestDb};
+use rand::Rng;
+use storage::{PgRepository, StoreConfig};
+
+/// `default`, or `soak` when `SOAK=1`.
+fn scale(default: usize, soak: usize) -> usize {
+    if std::env::var("SOAK").is_ok_and(|v| v == "1") {
+        soak
+    } else {
+        default
+    }
+}
+
+async fn new_counter<R: Repository<Counter>>(repo: &R, value: u64) -> CounterId {
+    let mut counter = Counter::sample(CounterId::generate(), rand::rng().random());
+    counter.value = value;
+    repo.create(TxToken::generate(), counter)
+        .await
+        .unwrap()
+        .id()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_incrementing_one_aggregate_lose_nothing() {
+    let (tasks, each) = (scale(16, 64), scale(25, 1000));
+    let db = TestDb::new().await;
+    let repo = db
+        .store(StoreConfig {
+            deadline: Duration::from_secs(30),
+            max_attempts: 1000,
+            ..StoreConfig::default()
+        })
+        .repository::<CounterMapping>();
+    let id = new_counter(&repo, 0).await;
+    let workers: Vec<_> = (0..tasks)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                for _ in 0..each {
+                    repo.update(id, |c| {
+                        c.value += 1;
+                        Ok::<_, Infallible>(())
+                    })
+                    .await
+                    .unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let counter = repo.get(id).await.unwrap();
+    assert_eq!(counter.value, (tasks * each) as u64);
+    assert_eq!(counter.version(), Version::new((tasks * each) as u64 + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_racing_creates_with_one_token_store_one() {
+    let db = TestDb::new().await;
+    let repo = db
+        .store(StoreConfig::default())
+        .repository::<CounterMapping>();
+    let (token, seed) = (TxToken::generate(), 7);
+    let ids: Vec<CounterId> = (0..100).map(|_| CounterId::generate()).collect();
+    let racers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (repo, sample) = (repo.clone(), Counter::sample(*id, seed));
+            tokio::spawn(async move { repo.create(token, sample).await })
+        })
+        .collect();
+    let mut results = BTreeSet::new();
+    for racer in racers {
+        let created = racer.await.unwrap().unwrap();
+        results.insert(format!("{created:?}"));
+    }
+    assert_eq!(
+        results.len(),
+        1,
+        "every racer got the same aggregate: {results:?}"
+    );
+    let mut stored = 0;
+    for id in ids {
+        stored += usize::from(repo.get(id).await.is_ok());
+    }
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_cancelled_at_random_points_leave_nothing_behind() {
+    let operations = scale(1000, 10_000);
+    let db = TestDb::new().await;
+    let repo = db
+        .store(StoreConfig::default())
+        .repository::<CounterMapping>();
+    let id = new_counter(&repo, 0).await;
+    let mut finished = 0_u64;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                let mut finished = 0_u64;
+                for _ in 0..operations / 8 {
+                    let budget = Duration::from_micros(rand::rng().random_range(0..4000));
+                    let update = repo.update(id, |c| {
+                        c.value += 1;
+                        Ok::<_, Infallible>(())
+                    });
+                    if let Ok(result) = tokio::time::timeout(budget, update).await {
+                        result.unwrap();
+                        finished += 1;
+                    }
+                }
+                finished
+            })
+        })
+        .collect();
+    for worker in workers {
+        finished += worker.await.unwrap();
+    }
+
+    let settled = repo.get(id).await.unwrap().value;
+    assert!(
+        settled >= finished,
+        "{settled} < {finished} updates that reported success"
+    );
+    assert!(settled <= (operations / 8 * 8) as u64);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        repo.get(id).await.unwrap().value,
+        settled,
+        "no write appeared later"
+    );
+    let sessions = db.sessions().await;
+    assert_eq!(sessions.idle_in_transaction, 0, "{sessions:?}");
+    for _ in 0..20 {
+        repo.update(id, |c| {
+            c.value += 1;
+            Ok::<_, Infallible>(())
+        })
+        .await
+        .expect("every pooled connection works");
+    }
+    assert_eq!(repo.get(id).await.unwrap().value, settled + 20);
+}
+
+mod classification {
+    //! Each server error meets its documented outcome; only transient ones
+    //! are retried, a bounded number of times, within the deadline.
+
+    use super::*;
+    use integration_tests::faulty::{
+        ADMIN_SHUTDOWN, DEADLOCK, Fault, IDLE_IN_TRANSACTION_TIMEOUT, INTERNAL_ERROR, LOCK_TIMEOUT,
+        SERIALIZATION_FAILURE, STATEMENT_TIMEOUT,
+    };
+
+    async fn faulty_repo(config: StoreConfig) -> (Arc<TestDb>, PgRepository<FaultyCounters>) {
+        let db = TestDb::new().await;
+        let repo = db.store(config).repository::<FaultyCounters>();
+        (db, repo)
+    }
+
+    async fn bump_after(
+        repo: &PgRepository<FaultyCounters>,
+        faults: &[Fault],
+    ) -> (CounterId, Result<(), RepositoryError>) {
+        let id = new_counter(repo, 0).await;
+        faulty::plan(id, faults.iter().copied());
+        let result = repo
+            .update(id, |c| {
+                c.value += 1;
+                Ok::<_, Infallible>(())
+            })
+            .await;
+        (id, result)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transient_faults_are_retried_until_the_update_lands() {
+        let (_db, repo) = faulty_repo(StoreConfig::default()).await;
+        for faults in [
+            vec![SERIALIZATION_FAILURE, SERIALIZATION_FAILURE],
+            vec![DEADLOCK, DEADLOCK],
+            vec![LOCK_TIMEOUT],
+            vec![ADMIN_SHUTDOWN],
+            vec![IDLE_IN_TRANSACTION_TIMEOUT],
+            vec![SERIALIZATION_FAILURE, DEADLOCK, ADMIN_SHUTDOWN],
+        ] {
+            let (id, result) = bump_after(&repo, &faults).await;
+            assert!(result.is_ok(), "{faults:?}: {result:?}");
+            assert_eq!(faulty::pending(id), 0, "{faults:?}: every fault was met");
+            let counter = repo.get(id).await.unwrap();
+            assert_eq!(
+                (counter.value, counter.version()),
+                (1, Version::new(2)),
+                "{faults:?}: written once"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_statement_timeout_is_a_timeout_and_not_retried() {
+        let (_db, repo) = faulty_repo(StoreConfig::default()).await;
+        let (id, result) = bump_after(&repo, &[STATEMENT_TIMEOUT, STATEMENT_TIMEOUT]).await;
+        assert!(
+            matches!(result, Err(RepositoryError::Timeout)),
+            "{result:?}"
+        );
+        assert_eq!(faulty::pending(id), 1, "ran once");
+        assert_eq!(repo.get(id).await.unwrap().value, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_errors_are_storage_failures_and_not_retried() {
+        let (_db, repo) = faulty_repo(StoreConfig::default()).await;
+        let (id, result) = bump_after(&repo, &[INTERNAL_ERROR, INTERNAL_ERROR]).await;
+        assert!(
+            matches!(result, Err(RepositoryError::Storage(_))),
+            "{result:?}"
+        );
+        assert_eq!(faulty::pending(id), 1, "ran once");
+        assert_eq!(repo.get(id).await.unwrap().value, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_stop_after_max_attempts_with_conflict() {
+        let (_db, repo) = faulty_repo(StoreConfig {
+            max_attempts: 5,
+            ..StoreConfig::default()
+        })
+        .await;
+        let started = Instant::now();
+        let (id, result) = bump_after(&repo, &[SERIALIZATION_FAILURE; 8]).await;
+        assert!(
+            matches!(result, Err(RepositoryError::Conflict { attempts: 5, .. })),
+            "{result:?}"
+        );
+        assert_eq!(faulty::pending(id), 3, "exactly 5 attempts");
+        assert!(started.elapsed() < StoreConfig::default().deadline);
+        let (id, result) = bump_after(&repo, &[ADMIN_SHUTDOWN; 8]).await;
+        assert!(
+            matches!(result, Err(RepositoryError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(faulty::pending(id), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_stop_at_the_deadline() {
+        let deadline = Duration::from_millis(300);
+        let (_db, repo) = faulty_repo(StoreConfig {
+            deadline,
+            max_attempts: u32::MAX,
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(50),
+            ..StoreConfig::default()
+        })
+        .await;
+        let started = Instant::now();
+        let (id, result) = bump_after(&repo, &vec![DEADLOCK; 10_000]).await;
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(RepositoryError::Timeout)),
+            "{result:?}"
+        );
+        assert!(took < deadline * 3, "stopped at the deadline: {took:?}");
+        assert!(faulty::pending(id) < 10_000, "it did retry");
+        assert_eq!(repo.get(id).await.unwrap().value, 0);
+    }
+}
+
+mod bank {
+    //! Jepsen's bank test: transfers between accounts in units of work,
+    //! snapshots by readers; the total never changes, no balance goes
+    //! negative; with and without backends being killed.
+
+    use super::*;
+
+    const ACCOUNTS: usize = 10;
+    const OPENING_BALANCE: u64 = 1000;
+
+    /// The transfer's only refusal: the source account cannot pay.
+    #[derive(Debug)]
+    struct Insufficient;
+
+    #[derive(Debug)]
+    enum TransferError {
+        Repository(RepositoryError),
+        Insufficient,
+    }
+
+    impl From<RepositoryError> for TransferError {
+        fn from(error: RepositoryError) -> Self {
+            Self::Repository(error)
+        }
+    }
+
+    impl From<RepositoryError<Insufficient>> for TransferError {
+        fn from(error: RepositoryError<Insufficient>) -> Self {
+            match error {
+                RepositoryError::Domain(_) => Self::Insufficient,
+                other => Self::Repository(other.map_domain(|_| unreachable!())),
+            }
+        }
+    }
+
+    /// Moves `amount` from one account to another in one unit of work.
+    async fn transfer(
+        store: &StoreWithDb,
+        from: CounterId,
+        to: CounterId,
+        amount: u64,
+    ) -> Result<(), TransferError> {
+        store
+            .run(|tx| {
+                Box::pin(async move {
+                    tx.of::<Counter>()
+                        .update(from, |c| {
+                            c.value = c.value.checked_sub(amount).ok_or(Insufficient)?;
+                            Ok::<_, Insufficient>(())
+                        })
+                        .await?;
+                    tx.of::<Counter>()
+                        .update(to, |c| {
+                            c.value += amount;
+                            Ok::<_, Infallible>(())
+                        })
+                        .await?;
+                    Ok::<_, TransferError>(())
+                })
+            })
+            .await
+    }
+
+    /// Takes snapshots until `done`, checking each; returns how many.
+    fn spawn_reader(
+        store: StoreWithDb,
+        accounts: Vec<CounterId>,
+        done: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<usize> {
+        let total = OPENING_BALANCE * ACCOUNTS as u64;
+        tokio::spawn(async move {
+            let mut snapshots = 0;
+            while !done.load(Ordering::Relaxed) {
+                let snapshot = store
+                    .read(|tx| Box::pin(async move { tx.of::<Counter>().all().await }))
+                    .await;
+                let Ok(all) = snapshot else { continue };
+                let balances: Vec<u64> = all
+                    .iter()
+                    .filter(|c| accounts.contains(&c.id))
+                    .map(|c| c.value)
+                    .collect();
+                assert_eq!(balances.len(), ACCOUNTS);
+                assert_eq!(
+                    balances.iter().sum::<u64>(),
+                    total,
+                    "a snapshot lost or made money"
+                );
+                snapshots += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            snapshots
+        })
+    }
+
+    /// Terminates every backend of the database every 50 ms until `done`.
+    fn spawn_killer(db: Arc<TestDb>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
+        tokio::spawn(async move {
+            let mut kills = 0;
+            while !done.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                kills += db.terminate_backends().await;
+            }
+            kills
+        })
+    }
+
+    /// Runs `transfers` random transfers; returns how many landed.
+    async fn move_money(
+        store: StoreWithDb,
+        accounts: Vec<CounterId>,
+        transfers: usize,
+        killing: bool,
+    ) -> usize {
+        let mut landed = 0;
+        for _ in 0..transfers {
+            let (from, to, amount) = {
+                let mut rng = rand::rng();
+                let from = rng.random_range(0..ACCOUNTS);
+                let to = (from + rng.random_range(1..ACCOUNTS)) % ACCOUNTS;
+                (accounts[from], accounts[to], rng.random_range(1..=200))
+            };
+            match transfer(&store, from, to, amount).await {
+                Ok(()) => landed += 1,
+                Err(TransferError::Insufficient) => {}
+                // The documented outcomes of contention (and, while backends
+                // die, of lost connections); the total must hold whatever
+                // they were.
+                Err(TransferError::Repository(error)) => assert!(
+                    matches!(
+                        error,
+                        RepositoryError::Conflict { .. } | RepositoryError::Timeout
+                    ) || (killing
+                        && matches!(
+                            error,
+                            RepositoryError::Unavailable(_) | RepositoryError::OutcomeUnknown
+                        )),
+                    "{error:?}"
+                ),
+            }
+        }
+        landed
+    }
+
+    async fn run_bank(killing: bool) {
+        let (workers, transfers) = (scale(8, 32), scale(40, 500));
+        let store = StoreWithDb::fresh().await;
+        let repo = store.store().repository::<CounterMapping>();
+        let mut accounts = Vec::new();
+        for _ in 0..ACCOUNTS {
+            accounts.push(new_counter(&repo, OPENING_BALANCE).await);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let killer = killing.then(|| spawn_killer(store.db().clone(), done.clone()));
+        let readers: Vec<_> = (0..2)
+            .map(|_| spawn_reader(store.clone(), accounts.clone(), done.clone()))
+            .collect();
+        let movers: Vec<_> = (0..workers)
+            .map(|_| {
+                tokio::spawn(move_money(
+                    store.clone(),
+                    accounts.clone(),
+                    transfers,
+                    killing,
+                ))
+            })
+            .collect();
+
+        let mut landed = 0;
+        for mover in movers {
+            landed += mover.await.unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        let mut snapshots = 0;
+        for reader in readers {
+            snapshots += reader.await.unwrap();
+        }
+        if let Some(killer) = killer {
+            assert!(killer.await.unwrap() > 0, "backends were killed");
+        }
+        eprintln!(
+            "bank (killing: {killing}): {landed} of {} transfers landed, {snapshots} snapshots",
+            workers * transfers
+        );
+        assert!(
+            landed > 0 && snapshots > 0,
+            "{landed} transfers, {snapshots} snapshots"
+        );
+
+        let mut final_total = 0;
+        for id in &accounts {
+            final_total += repo.get(*id).await.unwrap().value;
+        }
+        assert_eq!(final_total, OPENING_BALANCE * ACCOUNTS as u64);
+        assert_eq!(store.db().sessions().await.idle_in_transaction, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transfers_keep_the_total() {
+        run_bank(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transfers_keep_the_total_while_backends_are_killed() {
+        run_bank(true).await;
+    }
+}
