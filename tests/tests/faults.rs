@@ -494,3 +494,147 @@ mod bank {
         run_bank(true).await;
     }
 }
+
+mod model_check {
+    //! The in-memory repository is the model; the Postgres one must agree
+    //! with it on every result of random operation sequences.
+
+    use domain::InMemoryRepository;
+    use domain::testing::Refused;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+
+    use super::*;
+
+    const SLOTS: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Create {
+            slot: usize,
+            token: usize,
+            seed: u64,
+        },
+        Get(usize),
+        Bump(usize),
+        Refuse(usize),
+        Delete(usize),
+        List,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..SLOTS, 0..SLOTS, 0..2_u64).prop_map(|(slot, token, seed)| Op::Create { slot, token, seed }),
+            2 => (0..SLOTS).prop_map(Op::Get),
+            3 => (0..SLOTS).prop_map(Op::Bump),
+            1 => (0..SLOTS).prop_map(Op::Refuse),
+            1 => (0..SLOTS).prop_map(Op::Delete),
+            1 => Just(Op::List),
+        ]
+    }
+
+    /// A result with everything store-specific replaced by slot numbers.
+    fn describe<T, E: std::fmt::Debug>(
+        result: Result<T, RepositoryError<E>>,
+        ok: impl Fn(T) -> String,
+    ) -> String {
+        match result {
+            Ok(value) => ok(value),
+            Err(RepositoryError::NotFound { .. }) => "NotFound".into(),
+            Err(RepositoryError::AlreadyExists { .. }) => "AlreadyExists".into(),
+            Err(RepositoryError::TokenMismatch { .. }) => "TokenMismatch".into(),
+            Err(RepositoryError::Domain(e)) => format!("Domain({e:?})"),
+            Err(other) => format!("unexpected: {other:?}"),
+        }
+    }
+
+    /// Runs `ops` on `repo`; `ids` and `tokens` give the slots meaning.
+    async fn play<R: Repository<Counter>>(
+        repo: &R,
+        ops: &[Op],
+        ids: &[CounterId],
+        tokens: &[TxToken],
+    ) -> Vec<String> {
+        let slot = |id: CounterId| ids.iter().position(|i| *i == id).map_or(9, |s| s);
+        let show = |c: Counter| {
+            format!(
+                "#{} {} v{} {}",
+                slot(c.id),
+                c.label,
+                c.version().get(),
+                c.value
+            )
+        };
+        let mut outcomes = Vec::new();
+        for op in ops {
+            outcomes.push(match *op {
+                Op::Create { slot, token, seed } => describe(
+                    repo.create(tokens[token], Counter::sample(ids[slot], seed))
+                        .await,
+                    show,
+                ),
+                Op::Get(slot) => describe(repo.get(ids[slot]).await, show),
+                Op::Bump(slot) => describe(
+                    repo.update(ids[slot], |c| {
+                        c.value += 1;
+                        Ok::<_, Refused>(c.value)
+                    })
+                    .await,
+                    |v| format!("bumped to {v}"),
+                ),
+                Op::Refuse(slot) => describe(
+                    repo.update(ids[slot], |c| {
+                        c.value += 100;
+                        Err::<(), _>(Refused)
+                    })
+                    .await,
+                    |()| "written".into(),
+                ),
+                Op::Delete(slot) => describe(repo.delete(ids[slot]).await, |()| "deleted".into()),
+                Op::List => {
+                    let mut all = Vec::new();
+                    let mut request = Some(domain::PageRequest::first(1000));
+                    while let Some(page) = request {
+                        let page = repo.list(page).await.unwrap();
+                        all.extend(page.items.into_iter().filter(|c| ids.contains(&c.id)));
+                        request = page.next;
+                    }
+                    all.into_iter().map(show).collect::<Vec<_>>().join(", ")
+                }
+            });
+        }
+        outcomes
+    }
+
+    #[test]
+    fn postgres_agrees_with_the_in_memory_model() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = runtime.block_on(TestDb::new());
+        let postgres = runtime.block_on(async {
+            db.store(StoreConfig::default())
+                .repository::<CounterMapping>()
+        });
+        let cases = u32::try_from(scale(24, 10_000)).unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&proptest::collection::vec(op(), 1..25), |ops| {
+                let ids: Vec<CounterId> = (0..SLOTS).map(|_| CounterId::generate()).collect();
+                let tokens: Vec<TxToken> = (0..SLOTS).map(|_| TxToken::generate()).collect();
+                let model = InMemoryRepository::<Counter>::new();
+                let expected = runtime.block_on(play(&model, &ops, &ids, &tokens));
+                let actual = runtime.block_on(play(&postgres, &ops, &ids, &tokens));
+                prop_assert_eq!(actual, expected, "ops: {:?}", ops);
+                Ok::<(), TestCaseError>(())
+            })
+            .unwrap();
+        drop(db);
+    }
+}

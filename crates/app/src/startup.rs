@@ -35,7 +35,9 @@ impl Application {
                 storage::migrate(url)
                     .await
                     .with_context(|| format!("migrating {}", redact(url)))?;
-                Backend::Postgres(storage::Store::new(url, config.store_config()))
+                let store = storage::Store::new(url, config.store_config());
+                tokio::spawn(purge_tokens_hourly(store.clone()));
+                Backend::Postgres(store)
             }
         };
         let listener = TcpListener::bind(config.bind)
@@ -63,5 +65,18 @@ impl Application {
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
+    }
+}
+
+/// Forgets transaction tokens past their retention, once an hour; never a
+/// younger one (see `StoreConfig::token_retention`).
+async fn purge_tokens_hourly(store: storage::Store) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match store.purge_expired_tokens().await {
+            Ok(purged) => tracing::info!(purged, "expired transaction tokens purged"),
+            Err(error) => tracing::warn!(%error, "purging expired transaction tokens failed"),
+        }
     }
 }

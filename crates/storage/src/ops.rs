@@ -138,6 +138,17 @@ async fn finish<T, E>(
 ) -> Result<T, Fail<E>> {
     match outcome {
         Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
+            Ok(()) if top_level => {
+                // For tests: the COMMIT landed but its reply is "lost".
+                #[cfg(feature = "failpoints")]
+                fail::fail_point!("storage::commit-reply-lost", |_| {
+                    Err(lost_commit(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ClosedConnection,
+                        Box::new("connection closed (failpoint: commit reply lost)".to_owned()),
+                    )))
+                });
+                Ok(value)
+            }
             Ok(()) => Ok(value),
             Err(error) if top_level && is_connection_fault(&error) => Err(lost_commit(error)),
             Err(error) => Err(Fail::Db(error)),
