@@ -1,0 +1,82 @@
+//! The framework: repositories from a `Store`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use domain::example::{
+    Cents, OrderId, OrderLine, PersonName, Profile, Quantity, Sku, User, UserId, Username,
+};
+use domain::{Repository, Timestamp, TxToken};
+use storage::PgRepository;
+use storage::mappings::{OrderMapping, UserMapping};
+use uuid::Uuid;
+
+use crate::contender::Contender;
+use crate::measure::Counters;
+
+#[derive(Clone)]
+pub struct Framework {
+    users: PgRepository<UserMapping>,
+    orders: PgRepository<OrderMapping>,
+    counters: Arc<Counters>,
+}
+
+impl Framework {
+    pub fn new(store: &storage::Store, counters: Arc<Counters>) -> Self {
+        Self {
+            users: store.repository(),
+            orders: store.repository(),
+            counters,
+        }
+    }
+}
+
+impl Contender for Framework {
+    async fn get(&self, id: Uuid) -> anyhow::Result<()> {
+        self.users.get(UserId::from(id)).await?;
+        Ok(())
+    }
+
+    async fn update(&self, id: Uuid) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        self.users
+            .update(UserId::from(id), |user| {
+                self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+                user.welcome_newcomer(1, now);
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn create(&self, token: Uuid, id: Uuid, username: String) -> anyhow::Result<()> {
+        let profile = Profile {
+            first_name: PersonName::parse("First")?,
+            last_name: PersonName::parse("Last")?,
+        };
+        let user = User::register(
+            UserId::from(id),
+            Username::parse(&username)?,
+            profile,
+            Timestamp::now(),
+        );
+        self.users.create(TxToken::from(token), user).await?;
+        Ok(())
+    }
+
+    async fn add_line(&self, order: Uuid) -> anyhow::Result<()> {
+        let line = OrderLine {
+            sku: Sku::parse("SKU-X")?,
+            quantity: Quantity::new(1)?,
+            unit_price: Cents::new(100)?,
+        };
+        let now = Timestamp::now();
+        self.orders
+            .update(OrderId::from(order), |o| {
+                self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+                o.add_line(line.clone(), now)
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! `cargo run --release -p bench`: what the framework costs over
+//! hand-written diesel-async and raw tokio-postgres, on the local Postgres.
+//! Prints a markdown table; BENCHMARKS.md holds the figures and how to read
+//! them.
+
+mod contender;
+mod framework;
+mod handwritten;
+mod measure;
+mod memory;
+mod raw;
+mod setup;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::contender::Contender;
+use crate::measure::{Counters, Figures};
+
+/// Benchmark settings.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Seconds each (scenario, tasks, implementation) runs.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Concurrent tasks to run each scenario with.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    tasks: Vec<usize>,
+    /// Seeded users (the aggregates `get` and `update` pick from).
+    #[arg(long, default_value_t = 100_000)]
+    users: u32,
+    /// Seeded orders.
+    #[arg(long, default_value_t = 10_000)]
+    orders: u32,
+    /// Connections per implementation (pool size).
+    #[arg(long, default_value_t = 10)]
+    connections: u32,
+    /// Scenarios to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The server to benchmark against (a database of its own is created).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+const SCENARIOS: [&str; 6] = [
+    "get",
+    "update",
+    "update-hot",
+    "create",
+    "create-retry",
+    "order-update",
+];
+
+/// What the operations pick from.
+#[derive(Clone)]
+struct Data {
+    users: Arc<Vec<Uuid>>,
+    orders: Arc<Vec<Uuid>>,
+    /// Users created with a token before `create-retry`, per implementation.
+    created: Arc<Vec<(Uuid, String)>>,
+    run: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    measure::count_diesel_statements()?;
+    eprintln!("seeding {} users and {} orders...", args.users, args.orders);
+    let db = setup::BenchDb::create(&args.database_url, args.users, args.orders).await?;
+    let (users, orders) = db.ids().await?;
+    let users = Arc::new(users);
+    let orders = Arc::new(orders);
+
+    let store_with = |recycling| {
+        storage::Store::new(
+            &db.url,
+            storage::StoreConfig {
+                max_connections: args.connections,
+                deadline: Duration::from_secs(10),
+                recycling,
+                ..storage::StoreConfig::default()
+            },
+        )
+    };
+    let (store, verified_store) = (
+        store_with(storage::Recycling::Fast),
+        store_with(storage::Recycling::Verified),
+    );
+    let counters: [Arc<Counters>; 4] = Default::default();
+    let hand =
+        handwritten::HandWritten::new(&db.url, args.connections, counters[0].clone()).await?;
+    let framework = framework::Framework::new(&store, counters[1].clone());
+    let verified = framework::Framework::new(&verified_store, counters[2].clone());
+    let raw = raw::Raw::new(&db.url, args.connections as usize, counters[3].clone()).await?;
+
+    let duration = Duration::from_secs_f64(args.seconds);
+    println!(
+        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | vs diesel |"
+    );
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut run = 0;
+    for scenario in SCENARIOS
+        .iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == *s))
+    {
+        for &tasks in &args.tasks {
+            let mut baseline = None;
+            for (name, which) in [
+                ("diesel-async by hand", 0),
+                ("framework", 1),
+                ("framework, Recycling::Verified", 2),
+                ("tokio-postgres raw", 3),
+            ] {
+                run += 1;
+                if *scenario == "order-update" {
+                    db.reset_orders(args.orders).await?;
+                }
+                let data = Data {
+                    users: users.clone(),
+                    orders: orders.clone(),
+                    created: Arc::new(Vec::new()),
+                    run,
+                };
+                let counters = &counters[which];
+                let figures = match which {
+                    0 => bench(scenario, tasks, duration, counters, hand.clone(), data).await?,
+                    1 => {
+                        bench(scenario, tasks, duration, counters, framework.clone(), data).await?
+                    }
+                    2 => bench(scenario, tasks, duration, counters, verified.clone(), data).await?,
+                    _ => bench(scenario, tasks, duration, counters, raw.clone(), data).await?,
+                };
+                let ratio = baseline.map_or(1.0, |b: f64| figures.ops_per_second / b);
+                baseline.get_or_insert(figures.ops_per_second);
+                print_row(scenario, tasks, name, &figures, ratio);
+            }
+        }
+    }
+    // Close every connection before the database goes.
+    drop((hand, framework, verified, raw, store, verified_store));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    db.drop_database().await?;
+
+    println!();
+    println!("| in-memory repository | tasks | ops/s | p50 µs | p99 µs |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, figures) in memory::bench(duration).await {
+        println!(
+            "| {name} | 1 | {:.0} | {:.1} | {:.1} |",
+            figures.ops_per_second,
+            figures.p50.as_secs_f64() * 1e6,
+            figures.p99.as_secs_f64() * 1e6
+        );
+    }
+    Ok(())
+}
+
+fn print_row(scenario: &str, tasks: usize, name: &str, f: &Figures, ratio: f64) {
+    let errors = if f.errors > 0 {
+        format!(" ({} errors)", f.errors)
+    } else {
+        String::new()
+    };
+    println!(
+        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        f.ops_per_second,
+        f.p50.as_secs_f64() * 1e3,
+        f.p99.as_secs_f64() * 1e3,
+        f.statements_per_op,
+        f.retries_per_op,
+        ratio
+    );
+}
+
+/// Runs one scenario with `tasks` tasks on one implementation.
+async fn bench<C: Contender>(
+    scenario: &str,
+    tasks: usize,
+    duration: Duration,
+    counters: &Arc<Counters>,
+    contender: C,
+    mut data: Data,
+) -> anyhow::Result<Figures> {
+    let pick = |ids: &Arc<Vec<Uuid>>| ids[rand::rng().random_range(0..ids.len())];
+    Ok(match scenario {
+        "get" => {
+            measure::run(tasks, duration, counters, move |_, _| {
+                let (c, id) = (contender.clone(), pick(&data.users));
+                async move { c.get(id).await }
+            })
+            .await
+        }
+        "update" => {
+            measure::run(tasks, duration, counters, move |_, _| {
+                let (c, id) = (contender.clone(), pick(&data.users));
+                async move { c.update(id).await }
+            })
+            .await
+        }
+        "update-hot" => {
+            let hot = data.users[0];
+            measure::run(tasks, duration, counters, move |_, _| {
+                let c = contender.clone();
+                async move { c.update(hot).await }
+            })
+            .await
+        }
+        "create" => {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            measure::run(tasks, duration, counters, move |_, _| {
+                let c = contender.clone();
+                let username = format!("b{}", NEXT.fetch_add(1, Ordering::Relaxed));
+                async move { c.create(Uuid::new_v4(), Uuid::now_v7(), username).await }
+            })
+            .await
+        }
+        "create-retry" => {
+            // Creates first, then measures retries of those creates: same
+            // token, same payload, a fresh server-assigned id.
+            let mut created = Vec::new();
+            for n in 0..500 {
+                let (token, username) = (Uuid::new_v4(), format!("r{}_{n}", data.run));
+                contender
+                    .create(token, Uuid::now_v7(), username.clone())
+                    .await?;
+                created.push((token, username));
+            }
+            data.created = Arc::new(created);
+            measure::run(tasks, duration, counters, move |_, _| {
+                let c = contender.clone();
+                let (token, username) =
+                    data.created[rand::rng().random_range(0..data.created.len())].clone();
+                async move { c.create(token, Uuid::now_v7(), username).await }
+            })
+            .await
+        }
+        "order-update" => {
+            measure::run(tasks, duration, counters, move |_, _| {
+                let (c, id) = (contender.clone(), pick(&data.orders));
+                async move { c.add_line(id).await }
+            })
+            .await
+        }
+        other => anyhow::bail!("unknown scenario {other}; known: {}", SCENARIOS.join(", ")),
+    })
+}

@@ -1,0 +1,140 @@
+//! Running one operation from many tasks for a fixed time, and what came of
+//! it: throughput, latency percentiles, statements and attempts per op.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+
+/// Statements sent by every diesel connection of this process.
+pub static DIESEL_STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts the statements diesel connections send (BEGIN and COMMIT too).
+struct CountStatements;
+
+impl Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            DIESEL_STATEMENTS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Makes every diesel connection opened from now on count its statements.
+pub fn count_diesel_statements() -> anyhow::Result<()> {
+    diesel::connection::set_default_instrumentation(|| Some(Box::new(CountStatements)))?;
+    Ok(())
+}
+
+/// Counters an implementation keeps for the figures diesel cannot see.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Statements sent outside diesel (raw tokio-postgres).
+    pub statements: AtomicU64,
+    /// How many times a read-modify-write ran its modify step.
+    pub attempts: AtomicU64,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    pub ops_per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub statements_per_op: f64,
+    /// Extra modify steps per operation (conflict retries); 0 where the
+    /// scenario has none.
+    pub retries_per_op: f64,
+    pub errors: u64,
+}
+
+/// Runs `op(task, n)` from `tasks` tasks for `duration`, after a warm-up.
+pub async fn run<F, Fut>(
+    tasks: usize,
+    duration: Duration,
+    counters: &Arc<Counters>,
+    op: F,
+) -> Figures
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    // Warm-up: fill the pool and the statement caches.
+    let _ = drive(tasks, Duration::from_millis(300), op.clone()).await;
+    let statements_before =
+        DIESEL_STATEMENTS.load(Ordering::Relaxed) + counters.statements.load(Ordering::Relaxed);
+    let attempts_before = counters.attempts.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let (mut latencies, errors) = drive(tasks, duration, op).await;
+    let elapsed = started.elapsed();
+    let statements = DIESEL_STATEMENTS.load(Ordering::Relaxed)
+        + counters.statements.load(Ordering::Relaxed)
+        - statements_before;
+    let attempts = counters.attempts.load(Ordering::Relaxed) - attempts_before;
+
+    latencies.sort_unstable();
+    let ops = latencies.len().max(1);
+    let at = |q: f64| {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "an index into the sorted latencies"
+        )]
+        let index = ((ops as f64 - 1.0) * q).round() as usize;
+        latencies.get(index).copied().unwrap_or_default()
+    };
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    Figures {
+        ops_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        statements_per_op: statements as f64 / ops as f64,
+        retries_per_op: if attempts == 0 {
+            0.0
+        } else {
+            attempts as f64 / ops as f64 - 1.0
+        },
+        errors,
+    }
+}
+
+/// The latencies of the operations that succeeded, and how many failed.
+async fn drive<F, Fut>(tasks: usize, duration: Duration, op: F) -> (Vec<Duration>, u64)
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = (0..tasks)
+        .map(|task| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let (mut latencies, mut errors, mut n) = (Vec::new(), 0, 0);
+                while Instant::now() < deadline {
+                    let started = Instant::now();
+                    match op(task, n).await {
+                        Ok(()) => latencies.push(started.elapsed()),
+                        Err(error) => {
+                            errors += 1;
+                            if errors == 1 {
+                                eprintln!("  error: {error:#}");
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (latencies, failed) = worker.await.expect("a bench task panicked");
+        all.extend(latencies);
+        errors += failed;
+    }
+    (all, errors)
+}

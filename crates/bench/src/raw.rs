@@ -1,0 +1,131 @@
+//! Raw tokio-postgres with the fewest round trips: no transactions at all;
+//! each write is one atomic statement (CTEs where two tables change).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use domain::Fingerprint;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::contender::{Contender, next_score};
+use crate::measure::Counters;
+
+#[derive(Clone)]
+pub struct Raw {
+    clients: Arc<Vec<Client>>,
+    next: Arc<AtomicUsize>,
+    counters: Arc<Counters>,
+}
+
+const LOAD_USER: &str = "SELECT u.id, u.version, u.username, u.score, u.created_at, u.updated_at, \
+     p.first_name, p.last_name FROM users u JOIN user_profiles p ON p.user_id = u.id WHERE u.id = $1";
+const UPDATE_USER: &str = "UPDATE users SET version = $3, score = $4, updated_at = now() \
+     WHERE id = $1 AND version = $2";
+const CREATE_USER: &str = "WITH claimed AS ( \
+       INSERT INTO tx_tokens (aggregate_kind, token, aggregate_id, fingerprint) VALUES ('user', $1, $2, $3) \
+       ON CONFLICT DO NOTHING RETURNING aggregate_id), \
+     created AS ( \
+       INSERT INTO users (id, version, username, score, created_at, updated_at) \
+       SELECT aggregate_id, 1, $4, 0, now(), now() FROM claimed RETURNING id) \
+     INSERT INTO user_profiles (user_id, first_name, last_name) SELECT id, 'First', 'Last' FROM created";
+const FIND_TOKEN: &str = "SELECT u.id, u.version, u.username, u.score, p.first_name, p.last_name \
+     FROM tx_tokens t JOIN users u ON u.id = t.aggregate_id JOIN user_profiles p ON p.user_id = u.id \
+     WHERE t.aggregate_kind = 'user' AND t.token = $1";
+const LOAD_ORDER: &str = "SELECT o.version, l.position FROM orders o \
+     LEFT JOIN order_lines l ON l.order_id = o.id WHERE o.id = $1 ORDER BY l.position";
+const APPEND_LINE: &str = "WITH bumped AS ( \
+       UPDATE orders SET version = $2 + 1, updated_at = now() WHERE id = $1 AND version = $2 RETURNING id) \
+     INSERT INTO order_lines (order_id, position, sku, quantity, unit_price_cents) \
+     SELECT id, $3, 'SKU-X', 1, 100 FROM bumped";
+
+impl Raw {
+    pub async fn new(
+        url: &str,
+        connections: usize,
+        counters: Arc<Counters>,
+    ) -> anyhow::Result<Self> {
+        let mut clients = Vec::with_capacity(connections);
+        for _ in 0..connections {
+            let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    eprintln!("raw connection ended: {error}");
+                }
+            });
+            clients.push(client);
+        }
+        Ok(Self {
+            clients: Arc::new(clients),
+            next: Arc::new(AtomicUsize::new(0)),
+            counters,
+        })
+    }
+
+    /// A client, round robin; counts the statement about to be sent.
+    fn client(&self) -> &Client {
+        self.counters.statements.fetch_add(1, Ordering::Relaxed);
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        &self.clients[index]
+    }
+}
+
+impl Contender for Raw {
+    async fn get(&self, id: Uuid) -> anyhow::Result<()> {
+        self.client().query_one(LOAD_USER, &[&id]).await?;
+        Ok(())
+    }
+
+    async fn update(&self, id: Uuid) -> anyhow::Result<()> {
+        loop {
+            let row = self.client().query_one(LOAD_USER, &[&id]).await?;
+            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let (version, score): (i64, f64) = (row.get(1), row.get(3));
+            let matched = self
+                .client()
+                .execute(
+                    UPDATE_USER,
+                    &[&id, &version, &(version + 1), &next_score(score)],
+                )
+                .await?;
+            if matched == 1 {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn create(&self, token: Uuid, id: Uuid, username: String) -> anyhow::Result<()> {
+        let fingerprint = Fingerprint::of(&(&username, "First", "Last"));
+        let created = self
+            .client()
+            .execute(
+                CREATE_USER,
+                &[&token, &id, &fingerprint.as_bytes().as_slice(), &username],
+            )
+            .await?;
+        if created == 0 {
+            self.client().query_one(FIND_TOKEN, &[&token]).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_line(&self, order: Uuid) -> anyhow::Result<()> {
+        loop {
+            let rows = self.client().query(LOAD_ORDER, &[&order]).await?;
+            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let version: i64 = rows.first().map_or(0, |r| r.get(0));
+            let position = i32::try_from(
+                rows.iter()
+                    .filter(|r| r.get::<_, Option<i32>>(1).is_some())
+                    .count(),
+            )?;
+            let appended = self
+                .client()
+                .execute(APPEND_LINE, &[&order, &version, &position])
+                .await?;
+            if appended == 1 {
+                return Ok(());
+            }
+        }
+    }
+}
