@@ -103,6 +103,7 @@ impl HandWritten {
         }));
         let pool = Pool::builder()
             .max_size(max_connections)
+            .connection_timeout(std::time::Duration::from_secs(5))
             .build(AsyncDieselConnectionManager::new_with_config(url, config))
             .await?;
         Ok(Self { pool, counters })

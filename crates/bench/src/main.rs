@@ -87,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
             storage::StoreConfig {
                 max_connections: args.connections,
                 deadline: Duration::from_secs(10),
+                // The same pool wait as the hand-written pool: the bench
+                // compares costs, not fail-fast policies.
+                connection_timeout: Duration::from_secs(5),
                 recycling,
                 ..storage::StoreConfig::default()
             },

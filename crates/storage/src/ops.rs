@@ -88,7 +88,14 @@ pub(crate) async fn write_all<M: Mapping, E>(
     pairs: &[(Agg<M>, Agg<M>)],
 ) -> Result<(), Fail<E>> {
     let top_level = begin(conn).await?;
-    let written = match M::update_many(conn, pairs).await {
+    // One aggregate takes the mapping's typed update, whose prepared
+    // statement diesel caches; `update_many` overrides may be `sql_query`
+    // batches, which are prepared afresh each time.
+    let matched = match pairs {
+        [(old, new)] => M::update(conn, old, new).await,
+        _ => M::update_many(conn, pairs).await,
+    };
+    let written = match matched {
         Ok(matched) if matched == pairs.len() => Ok(()),
         Ok(_) => Err(Fail::VersionMiss),
         Err(error) => Err(Fail::Db(error)),
