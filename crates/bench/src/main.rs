@@ -69,6 +69,7 @@ struct Data {
     /// Users created with a token before `create-retry`, per implementation.
     created: Arc<Vec<(Uuid, String)>>,
     run: u32,
+    url: Arc<str>,
 }
 
 #[tokio::main]
@@ -133,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
                     orders: orders.clone(),
                     created: Arc::new(Vec::new()),
                     run,
+                    url: Arc::from(db.url.as_str()),
                 };
                 let counters = &counters[which];
                 let figures = match which {
@@ -211,12 +213,22 @@ async fn bench<C: Contender>(
             .await
         }
         "update-hot" => {
+            // Every successful update bumps the version by exactly one: the
+            // versions gained must equal the updates that reported success.
             let hot = data.users[0];
-            measure::run(tasks, duration, counters, move |_, _| {
+            let before = setup::version_of(&data.url, hot).await?;
+            let figures = measure::run(tasks, duration, counters, move |_, _| {
                 let c = contender.clone();
                 async move { c.update(hot).await }
             })
-            .await
+            .await;
+            let gained = setup::version_of(&data.url, hot).await? - before;
+            anyhow::ensure!(
+                u64::try_from(gained)? == figures.succeeded,
+                "lost updates: {} reported success, the version moved by {gained}",
+                figures.succeeded
+            );
+            figures
         }
         "create" => {
             static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -48,6 +48,8 @@ pub struct Figures {
     /// scenario has none.
     pub retries_per_op: f64,
     pub errors: u64,
+    /// Operations that succeeded, warm-up included.
+    pub succeeded: u64,
 }
 
 /// Runs `op(task, n)` from `tasks` tasks for `duration`, after a warm-up.
@@ -62,7 +64,7 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     // Warm-up: fill the pool and the statement caches.
-    let _ = drive(tasks, Duration::from_millis(300), op.clone()).await;
+    let (warm_up, _) = drive(tasks, Duration::from_millis(300), op.clone()).await;
     let statements_before =
         DIESEL_STATEMENTS.load(Ordering::Relaxed) + counters.statements.load(Ordering::Relaxed);
     let attempts_before = counters.attempts.load(Ordering::Relaxed);
@@ -98,6 +100,7 @@ where
             attempts as f64 / ops as f64 - 1.0
         },
         errors,
+        succeeded: (warm_up.len() + latencies.len()) as u64,
     }
 }
 

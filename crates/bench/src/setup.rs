@@ -90,3 +90,16 @@ impl BenchDb {
         Ok(())
     }
 }
+
+/// A user's stored version.
+pub async fn version_of(url: &str, id: uuid::Uuid) -> anyhow::Result<i64> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use storage::schema::users;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    Ok(users::table
+        .find(id)
+        .select(users::version)
+        .first(&mut conn)
+        .await?)
+}
