@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use domain::Fingerprint;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
 use crate::contender::{Contender, next_score};
@@ -13,7 +13,7 @@ use crate::measure::Counters;
 
 #[derive(Clone)]
 pub struct Raw {
-    clients: Arc<Vec<Client>>,
+    clients: Arc<Vec<Connection>>,
     next: Arc<AtomicUsize>,
     counters: Arc<Counters>,
 }
@@ -39,6 +39,38 @@ const APPEND_LINE: &str = "WITH bumped AS ( \
      INSERT INTO order_lines (order_id, position, sku, quantity, unit_price_cents) \
      SELECT id, $3, 'SKU-X', 1, 100 FROM bumped";
 
+/// A client and its statements, prepared once: each query is then one
+/// round trip (a `&str` query would be prepared again on every call).
+struct Connection {
+    client: Client,
+    load_user: Statement,
+    update_user: Statement,
+    create_user: Statement,
+    find_token: Statement,
+    load_order: Statement,
+    append_line: Statement,
+}
+
+impl Connection {
+    async fn open(url: &str) -> anyhow::Result<Self> {
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                eprintln!("raw connection ended: {error}");
+            }
+        });
+        Ok(Self {
+            load_user: client.prepare(LOAD_USER).await?,
+            update_user: client.prepare(UPDATE_USER).await?,
+            create_user: client.prepare(CREATE_USER).await?,
+            find_token: client.prepare(FIND_TOKEN).await?,
+            load_order: client.prepare(LOAD_ORDER).await?,
+            append_line: client.prepare(APPEND_LINE).await?,
+            client,
+        })
+    }
+}
+
 impl Raw {
     pub async fn new(
         url: &str,
@@ -47,13 +79,7 @@ impl Raw {
     ) -> anyhow::Result<Self> {
         let mut clients = Vec::with_capacity(connections);
         for _ in 0..connections {
-            let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    eprintln!("raw connection ended: {error}");
-                }
-            });
-            clients.push(client);
+            clients.push(Connection::open(url).await?);
         }
         Ok(Self {
             clients: Arc::new(clients),
@@ -62,8 +88,8 @@ impl Raw {
         })
     }
 
-    /// A client, round robin; counts the statement about to be sent.
-    fn client(&self) -> &Client {
+    /// A connection, round robin; counts the statement about to be sent.
+    fn client(&self) -> &Connection {
         self.counters.statements.fetch_add(1, Ordering::Relaxed);
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
         &self.clients[index]
@@ -72,19 +98,22 @@ impl Raw {
 
 impl Contender for Raw {
     async fn get(&self, id: Uuid) -> anyhow::Result<()> {
-        self.client().query_one(LOAD_USER, &[&id]).await?;
+        let c = self.client();
+        c.client.query_one(&c.load_user, &[&id]).await?;
         Ok(())
     }
 
     async fn update(&self, id: Uuid) -> anyhow::Result<()> {
         loop {
-            let row = self.client().query_one(LOAD_USER, &[&id]).await?;
+            let c = self.client();
+            let row = c.client.query_one(&c.load_user, &[&id]).await?;
             self.counters.attempts.fetch_add(1, Ordering::Relaxed);
             let (version, score): (i64, f64) = (row.get(1), row.get(3));
-            let matched = self
-                .client()
+            let c = self.client();
+            let matched = c
+                .client
                 .execute(
-                    UPDATE_USER,
+                    &c.update_user,
                     &[&id, &version, &(version + 1), &next_score(score)],
                 )
                 .await?;
@@ -96,32 +125,36 @@ impl Contender for Raw {
 
     async fn create(&self, token: Uuid, id: Uuid, username: String) -> anyhow::Result<()> {
         let fingerprint = Fingerprint::of(&(&username, "First", "Last"));
-        let created = self
-            .client()
+        let c = self.client();
+        let created = c
+            .client
             .execute(
-                CREATE_USER,
+                &c.create_user,
                 &[&token, &id, &fingerprint.as_bytes().as_slice(), &username],
             )
             .await?;
         if created == 0 {
-            self.client().query_one(FIND_TOKEN, &[&token]).await?;
+            let c = self.client();
+            c.client.query_one(&c.find_token, &[&token]).await?;
         }
         Ok(())
     }
 
     async fn add_line(&self, order: Uuid) -> anyhow::Result<()> {
         loop {
-            let rows = self.client().query(LOAD_ORDER, &[&order]).await?;
+            let c = self.client();
+            let rows = c.client.query(&c.load_order, &[&order]).await?;
             self.counters.attempts.fetch_add(1, Ordering::Relaxed);
             let version: i64 = rows.first().map_or(0, |r| r.get(0));
-            let position = i32::try_from(
-                rows.iter()
-                    .filter(|r| r.get::<_, Option<i32>>(1).is_some())
-                    .count(),
-            )?;
-            let appended = self
-                .client()
-                .execute(APPEND_LINE, &[&order, &version, &position])
+            let lines = rows
+                .iter()
+                .filter(|r| r.get::<_, Option<i32>>(1).is_some())
+                .count();
+            let position = i32::try_from(lines)?;
+            let c = self.client();
+            let appended = c
+                .client
+                .execute(&c.append_line, &[&order, &version, &position])
                 .await?;
             if appended == 1 {
                 return Ok(());
