@@ -11,11 +11,15 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use domain::Fingerprint;
+use domain::example::{
+    Cents, Order, OrderId, OrderLine, OrderStatus, PersonName, Profile, Quantity, Score, Sku, User,
+    UserId, Username,
+};
+use domain::{Aggregate, Fingerprint, Timestamp, Version};
 use storage::schema::{order_lines, orders, tx_tokens, user_profiles, users};
 use uuid::Uuid;
 
-use crate::contender::{Contender, next_score};
+use crate::contender::Contender;
 use crate::measure::Counters;
 
 #[derive(Clone)]
@@ -46,10 +50,6 @@ struct ProfileRow {
 /// Every column, as the framework's mapping loads them.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
-#[expect(
-    dead_code,
-    reason = "selected like the mapping does; only version is used"
-)]
 struct OrderRow {
     id: Uuid,
     version: i64,
@@ -81,6 +81,53 @@ impl From<diesel::result::Error> for Failed {
 enum Failed {
     Db(diesel::result::Error),
     Stale(Stale),
+}
+
+/// Rows to the domain's user, as the mapping does (a hand-written
+/// repository maps rows to aggregates too).
+fn restore_user((row, profile): (UserRow, ProfileRow)) -> anyhow::Result<User> {
+    Ok(User::restore(
+        UserId::from(row.id),
+        Version::new(u64::try_from(row.version)?),
+        Username::parse(&row.username)?,
+        Profile {
+            first_name: PersonName::parse(&profile.first_name)?,
+            last_name: PersonName::parse(&profile.last_name)?,
+        },
+        Score::new(row.score)?,
+        Timestamp::from(row.created_at),
+        Timestamp::from(row.updated_at),
+    ))
+}
+
+/// Rows to the domain's order, as the mapping does.
+fn restore_order(rows: Vec<(OrderRow, Option<LineRow>)>) -> anyhow::Result<Order> {
+    let mut rows = rows.into_iter().peekable();
+    let Some((order, _)) = rows.peek() else {
+        anyhow::bail!("no such order");
+    };
+    let (id, version, user_id, status) =
+        (order.id, order.version, order.user_id, order.status.clone());
+    let (created_at, updated_at) = (order.created_at, order.updated_at);
+    let lines = rows
+        .filter_map(|(_, line)| line)
+        .map(|line| {
+            Ok(OrderLine {
+                sku: Sku::parse(&line.sku)?,
+                quantity: Quantity::new(line.quantity.into())?,
+                unit_price: Cents::new(line.unit_price_cents)?,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Order::restore(
+        OrderId::from(id),
+        Version::new(u64::try_from(version)?),
+        UserId::from(user_id),
+        lines,
+        OrderStatus::parse(&status).ok_or_else(|| anyhow::anyhow!("bad status {status}"))?,
+        Timestamp::from(created_at),
+        Timestamp::from(updated_at),
+    ))
 }
 
 impl HandWritten {
@@ -125,19 +172,25 @@ impl HandWritten {
 impl Contender for HandWritten {
     async fn get(&self, id: Uuid) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await?;
-        Self::load_user(&mut conn, id).await?;
+        restore_user(Self::load_user(&mut conn, id).await?)?;
         Ok(())
     }
 
     async fn update(&self, id: Uuid) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await?;
         loop {
-            let (mut user, _profile) = Self::load_user(&mut conn, id).await?;
+            let mut user = restore_user(Self::load_user(&mut conn, id).await?)?;
             self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-            let old_version = user.version;
-            user.version += 1;
-            user.score = next_score(user.score);
-            user.updated_at = Utc::now();
+            let old_version = i64::try_from(user.version().get())?;
+            user.welcome_newcomer(1, Timestamp::now());
+            let user = UserRow {
+                id,
+                version: old_version + 1,
+                username: user.username().as_str().to_owned(),
+                score: user.score().get(),
+                created_at: user.created_at().as_datetime(),
+                updated_at: user.updated_at().as_datetime(),
+            };
             let written = conn
                 .transaction(async |conn| {
                     let matched = diesel::update(
@@ -220,13 +273,18 @@ impl Contender for HandWritten {
             })
             .await?;
         if let Some(stored) = claimed_before {
-            Self::load_user(&mut conn, stored).await?;
+            restore_user(Self::load_user(&mut conn, stored).await?)?;
         }
         Ok(())
     }
 
     async fn add_line(&self, order: Uuid) -> anyhow::Result<()> {
         let mut conn = self.pool.get().await?;
+        let line = OrderLine {
+            sku: Sku::parse("SKU-X")?,
+            quantity: Quantity::new(1)?,
+            unit_price: Cents::new(100)?,
+        };
         loop {
             let rows: Vec<(OrderRow, Option<LineRow>)> = orders::table
                 .left_join(order_lines::table)
@@ -235,9 +293,11 @@ impl Contender for HandWritten {
                 .select((OrderRow::as_select(), Option::<LineRow>::as_select()))
                 .load(&mut conn)
                 .await?;
+            let mut aggregate = restore_order(rows)?;
             self.counters.attempts.fetch_add(1, Ordering::Relaxed);
-            let version = <[_]>::first(&rows).map_or(0, |(o, _)| o.version);
-            let position = i32::try_from(rows.iter().filter(|(_, l)| l.is_some()).count())?;
+            let version = i64::try_from(aggregate.version().get())?;
+            let position = i32::try_from(aggregate.lines().len())?;
+            aggregate.add_line(line.clone(), Timestamp::now())?;
             let written = conn
                 .transaction(async |conn| {
                     let shared: &AsyncPgConnection = conn;
@@ -248,17 +308,18 @@ impl Contender for HandWritten {
                     )
                     .set((
                         orders::version.eq(version + 1),
-                        orders::status.eq("draft"),
-                        orders::updated_at.eq(Utc::now()),
+                        orders::status.eq(aggregate.status().as_str()),
+                        orders::updated_at.eq(aggregate.updated_at().as_datetime()),
                     ))
                     .execute(&mut &*shared);
+                    let added = &aggregate.lines()[aggregate.lines().len() - 1];
                     let line = diesel::insert_into(order_lines::table)
                         .values(LineRow {
                             order_id: order,
                             position,
-                            sku: "SKU-X".into(),
-                            quantity: 1,
-                            unit_price_cents: 100,
+                            sku: added.sku.as_str().to_owned(),
+                            quantity: i32::try_from(added.quantity.get()).unwrap_or(i32::MAX),
+                            unit_price_cents: added.unit_price.get(),
                         })
                         .execute(&mut &*shared);
                     let (root, line) = tokio::join!(root, line);
