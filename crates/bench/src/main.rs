@@ -25,9 +25,12 @@ use crate::measure::{Counters, Figures};
 /// Benchmark settings.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Seconds each (scenario, tasks, implementation) runs.
-    #[arg(long, default_value_t = 3.0)]
+    /// Seconds each round of a (scenario, tasks, implementation) runs.
+    #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Rounds per (scenario, tasks); each reports the median round.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: u16,
     /// Concurrent tasks to run each scenario with.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
     tasks: Vec<usize>,
@@ -50,6 +53,20 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
+}
+
+/// The implementations compared; the first is the baseline of the ratios.
+const CONTENDERS: [&str; 4] = [
+    "diesel-async by hand",
+    "framework",
+    "framework, Recycling::Verified",
+    "tokio-postgres raw",
+];
+
+/// The round with the median throughput.
+fn median(rounds: &mut [Figures]) -> Figures {
+    rounds.sort_by(|a, b| a.ops_per_second.total_cmp(&b.ops_per_second));
+    rounds[rounds.len() / 2]
 }
 
 const SCENARIOS: [&str; 6] = [
@@ -75,6 +92,16 @@ struct Data {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(unknown) = args.only.iter().find(|o| !SCENARIOS.contains(&o.as_str())) {
+        anyhow::bail!(
+            "unknown scenario {unknown}; known: {}",
+            SCENARIOS.join(", ")
+        );
+    }
+    anyhow::ensure!(
+        args.tasks.iter().all(|&t| t > 0) && args.seconds > 0.0,
+        "--tasks and --seconds must be positive"
+    );
     measure::count_diesel_statements()?;
     eprintln!("seeding {} users and {} orders...", args.users, args.orders);
     let db = setup::BenchDb::create(&args.database_url, args.users, args.orders).await?;
@@ -118,36 +145,45 @@ async fn main() -> anyhow::Result<()> {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == *s))
     {
         for &tasks in &args.tasks {
-            let mut baseline = None;
-            for (name, which) in [
-                ("diesel-async by hand", 0),
-                ("framework", 1),
-                ("framework, Recycling::Verified", 2),
-                ("tokio-postgres raw", 3),
-            ] {
-                run += 1;
-                if *scenario == "order-update" {
-                    db.reset_orders(args.orders).await?;
-                }
-                let data = Data {
-                    users: users.clone(),
-                    orders: orders.clone(),
-                    created: Arc::new(Vec::new()),
-                    run,
-                    url: Arc::from(db.url.as_str()),
-                };
-                let counters = &counters[which];
-                let figures = match which {
-                    0 => bench(scenario, tasks, duration, counters, hand.clone(), data).await?,
-                    1 => {
-                        bench(scenario, tasks, duration, counters, framework.clone(), data).await?
+            // Several rounds, the contenders in a rotated order each round,
+            // and the median round reported: a single run in a fixed order
+            // lets server-side drift (checkpoints, autovacuum, WAL flushes)
+            // fall on whoever happens to run at that moment.
+            let mut rounds: [Vec<Figures>; 4] = Default::default();
+            for round in 0..args.rounds {
+                for offset in 0..CONTENDERS.len() {
+                    let which = (offset + usize::from(round)) % CONTENDERS.len();
+                    run += 1;
+                    if *scenario == "order-update" {
+                        db.reset_orders(args.orders).await?;
                     }
-                    2 => bench(scenario, tasks, duration, counters, verified.clone(), data).await?,
-                    _ => bench(scenario, tasks, duration, counters, raw.clone(), data).await?,
-                };
-                let ratio = baseline.map_or(1.0, |b: f64| figures.ops_per_second / b);
-                baseline.get_or_insert(figures.ops_per_second);
-                print_row(scenario, tasks, name, &figures, ratio);
+                    let data = Data {
+                        users: users.clone(),
+                        orders: orders.clone(),
+                        created: Arc::new(Vec::new()),
+                        run,
+                        url: Arc::from(db.url.as_str()),
+                    };
+                    let counters = &counters[which];
+                    let figures = match which {
+                        0 => bench(scenario, tasks, duration, counters, hand.clone(), data).await?,
+                        1 => {
+                            bench(scenario, tasks, duration, counters, framework.clone(), data)
+                                .await?
+                        }
+                        2 => {
+                            bench(scenario, tasks, duration, counters, verified.clone(), data)
+                                .await?
+                        }
+                        _ => bench(scenario, tasks, duration, counters, raw.clone(), data).await?,
+                    };
+                    rounds[which].push(figures);
+                }
+            }
+            let medians: Vec<Figures> = rounds.iter_mut().map(|r| median(r)).collect();
+            for (which, name) in CONTENDERS.iter().enumerate() {
+                let ratio = medians[which].ops_per_second / medians[0].ops_per_second;
+                print_row(scenario, tasks, name, &medians[which], ratio);
             }
         }
     }
