@@ -46,6 +46,10 @@ struct Args {
     /// Scenarios to run (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Implementations to run, for profiling one alone (default: all):
+    /// hand, framework, verified, raw, memory.
+    #[arg(long, value_delimiter = ',')]
+    contenders: Vec<String>,
     /// The server to benchmark against (a database of its own is created).
     #[arg(
         long,
@@ -55,18 +59,59 @@ struct Args {
     database_url: String,
 }
 
-/// The implementations compared; the first is the baseline of the ratios.
-const CONTENDERS: [&str; 4] = [
-    "diesel-async by hand",
-    "framework",
-    "framework, Recycling::Verified",
-    "tokio-postgres raw",
+impl Args {
+    /// Rejects settings that would measure nothing.
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(unknown) = self.only.iter().find(|o| !SCENARIOS.contains(&o.as_str())) {
+            anyhow::bail!(
+                "unknown scenario {unknown}; known: {}",
+                SCENARIOS.join(", ")
+            );
+        }
+        if let Some(unknown) = self
+            .contenders
+            .iter()
+            .find(|c| *c != "memory" && !CONTENDERS.iter().any(|(name, _)| name == c))
+        {
+            anyhow::bail!(
+                "unknown contender {unknown}; known: hand, framework, verified, raw, memory"
+            );
+        }
+        anyhow::ensure!(
+            self.tasks.iter().all(|&t| t > 0) && self.seconds > 0.0,
+            "--tasks and --seconds must be positive"
+        );
+        Ok(())
+    }
+
+    /// Whether `--contenders` selects `name`.
+    fn runs(&self, name: &str) -> bool {
+        self.contenders.is_empty() || self.contenders.iter().any(|c| c == name)
+    }
+}
+
+/// The implementations compared, by `--contenders` name and full name; the
+/// first is the baseline of the ratios.
+const CONTENDERS: [(&str, &str); 4] = [
+    ("hand", "diesel-async by hand"),
+    ("framework", "framework"),
+    ("verified", "framework, Recycling::Verified"),
+    ("raw", "tokio-postgres raw"),
 ];
 
 /// The round with the median throughput.
-fn median(rounds: &mut [Figures]) -> Figures {
+fn median(rounds: &mut [Figures]) -> Option<Figures> {
     rounds.sort_by(|a, b| a.ops_per_second.total_cmp(&b.ops_per_second));
-    rounds[rounds.len() / 2]
+    rounds.get(rounds.len() / 2).copied()
+}
+
+/// Client CPU per operation over all rounds: the process-wide CPU clock
+/// ticks in 10 ms steps, so one round alone would be too coarse.
+fn cpu_per_op(rounds: &[Figures]) -> Duration {
+    let ops: u64 = rounds.iter().map(|f| f.ops).sum();
+    let cpu: Duration = rounds.iter().map(|f| f.cpu).sum();
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    cpu.div_f64(ops.max(1) as f64)
 }
 
 const SCENARIOS: [&str; 6] = [
@@ -92,16 +137,7 @@ struct Data {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(unknown) = args.only.iter().find(|o| !SCENARIOS.contains(&o.as_str())) {
-        anyhow::bail!(
-            "unknown scenario {unknown}; known: {}",
-            SCENARIOS.join(", ")
-        );
-    }
-    anyhow::ensure!(
-        args.tasks.iter().all(|&t| t > 0) && args.seconds > 0.0,
-        "--tasks and --seconds must be positive"
-    );
+    args.check()?;
     measure::count_diesel_statements()?;
     eprintln!("seeding {} users and {} orders...", args.users, args.orders);
     let db = setup::BenchDb::create(&args.database_url, args.users, args.orders).await?;
@@ -136,9 +172,9 @@ async fn main() -> anyhow::Result<()> {
 
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
-        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | vs diesel |"
+        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | client CPU µs/op | vs diesel |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut run = 0;
     for scenario in SCENARIOS
         .iter()
@@ -153,6 +189,9 @@ async fn main() -> anyhow::Result<()> {
             for round in 0..args.rounds {
                 for offset in 0..CONTENDERS.len() {
                     let which = (offset + usize::from(round)) % CONTENDERS.len();
+                    if !args.runs(CONTENDERS[which].0) {
+                        continue;
+                    }
                     run += 1;
                     if *scenario == "order-update" {
                         db.reset_orders(args.orders).await?;
@@ -180,10 +219,14 @@ async fn main() -> anyhow::Result<()> {
                     rounds[which].push(figures);
                 }
             }
-            let medians: Vec<Figures> = rounds.iter_mut().map(|r| median(r)).collect();
-            for (which, name) in CONTENDERS.iter().enumerate() {
-                let ratio = medians[which].ops_per_second / medians[0].ops_per_second;
-                print_row(scenario, tasks, name, &medians[which], ratio);
+            let cpu: Vec<Duration> = rounds.iter().map(|r| cpu_per_op(r)).collect();
+            let medians: Vec<Option<Figures>> = rounds.iter_mut().map(|r| median(r)).collect();
+            let baseline = medians[0].map(|f| f.ops_per_second);
+            for (which, (_, name)) in CONTENDERS.iter().enumerate() {
+                if let Some(figures) = medians[which] {
+                    let ratio = baseline.map(|b| figures.ops_per_second / b);
+                    print_row(scenario, tasks, name, &figures, cpu[which], ratio);
+                }
             }
         }
     }
@@ -192,6 +235,14 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(200)).await;
     db.drop_database().await?;
 
+    if args.runs("memory") {
+        print_memory(duration).await;
+    }
+    Ok(())
+}
+
+/// The in-memory repository's figures, one task each.
+async fn print_memory(duration: Duration) {
     println!();
     println!("| in-memory repository | tasks | ops/s | p50 µs | p99 µs |");
     println!("| --- | ---: | ---: | ---: | ---: |");
@@ -203,23 +254,30 @@ async fn main() -> anyhow::Result<()> {
             figures.p99.as_secs_f64() * 1e6
         );
     }
-    Ok(())
 }
 
-fn print_row(scenario: &str, tasks: usize, name: &str, f: &Figures, ratio: f64) {
+fn print_row(
+    scenario: &str,
+    tasks: usize,
+    name: &str,
+    f: &Figures,
+    cpu: Duration,
+    ratio: Option<f64>,
+) {
     let errors = if f.errors > 0 {
         format!(" ({} errors)", f.errors)
     } else {
         String::new()
     };
     println!(
-        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
         f.ops_per_second,
         f.p50.as_secs_f64() * 1e3,
         f.p99.as_secs_f64() * 1e3,
         f.statements_per_op,
         f.retries_per_op,
-        ratio
+        cpu.as_secs_f64() * 1e6,
+        ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
     );
 }
 

@@ -50,6 +50,31 @@ pub struct Figures {
     pub errors: u64,
     /// Operations that succeeded, warm-up included.
     pub succeeded: u64,
+    /// Operations measured (warm-up excluded).
+    pub ops: u64,
+    /// CPU time this process (the client side: pool, framework, driver)
+    /// spent on the measured operations.
+    pub cpu: Duration,
+}
+
+/// CPU time (user and system) this process has used so far, from
+/// `/proc/self/stat`, in clock ticks of 10 ms: coarse, so callers sum it
+/// over seconds of work. Zero where `/proc` is missing.
+pub fn process_cpu() -> Duration {
+    const TICK: Duration = Duration::from_millis(10);
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u32 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse::<u32>().ok())
+        .sum();
+    TICK * ticks
 }
 
 /// Runs `op(task, n)` from `tasks` tasks for `duration`, after a warm-up.
@@ -68,9 +93,11 @@ where
     let statements_before =
         DIESEL_STATEMENTS.load(Ordering::Relaxed) + counters.statements.load(Ordering::Relaxed);
     let attempts_before = counters.attempts.load(Ordering::Relaxed);
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let (mut latencies, errors) = drive(tasks, duration, op).await;
     let elapsed = started.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     let statements = DIESEL_STATEMENTS.load(Ordering::Relaxed)
         + counters.statements.load(Ordering::Relaxed)
         - statements_before;
@@ -101,6 +128,8 @@ where
         },
         errors,
         succeeded: (warm_up.len() + latencies.len()) as u64,
+        ops: latencies.len() as u64,
+        cpu,
     }
 }
 
