@@ -28,8 +28,9 @@ struct Args {
     /// Seconds each round of a (scenario, tasks, implementation) runs.
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-    /// Rounds per (scenario, tasks); each reports the median round.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Rounds per (scenario, tasks): the table shows the median round, and
+    /// the ratio is the median of the round-by-round ratios.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
     rounds: u16,
     /// Concurrent tasks to run each scenario with.
     #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
@@ -105,13 +106,40 @@ fn median(rounds: &mut [Figures]) -> Option<Figures> {
     rounds.get(rounds.len() / 2).copied()
 }
 
-/// Client CPU per operation over all rounds: the process-wide CPU clock
-/// ticks in 10 ms steps, so one round alone would be too coarse.
-fn cpu_per_op(rounds: &[Figures]) -> Duration {
+/// The median over rounds of `rounds[i]`'s throughput over `baseline[i]`'s.
+/// Each round runs the contenders back to back, so pairing them round by
+/// round cancels the machine's drift between rounds (a VM whose speed
+/// wanders by tens of percent over minutes).
+fn paired_ratio(rounds: &[Figures], baseline: &[Figures]) -> Option<f64> {
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .zip(baseline)
+        .map(|(f, b)| f.ops_per_second / b.ops_per_second)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios.get(ratios.len() / 2).copied()
+}
+
+/// Client-side cost per operation over all rounds.
+#[derive(Debug, Clone, Copy)]
+struct ClientCost {
+    cpu: Duration,
+    allocations: f64,
+}
+
+/// Summed over all rounds: the process-wide CPU clock ticks in 10 ms
+/// steps, so one round alone would be too coarse.
+fn client_cost(rounds: &[Figures]) -> ClientCost {
     let ops: u64 = rounds.iter().map(|f| f.ops).sum();
     let cpu: Duration = rounds.iter().map(|f| f.cpu).sum();
+    let allocations: u64 = rounds.iter().map(|f| f.allocations).sum();
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
-    cpu.div_f64(ops.max(1) as f64)
+    let per_op = |n: f64| n / ops.max(1) as f64;
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    ClientCost {
+        cpu: Duration::from_secs_f64(per_op(cpu.as_secs_f64())),
+        allocations: per_op(allocations as f64),
+    }
 }
 
 const SCENARIOS: [&str; 6] = [
@@ -172,9 +200,9 @@ async fn main() -> anyhow::Result<()> {
 
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
-        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | client CPU µs/op | vs diesel |"
+        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | client CPU µs/op | allocs/op | vs diesel |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut run = 0;
     for scenario in SCENARIOS
         .iter()
@@ -219,13 +247,13 @@ async fn main() -> anyhow::Result<()> {
                     rounds[which].push(figures);
                 }
             }
-            let cpu: Vec<Duration> = rounds.iter().map(|r| cpu_per_op(r)).collect();
+            let cost: Vec<ClientCost> = rounds.iter().map(|r| client_cost(r)).collect();
+            let ratios: Vec<Option<f64>> =
+                rounds.iter().map(|r| paired_ratio(r, &rounds[0])).collect();
             let medians: Vec<Option<Figures>> = rounds.iter_mut().map(|r| median(r)).collect();
-            let baseline = medians[0].map(|f| f.ops_per_second);
             for (which, (_, name)) in CONTENDERS.iter().enumerate() {
                 if let Some(figures) = medians[which] {
-                    let ratio = baseline.map(|b| figures.ops_per_second / b);
-                    print_row(scenario, tasks, name, &figures, cpu[which], ratio);
+                    print_row(scenario, tasks, name, &figures, cost[which], ratios[which]);
                 }
             }
         }
@@ -261,7 +289,7 @@ fn print_row(
     tasks: usize,
     name: &str,
     f: &Figures,
-    cpu: Duration,
+    cost: ClientCost,
     ratio: Option<f64>,
 ) {
     let errors = if f.errors > 0 {
@@ -270,13 +298,14 @@ fn print_row(
         String::new()
     };
     println!(
-        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
         f.ops_per_second,
         f.p50.as_secs_f64() * 1e3,
         f.p99.as_secs_f64() * 1e3,
         f.statements_per_op,
         f.retries_per_op,
-        cpu.as_secs_f64() * 1e6,
+        cost.cpu.as_secs_f64() * 1e6,
+        cost.allocations,
         ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
     );
 }

@@ -55,6 +55,19 @@ pub struct Figures {
     /// CPU time this process (the client side: pool, framework, driver)
     /// spent on the measured operations.
     pub cpu: Duration,
+    /// Heap allocations this process made during the measured operations.
+    pub allocations: u64,
+}
+
+/// Every allocation of the process goes through this counting wrapper of
+/// the system allocator, so allocations per operation can be compared.
+#[global_allocator]
+static ALLOCATOR: &stats_alloc::StatsAlloc<std::alloc::System> = &stats_alloc::INSTRUMENTED_SYSTEM;
+
+/// Heap allocations (reallocations included) made so far.
+fn allocations() -> u64 {
+    let stats = ALLOCATOR.stats();
+    (stats.allocations + stats.reallocations) as u64
 }
 
 /// CPU time (user and system) this process has used so far, from
@@ -94,10 +107,12 @@ where
         DIESEL_STATEMENTS.load(Ordering::Relaxed) + counters.statements.load(Ordering::Relaxed);
     let attempts_before = counters.attempts.load(Ordering::Relaxed);
     let cpu_before = process_cpu();
+    let allocations_before = allocations();
     let started = Instant::now();
     let (mut latencies, errors) = drive(tasks, duration, op).await;
     let elapsed = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_before);
+    let allocations = allocations() - allocations_before;
     let statements = DIESEL_STATEMENTS.load(Ordering::Relaxed)
         + counters.statements.load(Ordering::Relaxed)
         - statements_before;
@@ -130,6 +145,7 @@ where
         succeeded: (warm_up.len() + latencies.len()) as u64,
         ops: latencies.len() as u64,
         cpu,
+        allocations,
     }
 }
 
