@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use domain::RepositoryError;
+use futures_util::FutureExt;
 use rand::Rng;
 use tracing::Instrument;
 
@@ -127,15 +128,18 @@ impl RetryAs {
 /// When the deadline passes the loop's future is dropped wherever it was; a
 /// connection it left inside a transaction is discarded by the pool, never
 /// reused.
-pub(crate) async fn within_deadline<T, E>(
+///
+/// Not an `async fn`: one would keep `work` twice in its state, the argument
+/// and the awaited copy, and every repository future was twice the size
+/// (5.9 KB for a user update, 3 KB now; BENCHMARKS.md).
+pub(crate) fn within_deadline<T, E>(
     config: &StoreConfig,
     span: tracing::Span,
     work: impl Future<Output = Result<T, RepositoryError<E>>>,
-) -> Result<T, RepositoryError<E>> {
+) -> impl Future<Output = Result<T, RepositoryError<E>>> {
     tokio::time::timeout(config.deadline, work)
         .instrument(span)
-        .await
-        .unwrap_or(Err(RepositoryError::Timeout))
+        .map(|timed| timed.unwrap_or(Err(RepositoryError::Timeout)))
 }
 
 /// Full jitter: uniform in `0..=min(max, base * 2^(attempt-1))`, so racing
