@@ -69,14 +69,17 @@ impl Args {
                 SCENARIOS.join(", ")
             );
         }
+        let known: Vec<&str> = CONTENDERS
+            .iter()
+            .map(|(name, _)| *name)
+            .chain(["memory"])
+            .collect();
         if let Some(unknown) = self
             .contenders
             .iter()
-            .find(|c| *c != "memory" && !CONTENDERS.iter().any(|(name, _)| name == c))
+            .find(|c| !known.contains(&c.as_str()))
         {
-            anyhow::bail!(
-                "unknown contender {unknown}; known: hand, framework, verified, raw, memory"
-            );
+            anyhow::bail!("unknown contender {unknown}; known: {}", known.join(", "));
         }
         anyhow::ensure!(
             self.tasks.iter().all(|&t| t > 0) && self.seconds > 0.0,

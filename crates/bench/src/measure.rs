@@ -73,7 +73,7 @@ fn allocations() -> u64 {
 /// CPU time (user and system) this process has used so far, from
 /// `/proc/self/stat`, in clock ticks of 10 ms: coarse, so callers sum it
 /// over seconds of work. Zero where `/proc` is missing.
-pub fn process_cpu() -> Duration {
+fn process_cpu() -> Duration {
     const TICK: Duration = Duration::from_millis(10);
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return Duration::ZERO;
