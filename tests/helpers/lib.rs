@@ -9,5 +9,5 @@ pub mod http_app;
 pub mod test_db;
 
 pub use http_app::{TestApp, code, read};
-pub use storage::testing::CounterMapping;
+pub use storage::testing::{CounterMapping, LedgerMapping};
 pub use test_db::{StoreWithDb, TestDb, WithDb};

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use domain::{Aggregate, PageOf, PageRequest, Repository, RepositoryError, TxToken};
-use storage::{Mapping, PgRepository, Store, StoreConfig};
+use domain::{
+    Aggregate, Created, Page, PageRequest, Repository, RepositoryError, TxToken, Updated,
+};
+use storage::{Mapped, Mapping, PgRepository, PgStore, StoreConfig};
 
 /// Where the tests find Postgres: `DATABASE_URL`, or the local default.
 pub fn admin_url() -> String {
@@ -56,9 +58,9 @@ impl TestDb {
         let mut conn = AsyncPgConnection::establish(&db.url)
             .await
             .expect("connect");
-        conn.batch_execute(storage::testing::CREATE_COUNTERS_TABLE)
+        conn.batch_execute(storage::testing::CREATE_TABLES)
             .await
-            .expect("create the counters table");
+            .expect("create the test aggregates' tables");
         db
     }
 
@@ -68,8 +70,8 @@ impl TestDb {
     }
 
     /// A store on this database.
-    pub fn store(&self, config: StoreConfig) -> Store {
-        Store::new(&self.url, config)
+    pub fn store(&self, config: StoreConfig) -> PgStore {
+        PgStore::new(&self.url, config)
     }
 
     /// A plain connection outside any pool, for setting up faults.
@@ -135,11 +137,16 @@ impl<R: Clone> Clone for WithDb<R> {
     }
 }
 
-impl<M: Mapping> WithDb<PgRepository<M>> {
+impl<M: Mapping> WithDb<PgRepository<M>>
+where
+    M::Aggregate: Mapped<Mapping = M>,
+{
     /// The repository of `M` on a fresh database, with default settings.
     pub async fn fresh() -> Self {
         let db = TestDb::new().await;
-        let repo = db.store(StoreConfig::default()).repository::<M>();
+        let repo = db
+            .store(StoreConfig::default())
+            .repository::<M::Aggregate>();
         Self { repo, db }
     }
 }
@@ -152,7 +159,7 @@ impl<R> WithDb<R> {
 }
 
 impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
-    async fn create(&self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+    async fn create(&self, token: TxToken, aggregate: A) -> Result<Created<A>, RepositoryError> {
         self.repo.create(token, aggregate).await
     }
 
@@ -160,7 +167,7 @@ impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
         self.repo.get(id).await
     }
 
-    async fn update<T, E, F>(&self, id: A::Id, f: F) -> Result<T, RepositoryError<E>>
+    async fn update<T, E, F>(&self, id: A::Id, f: F) -> Result<Updated<A, T>, RepositoryError<E>>
     where
         F: FnMut(&mut A) -> Result<T, E> + Send,
         T: Send,
@@ -173,7 +180,7 @@ impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
         self.repo.delete(id).await
     }
 
-    async fn list(&self, page: PageRequest<A::Id>) -> Result<PageOf<A>, RepositoryError> {
+    async fn list(&self, page: PageRequest<A::Id>) -> Result<Page<A>, RepositoryError> {
         self.repo.list(page).await
     }
 }
@@ -240,10 +247,10 @@ impl TestDb {
     }
 }
 
-/// A [`Store`] that keeps its test database alive, for unit-of-work suites.
+/// A [`PgStore`] that keeps its test database alive, for unit-of-work suites.
 #[derive(Debug, Clone)]
 pub struct StoreWithDb {
-    store: Store,
+    store: PgStore,
     db: Arc<TestDb>,
 }
 
@@ -258,7 +265,7 @@ impl StoreWithDb {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &PgStore {
         &self.store
     }
 
@@ -271,20 +278,26 @@ impl StoreWithDb {
 impl domain::UnitOfWork for StoreWithDb {
     type Tx = storage::PgTx;
 
-    async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    async fn run<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut storage::PgTx) -> domain::BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(
+                &'t mut storage::PgTx,
+            ) -> domain::BoxFuture<'t, Result<T, RepositoryError<E>>>
+            + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         self.store.run(work).await
     }
 
-    async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    async fn read<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut storage::PgTx) -> domain::BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(
+                &'t mut storage::PgTx,
+            ) -> domain::BoxFuture<'t, Result<T, RepositoryError<E>>>
+            + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         self.store.read(work).await
     }
@@ -303,5 +316,23 @@ impl domain::ExclusiveAccess for StoreWithDb {
 
     async fn unlock(&self, guard: Self::Guard) {
         self.store.unlock(guard).await;
+    }
+}
+
+impl domain::Store for StoreWithDb {
+    fn name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        self.store.ping().await
+    }
+}
+
+impl<A: Mapped> domain::Stores<A> for StoreWithDb {
+    type Repository = PgRepository<A::Mapping>;
+
+    fn repository_of(&self) -> Self::Repository {
+        self.store.repository::<A>()
     }
 }

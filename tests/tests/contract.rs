@@ -1,28 +1,31 @@
-//! The repository contract suite, run unchanged against every store.
+//! The framework's contract suites, run unchanged against every store, on
+//! the suite's own aggregates: `Counter` (one table on Postgres) and
+//! `Ledger` (two tables, a unique value).
 
-use domain::example::{Order, User};
-use domain::testing::Counter;
+use domain::testing::{Counter, Ledger};
 use domain::{InMemoryRepository, InMemoryStore};
-use integration_tests::{CounterMapping, StoreWithDb, WithDb};
+use integration_tests::{CounterMapping, LedgerMapping, StoreWithDb, WithDb};
 use storage::PgRepository;
-use storage::mappings::{OrderMapping, UserMapping};
 
 domain::contract_suite!(
     counters_in_memory,
     Counter,
     InMemoryRepository::<Counter>::new()
 );
-domain::contract_suite!(orders_in_memory, Order, InMemoryRepository::<Order>::new());
-
+domain::contract_suite!(
+    ledgers_in_memory,
+    Ledger,
+    InMemoryRepository::<Ledger>::new()
+);
 domain::contract_suite!(
     counters_on_postgres,
     Counter,
     WithDb::<PgRepository<CounterMapping>>::fresh().await
 );
 domain::contract_suite!(
-    orders_on_postgres,
-    Order,
-    WithDb::<PgRepository<OrderMapping>>::fresh().await
+    ledgers_on_postgres,
+    Ledger,
+    WithDb::<PgRepository<LedgerMapping>>::fresh().await
 );
 
 domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
@@ -34,20 +37,22 @@ domain::exclusive_access_suite!(locks_in_memory, {
 });
 domain::exclusive_access_suite!(locks_on_postgres, {
     let store = StoreWithDb::fresh().await;
-    let counters = store.store().repository::<CounterMapping>();
+    let counters = store.store().repository::<Counter>();
     (store, counters)
 });
 
 #[tokio::test]
-async fn users_in_memory_reject_a_taken_username() {
-    domain::testing::contract::taken_username_is_a_duplicate(InMemoryRepository::<User>::new())
-        .await;
+async fn ledgers_in_memory_reject_a_taken_unique_value() {
+    domain::testing::contract::taken_unique_value_is_a_duplicate(
+        InMemoryRepository::<Ledger>::new(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_on_postgres_reject_a_taken_username() {
-    domain::testing::contract::taken_username_is_a_duplicate(
-        WithDb::<PgRepository<UserMapping>>::fresh().await,
+async fn ledgers_on_postgres_reject_a_taken_unique_value() {
+    domain::testing::contract::taken_unique_value_is_a_duplicate(
+        WithDb::<PgRepository<LedgerMapping>>::fresh().await,
     )
     .await;
 }

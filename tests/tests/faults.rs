@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use domain::testing::{ContractSubject, Counter, CounterId};
 use domain::{Aggregate, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
 use integration_tests::faulty::{self, FaultyCounters};
-use integration_tests::{CounterMapping, StoreWithDb, TestDb};
+use integration_tests::{StoreWithDb, TestDb};
 use rand::Rng;
 use storage::{PgRepository, StoreConfig};
 
@@ -34,6 +34,7 @@ async fn new_counter<R: Repository<Counter>>(repo: &R, value: u64) -> CounterId 
     repo.create(TxToken::generate(), counter)
         .await
         .unwrap()
+        .into_aggregate()
         .id()
 }
 
@@ -47,7 +48,7 @@ async fn many_tasks_incrementing_one_aggregate_lose_nothing() {
             max_attempts: 1000,
             ..StoreConfig::default()
         })
-        .repository::<CounterMapping>();
+        .repository::<Counter>();
     let id = new_counter(&repo, 0).await;
     let workers: Vec<_> = (0..tasks)
         .map(|_| {
@@ -75,9 +76,7 @@ async fn many_tasks_incrementing_one_aggregate_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_racing_creates_with_one_token_store_one() {
     let db = TestDb::new().await;
-    let repo = db
-        .store(StoreConfig::default())
-        .repository::<CounterMapping>();
+    let repo = db.store(StoreConfig::default()).repository::<Counter>();
     let (token, seed) = (TxToken::generate(), 7);
     let ids: Vec<CounterId> = (0..100).map(|_| CounterId::generate()).collect();
     let racers: Vec<_> = ids
@@ -87,16 +86,18 @@ async fn a_hundred_racing_creates_with_one_token_store_one() {
             tokio::spawn(async move { repo.create(token, sample).await })
         })
         .collect();
-    let mut results = BTreeSet::new();
+    let (mut results, mut new) = (BTreeSet::new(), 0);
     for racer in racers {
         let created = racer.await.unwrap().unwrap();
-        results.insert(format!("{created:?}"));
+        new += usize::from(created.is_new());
+        results.insert(format!("{:?}", created.into_aggregate()));
     }
     assert_eq!(
         results.len(),
         1,
         "every racer got the same aggregate: {results:?}"
     );
+    assert_eq!(new, 1, "one racer stored it, the 99 others replayed");
     let mut stored = 0;
     for id in ids {
         stored += usize::from(repo.get(id).await.is_ok());
@@ -108,9 +109,7 @@ async fn a_hundred_racing_creates_with_one_token_store_one() {
 async fn operations_cancelled_at_random_points_leave_nothing_behind() {
     let operations = scale(1000, 10_000);
     let db = TestDb::new().await;
-    let repo = db
-        .store(StoreConfig::default())
-        .repository::<CounterMapping>();
+    let repo = db.store(StoreConfig::default()).repository::<Counter>();
     let id = new_counter(&repo, 0).await;
     let mut finished = 0_u64;
     let workers: Vec<_> = (0..8)
@@ -174,7 +173,7 @@ mod classification {
 
     async fn faulty_repo(config: StoreConfig) -> (Arc<TestDb>, PgRepository<FaultyCounters>) {
         let db = TestDb::new().await;
-        let repo = db.store(config).repository::<FaultyCounters>();
+        let repo = PgRepository::<FaultyCounters>::new(db.store(config));
         (db, repo)
     }
 
@@ -189,7 +188,8 @@ mod classification {
                 c.value += 1;
                 Ok::<_, Infallible>(())
             })
-            .await;
+            .await
+            .map(drop);
         (id, result)
     }
 
@@ -301,26 +301,7 @@ mod bank {
     #[derive(Debug)]
     struct Insufficient;
 
-    #[derive(Debug)]
-    enum TransferError {
-        Repository(RepositoryError),
-        Insufficient,
-    }
-
-    impl From<RepositoryError> for TransferError {
-        fn from(error: RepositoryError) -> Self {
-            Self::Repository(error)
-        }
-    }
-
-    impl From<RepositoryError<Insufficient>> for TransferError {
-        fn from(error: RepositoryError<Insufficient>) -> Self {
-            match error {
-                RepositoryError::Domain(_) => Self::Insufficient,
-                other => Self::Repository(other.map_domain(|_| unreachable!())),
-            }
-        }
-    }
+    impl domain::DomainError for Insufficient {}
 
     /// Moves `amount` from one account to another in one unit of work.
     async fn transfer(
@@ -328,7 +309,7 @@ mod bank {
         from: CounterId,
         to: CounterId,
         amount: u64,
-    ) -> Result<(), TransferError> {
+    ) -> Result<(), RepositoryError<Insufficient>> {
         store
             .run(|tx| {
                 Box::pin(async move {
@@ -344,7 +325,7 @@ mod bank {
                             Ok::<_, Infallible>(())
                         })
                         .await?;
-                    Ok::<_, TransferError>(())
+                    Ok(())
                 })
             })
             .await
@@ -411,11 +392,11 @@ mod bank {
             };
             match transfer(&store, from, to, amount).await {
                 Ok(()) => landed += 1,
-                Err(TransferError::Insufficient) => {}
+                Err(RepositoryError::Domain(Insufficient)) => {}
                 // The documented outcomes of contention (and, while backends
                 // die, of lost connections); the total must hold whatever
                 // they were.
-                Err(TransferError::Repository(error)) => assert!(
+                Err(error) => assert!(
                     matches!(
                         error,
                         RepositoryError::Conflict { .. } | RepositoryError::Timeout
@@ -434,7 +415,7 @@ mod bank {
     async fn run_bank(killing: bool) {
         let (workers, transfers) = (scale(8, 32), scale(40, 500));
         let store = StoreWithDb::fresh().await;
-        let repo = store.store().repository::<CounterMapping>();
+        let repo = store.store().repository::<Counter>();
         let mut accounts = Vec::new();
         for _ in 0..ACCOUNTS {
             accounts.push(new_counter(&repo, OPENING_BALANCE).await);
@@ -571,7 +552,10 @@ mod model_check {
                 Op::Create { slot, token, seed } => describe(
                     repo.create(tokens[token], Counter::sample(ids[slot], seed))
                         .await,
-                    show,
+                    |created| {
+                        let how = if created.is_new() { "new" } else { "replayed" };
+                        format!("{how} {}", show(created.into_aggregate()))
+                    },
                 ),
                 Op::Get(slot) => describe(repo.get(ids[slot]).await, show),
                 Op::Bump(slot) => describe(
@@ -579,7 +563,8 @@ mod model_check {
                         c.value += 1;
                         Ok::<_, Refused>(c.value)
                     })
-                    .await,
+                    .await
+                    .map(|updated| updated.output),
                     |v| format!("bumped to {v}"),
                 ),
                 Op::Refuse(slot) => describe(
@@ -587,7 +572,8 @@ mod model_check {
                         c.value += 100;
                         Err::<(), _>(Refused)
                     })
-                    .await,
+                    .await
+                    .map(drop),
                     |()| "written".into(),
                 ),
                 Op::Delete(slot) => describe(repo.delete(ids[slot]).await, |()| "deleted".into()),
@@ -614,10 +600,8 @@ mod model_check {
             .build()
             .unwrap();
         let db = runtime.block_on(TestDb::new());
-        let postgres = runtime.block_on(async {
-            db.store(StoreConfig::default())
-                .repository::<CounterMapping>()
-        });
+        let postgres =
+            runtime.block_on(async { db.store(StoreConfig::default()).repository::<Counter>() });
         let cases = u32::try_from(scale(24, 10_000)).unwrap();
         let mut runner = TestRunner::new(Config {
             cases,

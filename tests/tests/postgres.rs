@@ -17,6 +17,7 @@ async fn new_counter(repo: &Counters) -> CounterId {
     repo.create(TxToken::generate(), counter)
         .await
         .expect("create")
+        .into_aggregate()
         .id()
 }
 
@@ -63,16 +64,14 @@ async fn two_times_fifty_concurrent_updates_on_one_hot_aggregate_lose_nothing() 
     let db = TestDb::new().await;
     // Two stores, as two service instances would have.
     let repos = [
-        db.store(StoreConfig::default())
-            .repository::<CounterMapping>(),
-        db.store(StoreConfig::default())
-            .repository::<CounterMapping>(),
+        db.store(StoreConfig::default()).repository::<Counter>(),
+        db.store(StoreConfig::default()).repository::<Counter>(),
     ];
     let id = new_counter(&repos[0]).await;
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let repo = repos[i % 2].clone();
-            tokio::spawn(async move { repo.update(id, bump).await })
+            tokio::spawn(async move { repo.update(id, bump).await.map(|u| u.output) })
         })
         .collect();
     let mut seen = Vec::new();
@@ -97,7 +96,7 @@ async fn an_update_dropped_mid_transaction_leaves_no_open_transaction_and_a_work
         max_connections: 2,
         ..StoreConfig::default()
     });
-    let repo = store.repository::<CounterMapping>();
+    let repo = store.repository::<Counter>();
     let id = new_counter(&repo).await;
 
     // The update blocks inside its transaction on the row lock; the caller
@@ -113,7 +112,10 @@ async fn an_update_dropped_mid_transaction_leaves_no_open_transaction_and_a_work
     assert_no_session_left_in_a_transaction(&db).await;
     for expected in 1..=10 {
         assert_eq!(
-            repo.update(id, bump).await.expect("the pool still works"),
+            repo.update(id, bump)
+                .await
+                .map(|u| u.output)
+                .expect("the pool still works"),
             expected
         );
     }
@@ -131,12 +133,12 @@ async fn an_operation_past_its_deadline_is_a_timeout_and_writes_nothing() {
             deadline,
             ..StoreConfig::default()
         })
-        .repository::<CounterMapping>();
+        .repository::<Counter>();
     let id = new_counter(&repo).await;
 
     let locker = lock_row(&db, id).await;
     let started = Instant::now();
-    let result = repo.update(id, bump).await;
+    let result = repo.update(id, bump).await.map(|u| u.output);
     let waited = started.elapsed();
     drop(locker);
 
@@ -161,14 +163,14 @@ async fn an_exhausted_pool_answers_unavailable_after_the_connection_timeout() {
             deadline: Duration::from_secs(10),
             ..StoreConfig::default()
         })
-        .repository::<CounterMapping>();
+        .repository::<Counter>();
     let id = new_counter(&repo).await;
 
     // The pool's only connection waits on a row lock held elsewhere.
     let locker = lock_row(&db, id).await;
     let holder = {
         let repo = repo.clone();
-        tokio::spawn(async move { repo.update(id, bump).await })
+        tokio::spawn(async move { repo.update(id, bump).await.map(|u| u.output) })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -209,7 +211,7 @@ async fn killed_backends_between_operations_are_replaced_transparently() {
         max_connections: 4,
         ..StoreConfig::default()
     });
-    let repo = store.repository::<CounterMapping>();
+    let repo = store.repository::<Counter>();
     let id = new_counter(&repo).await;
 
     for round in 1..=5_u64 {
@@ -231,6 +233,7 @@ async fn killed_backends_between_operations_are_replaced_transparently() {
         let value = repo
             .update(id, bump)
             .await
+            .map(|u| u.output)
             .expect("the next update succeeds");
         assert_eq!(value, round, "nothing half-written, nothing lost");
     }
@@ -241,14 +244,14 @@ async fn killed_backends_between_operations_are_replaced_transparently() {
 async fn a_database_that_is_down_is_unavailable_not_a_hang() {
     // Nothing listens on port 1: connecting fails at once, the pool keeps
     // retrying until its connection timeout, and the caller hears why.
-    let store = storage::Store::new(
+    let store = storage::PgStore::new(
         "postgres://postgres@127.0.0.1:1/postgres",
         StoreConfig {
             connection_timeout: Duration::from_millis(300),
             ..StoreConfig::default()
         },
     );
-    let repo = store.repository::<CounterMapping>();
+    let repo = store.repository::<Counter>();
     let started = Instant::now();
     let result = repo.get(CounterId::generate()).await;
     assert!(
@@ -267,8 +270,7 @@ mod example_mappings {
 
     use super::*;
     use domain::example::{Action, PersonName, Profile, User, UserId, Username};
-    use domain::{InMemoryRepository, PageRequest, Timestamp};
-    use storage::mappings::{ActionMapping, UserMapping};
+    use domain::{Created, InMemoryRepository, PageRequest, Timestamp};
 
     fn name(s: &str) -> PersonName {
         PersonName::parse(s).expect("a valid name")
@@ -292,14 +294,15 @@ mod example_mappings {
         let user = repo
             .create(TxToken::generate(), ada())
             .await
-            .expect("create");
+            .expect("create")
+            .into_aggregate();
         let changed = repo
             .update(user.id(), |u| {
                 Ok::<_, Infallible>(u.change_profile(Some(name("Augusta")), None, Timestamp::now()))
             })
             .await
             .expect("change the profile");
-        assert!(changed);
+        assert!(changed.output);
         repo.update(user.id(), |u| {
             u.welcome_newcomer(0, Timestamp::now());
             u.welcome_newcomer(1, Timestamp::now());
@@ -313,8 +316,7 @@ mod example_mappings {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn users_store_their_profile_and_score_like_the_in_memory_store() {
         let db = TestDb::new().await;
-        let on_postgres =
-            user_story(&db.store(StoreConfig::default()).repository::<UserMapping>()).await;
+        let on_postgres = user_story(&db.store(StoreConfig::default()).repository::<User>()).await;
         let in_memory = user_story(&InMemoryRepository::new()).await;
 
         assert_eq!(on_postgres.profile().first_name.as_str(), "Augusta");
@@ -329,9 +331,7 @@ mod example_mappings {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn actions_are_stored_once_per_token_and_listed_in_order() {
         let db = TestDb::new().await;
-        let repo = db
-            .store(StoreConfig::default())
-            .repository::<ActionMapping>();
+        let repo = db.store(StoreConfig::default()).repository::<Action>();
         let subject = ada();
         let token = TxToken::generate();
         let first = repo
@@ -348,14 +348,20 @@ mod example_mappings {
             )
             .await
             .expect("retry");
-        assert_eq!(retried, first, "a retried append returns the first entry");
+        let first = first.into_aggregate();
+        assert_eq!(
+            retried,
+            Created::Replayed(first.clone()),
+            "a retried append returns the first entry"
+        );
         let second = repo
             .create(
                 TxToken::generate(),
                 Action::about(&subject, "user.renamed", Timestamp::now()),
             )
             .await
-            .expect("append");
+            .expect("append")
+            .into_aggregate();
 
         let page = repo.list(PageRequest::first(10)).await.expect("list");
         assert_eq!(page.items, vec![first, second]);

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
 use domain::{Aggregate, Repository, RepositoryError, TxToken, Version};
-use integration_tests::{CounterMapping, TestDb};
+use integration_tests::TestDb;
 use storage::StoreConfig;
 
 /// Held by each test for its whole run. tokio's mutex works across the
@@ -18,14 +18,17 @@ async fn a_create_whose_commit_reply_is_lost_is_retried_into_the_stored_aggregat
     let _serial = ONE_AT_A_TIME.lock().await;
     let scenario = fail::FailScenario::setup();
     let db = TestDb::new().await;
-    let repo = db
-        .store(StoreConfig::default())
-        .repository::<CounterMapping>();
+    let repo = db.store(StoreConfig::default()).repository::<Counter>();
     let sample = Counter::sample(CounterId::generate(), 1);
 
     fail::cfg("storage::commit-reply-lost", "1*return").unwrap();
     let created = repo.create(TxToken::generate(), sample.clone()).await;
     let created = created.expect("the retry finds what the first attempt committed");
+    assert!(
+        created.is_new(),
+        "the aggregate is this call's, not a replay of another request"
+    );
+    let created = created.into_aggregate();
     assert_eq!(created.id(), sample.id());
     assert_eq!(created.version(), Version::INITIAL);
 
@@ -75,7 +78,7 @@ async fn a_server_restart_is_unavailable_while_down_and_recovers_at_once() {
             connection_timeout: Duration::from_millis(200),
             ..StoreConfig::default()
         })
-        .repository::<CounterMapping>();
+        .repository::<Counter>();
     let id = repo
         .create(
             TxToken::generate(),
@@ -83,6 +86,7 @@ async fn a_server_restart_is_unavailable_while_down_and_recovers_at_once() {
         )
         .await
         .unwrap()
+        .into_aggregate()
         .id();
 
     let load = {

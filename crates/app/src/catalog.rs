@@ -3,10 +3,8 @@
 use std::path::Path;
 
 use domain::example::{Cents, Product, ProductName, Sku};
-use domain::{Replaced, TxExt, TxToken, UnitOfWork};
+use domain::{Replaced, RepositoryError, TxExt, TxToken, UnitOfWork};
 use serde::Deserialize;
-
-use crate::problem::ApiError;
 
 /// One product as a file states it.
 #[derive(Debug, Deserialize)]
@@ -101,7 +99,7 @@ fn parse(record: &Record) -> Result<Product, String> {
 }
 
 /// Replaces the stored catalog with `products` in one unit of work.
-pub async fn replace<S>(store: &S, products: Vec<Product>) -> Result<Replaced, ApiError>
+pub async fn replace<S>(store: &S, products: Vec<Product>) -> Result<Replaced, RepositoryError>
 where
     S: UnitOfWork<Tx: domain::Transaction<Product>>,
 {
@@ -109,9 +107,7 @@ where
     store
         .run(|tx| {
             let products = products.clone();
-            Box::pin(async move {
-                Ok::<_, ApiError>(tx.of::<Product>().replace_all(token, products).await?)
-            })
+            Box::pin(async move { tx.of::<Product>().replace_all(token, products).await })
         })
         .await
 }
@@ -128,7 +124,7 @@ pub async fn import_file(config: &crate::Config, path: &Path) -> anyhow::Result<
     storage::migrate(url)
         .await
         .context("migrating the database")?;
-    let store = storage::Store::new(url, config.store_config());
+    let store = storage::PgStore::new(url, config.store_config());
     Ok(replace(&store, products).await?)
 }
 

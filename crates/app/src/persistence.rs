@@ -5,7 +5,6 @@ use std::future::Future;
 
 use domain::example::{Action, Order, Product, User};
 use domain::{InMemoryStore, Repository, RepositoryError, Transaction, UnitOfWork};
-use storage::mappings::{ActionMapping, OrderMapping, UserMapping};
 
 /// The example domain's repositories and units of work on one store.
 pub trait Persistence:
@@ -41,21 +40,21 @@ impl Persistence for InMemoryStore {
     }
 }
 
-impl Persistence for storage::Store {
+impl Persistence for storage::PgStore {
     fn users(&self) -> impl Repository<User> {
-        self.repository::<UserMapping>()
+        self.repository::<User>()
     }
 
     fn orders(&self) -> impl Repository<Order> {
-        self.repository::<OrderMapping>()
+        self.repository::<Order>()
     }
 
     fn actions(&self) -> impl Repository<Action> {
-        self.repository::<ActionMapping>()
+        self.repository::<Action>()
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
-        storage::Store::ping(self).await
+        storage::PgStore::ping(self).await
     }
 }
 
@@ -65,7 +64,7 @@ pub enum Backend {
     /// Everything in memory; lost on exit.
     Memory(InMemoryStore),
     /// Postgres.
-    Postgres(storage::Store),
+    Postgres(storage::PgStore),
 }
 
 impl Backend {

@@ -132,6 +132,10 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Lets handlers' units of work refuse with an API error (`?` lifts it into
+/// `RepositoryError::Domain`).
+impl domain::DomainError for ApiError {}
+
 impl From<Infallible> for ApiError {
     fn from(never: Infallible) -> Self {
         match never {}

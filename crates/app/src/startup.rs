@@ -35,7 +35,7 @@ impl Application {
                 storage::migrate(url)
                     .await
                     .with_context(|| format!("migrating {}", redact(url)))?;
-                let store = storage::Store::new(url, config.store_config());
+                let store = storage::PgStore::new(url, config.store_config());
                 tokio::spawn(purge_tokens_hourly(store.clone()));
                 Backend::Postgres(store)
             }
@@ -70,7 +70,7 @@ impl Application {
 
 /// Forgets transaction tokens past their retention, once an hour; never a
 /// younger one (see `StoreConfig::token_retention`).
-async fn purge_tokens_hourly(store: storage::Store) {
+async fn purge_tokens_hourly(store: storage::PgStore) {
     let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         hourly.tick().await;

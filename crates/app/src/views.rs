@@ -156,7 +156,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// The API page for a repository page.
-    pub fn of<A: Aggregate>(page: &domain::PageOf<A>, view: impl Fn(&A) -> T) -> Self {
+    pub fn of<A: Aggregate>(page: &domain::Page<A>, view: impl Fn(&A) -> T) -> Self {
         Self {
             items: page.items.iter().map(view).collect(),
             next_after: page.next.and_then(|next| next.cursor()).map(Into::into),

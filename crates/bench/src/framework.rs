@@ -8,7 +8,7 @@ use domain::example::{
 };
 use domain::{Repository, Timestamp, TxToken};
 use storage::PgRepository;
-use storage::mappings::{OrderMapping, UserMapping};
+use storage::example::{OrderMapping, UserMapping};
 use uuid::Uuid;
 
 use crate::contender::Contender;
@@ -22,10 +22,10 @@ pub struct Framework {
 }
 
 impl Framework {
-    pub fn new(store: &storage::Store, counters: Arc<Counters>) -> Self {
+    pub fn new(store: &storage::PgStore, counters: Arc<Counters>) -> Self {
         Self {
-            users: store.repository(),
-            orders: store.repository(),
+            users: store.repository::<User>(),
+            orders: store.repository::<domain::example::Order>(),
             counters,
         }
     }

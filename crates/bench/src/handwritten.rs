@@ -16,7 +16,19 @@ use domain::example::{
     UserId, Username,
 };
 use domain::{Aggregate, Fingerprint, Timestamp, Version};
-use storage::schema::{order_lines, orders, tx_tokens, user_profiles, users};
+use storage::schema::{order_lines, orders, user_profiles, users};
+
+// The framework's token table, declared here rather than borrowed: the
+// baseline uses nothing of the framework but the example's schema.
+diesel::table! {
+    tx_tokens (aggregate_kind, token) {
+        aggregate_kind -> Text,
+        token -> Uuid,
+        aggregate_id -> Uuid,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
 use uuid::Uuid;
 
 use crate::contender::Contender;

@@ -177,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     let orders = Arc::new(orders);
 
     let store_with = |recycling| {
-        storage::Store::new(
+        storage::PgStore::new(
             &db.url,
             storage::StoreConfig {
                 max_connections: args.connections,

@@ -20,6 +20,7 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
             repo.create(TxToken::generate(), counter)
                 .await
                 .expect("create")
+                .aggregate()
                 .id,
         );
     }

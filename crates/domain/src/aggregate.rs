@@ -114,6 +114,47 @@ impl Display for Version {
     }
 }
 
+/// The part of an [`Aggregate`] impl that is the same for every aggregate
+/// whose identity and version are fields named `id` and `version`: the
+/// `Id` type, `KIND`, `id()`, `version()` and `set_version()`. What is left
+/// to write is what differs: the fingerprint, and unique keys if any.
+///
+/// ```
+/// use domain::{Aggregate, Fingerprint, Version};
+///
+/// domain::aggregate_id!(pub struct AccountId;);
+///
+/// #[derive(Debug, Clone)]
+/// pub struct Account { id: AccountId, version: Version, owner: String, cents: i64 }
+///
+/// impl Aggregate for Account {
+///     domain::aggregate_basics!(id: AccountId, kind: "account");
+///
+///     fn fingerprint(&self) -> Fingerprint {
+///         Fingerprint::of(&self.owner)
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! aggregate_basics {
+    (id: $id:ty, kind: $kind:literal $(,)?) => {
+        type Id = $id;
+        const KIND: &'static str = $kind;
+
+        fn id(&self) -> $id {
+            self.id
+        }
+
+        fn version(&self) -> $crate::Version {
+            self.version
+        }
+
+        fn set_version(&mut self, version: $crate::Version) {
+            self.version = version;
+        }
+    };
+}
+
 /// Declares a uuid newtype implementing [`AggregateId`], `FromStr` (with a
 /// typed [`InvalidId`](crate::InvalidId) error), `Display` and serde.
 ///

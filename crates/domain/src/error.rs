@@ -136,3 +136,48 @@ impl RepositoryError<Infallible> {
         self.map_domain(|never| match never {})
     }
 }
+
+/// Marks the error type of business rules (`OrderError`, say), so that `?`
+/// works on everything a use case calls:
+///
+/// * a rule's `Err(e)` becomes [`RepositoryError::Domain`]`(e)`;
+/// * an error of an operation without a closure (`get`, `create`, ...)
+///   keeps its variant.
+///
+/// A use case then returns `Result<T, RepositoryError<OrderError>>`, with no
+/// error enum of its own:
+///
+/// ```
+/// use domain::{DomainError, RepositoryError};
+///
+/// #[derive(Debug, thiserror::Error)]
+/// #[error("an order holds at most 100 lines")]
+/// struct TooManyLines;
+/// impl DomainError for TooManyLines {}
+///
+/// fn rule() -> Result<(), TooManyLines> { Err(TooManyLines) }
+/// fn load() -> Result<u32, RepositoryError> { Ok(7) }
+///
+/// fn use_case() -> Result<u32, RepositoryError<TooManyLines>> {
+///     let n = load()?;
+///     rule()?;
+///     Ok(n)
+/// }
+/// assert!(matches!(use_case(), Err(RepositoryError::Domain(TooManyLines))));
+/// ```
+///
+/// (A blanket `From` for every error type is impossible in Rust: it would
+/// overlap with `From<T> for T`. The marker makes the two impls disjoint.)
+pub trait DomainError {}
+
+impl<E: DomainError> From<E> for RepositoryError<E> {
+    fn from(error: E) -> Self {
+        Self::Domain(error)
+    }
+}
+
+impl<E: DomainError> From<RepositoryError> for RepositoryError<E> {
+    fn from(error: RepositoryError) -> Self {
+        error.widen()
+    }
+}

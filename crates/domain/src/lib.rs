@@ -15,8 +15,10 @@ mod exclusive;
 mod fingerprint;
 mod memory;
 mod memory_store;
+mod outcome;
 mod page;
 mod repository;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod token;
@@ -24,15 +26,19 @@ mod unit_of_work;
 
 pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
 pub use clock::Timestamp;
-pub use error::{BoxError, RepositoryError};
+pub use error::{BoxError, DomainError, RepositoryError};
 pub use exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 pub use fingerprint::Fingerprint;
 pub use memory::InMemoryRepository;
 pub use memory_store::{InMemoryStore, MemoryTx};
+pub use outcome::{Created, Updated};
 pub use page::{Page, PageRequest};
-pub use repository::{PageOf, Repository};
+pub use repository::Repository;
+pub use store::{Store, StoreExt, Stores};
 pub use token::{InvalidToken, TxToken};
-pub use unit_of_work::{BoxFuture, Nested, Of, Replaced, Transaction, TxExt, UnitOfWork};
+pub use unit_of_work::{
+    BoxFuture, Nested, Replaced, Transaction, TxExt, UnitOfWork, UnitRepository,
+};
 
 #[doc(hidden)]
 pub mod __private {

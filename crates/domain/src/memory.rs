@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::aggregate::{Aggregate, UniqueKey};
 use crate::error::RepositoryError;
 use crate::fingerprint::Fingerprint;
+use crate::outcome::{Created, Updated};
 use crate::page::{Page, PageRequest};
-use crate::repository::{PageOf, Repository};
+use crate::repository::Repository;
 use crate::token::TxToken;
 
 /// A strongly consistent, in-process [`Repository`]. Clones share the same
@@ -133,6 +134,7 @@ impl<A: Aggregate> State<A> {
             *current = changed;
             Ok(())
         })
+        .map(drop)
         .map_err(|e| match e {
             RepositoryError::Domain(()) => RepositoryError::Conflict {
                 kind: A::KIND,
@@ -147,7 +149,7 @@ impl<A: Aggregate> State<A> {
         &mut self,
         token: TxToken,
         mut aggregate: A,
-    ) -> Result<A, RepositoryError> {
+    ) -> Result<Created<A>, RepositoryError> {
         let id = aggregate.id();
         if let Some((stored_id, fingerprint)) = self.tokens.get(&token) {
             if *fingerprint != aggregate.fingerprint() {
@@ -160,6 +162,7 @@ impl<A: Aggregate> State<A> {
                 .rows
                 .get(stored_id)
                 .cloned()
+                .map(Created::Replayed)
                 .ok_or_else(|| RepositoryError::not_found(A::KIND, stored_id));
         }
         if self.rows.contains_key(&id) {
@@ -174,14 +177,14 @@ impl<A: Aggregate> State<A> {
         self.index_unique(id, &[], keys);
         self.tokens.insert(token, (id, aggregate.fingerprint()));
         self.rows.insert(id, aggregate.clone());
-        Ok(aggregate)
+        Ok(Created::New(aggregate))
     }
 
     pub(crate) fn update<R, E>(
         &mut self,
         id: A::Id,
         f: impl FnOnce(&mut A) -> Result<R, E>,
-    ) -> Result<R, RepositoryError<E>> {
+    ) -> Result<Updated<A, R>, RepositoryError<E>> {
         let current = self
             .rows
             .get(&id)
@@ -199,8 +202,11 @@ impl<A: Aggregate> State<A> {
         self.check_unique(id, &new_keys)
             .map_err(RepositoryError::widen)?;
         self.index_unique(id, &old_keys, new_keys);
-        self.rows.insert(id, next);
-        Ok(output)
+        self.rows.insert(id, next.clone());
+        Ok(Updated {
+            aggregate: next,
+            output,
+        })
     }
 
     pub(crate) fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
@@ -236,7 +242,7 @@ impl<A: Aggregate> State<A> {
 }
 
 impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
-    async fn create(&self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+    async fn create(&self, token: TxToken, aggregate: A) -> Result<Created<A>, RepositoryError> {
         let _gate = self.enter().await;
         self.lock().create(token, aggregate)
     }
@@ -246,7 +252,7 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
         self.lock().get(id)
     }
 
-    async fn update<R, E, F>(&self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    async fn update<R, E, F>(&self, id: A::Id, f: F) -> Result<Updated<A, R>, RepositoryError<E>>
     where
         F: FnMut(&mut A) -> Result<R, E> + Send,
         R: Send,
@@ -261,7 +267,7 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
         self.lock().delete(id)
     }
 
-    async fn list(&self, page: PageRequest<A::Id>) -> Result<PageOf<A>, RepositoryError> {
+    async fn list(&self, page: PageRequest<A::Id>) -> Result<Page<A>, RepositoryError> {
         let _gate = self.enter().await;
         let state = self.lock();
         let items: Vec<A> = match page.cursor() {
@@ -273,6 +279,6 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
                 .collect(),
             None => state.rows.values().take(page.limit()).cloned().collect(),
         };
-        Ok(Page::from_items(items, page, Aggregate::id))
+        Ok(Page::from_items(items, page))
     }
 }

@@ -8,6 +8,8 @@ use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
 use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::memory::{Gate, InMemoryRepository};
+use crate::outcome::{Created, Updated};
+use crate::store::{Store, Stores};
 use crate::token::TxToken;
 use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 
@@ -53,6 +55,24 @@ impl InMemoryStore {
     }
 }
 
+impl Store for InMemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        Ok(())
+    }
+}
+
+impl<A: Aggregate> Stores<A> for InMemoryStore {
+    type Repository = InMemoryRepository<A>;
+
+    fn repository_of(&self) -> InMemoryRepository<A> {
+        self.repository::<A>()
+    }
+}
+
 impl ExclusiveAccess for InMemoryStore {
     type Guard = KeyGuard;
 
@@ -72,11 +92,11 @@ impl ExclusiveAccess for InMemoryStore {
 impl UnitOfWork for InMemoryStore {
     type Tx = MemoryTx;
 
-    async fn run<T, E, F>(&self, mut work: F) -> Result<T, E>
+    async fn run<T, E, F>(&self, mut work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         let gate = Arc::clone(&self.gate).lock_owned().await;
         let mut tx = MemoryTx {
@@ -150,7 +170,11 @@ impl Nested for MemoryTx {
 }
 
 impl<A: Aggregate> Transaction<A> for MemoryTx {
-    async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+    async fn create(
+        &mut self,
+        token: TxToken,
+        aggregate: A,
+    ) -> Result<Created<A>, RepositoryError> {
         self.touch::<A>().lock().create(token, aggregate)
     }
 
@@ -158,7 +182,11 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         self.store.repository::<A>().lock().get(id)
     }
 
-    async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    async fn update<R, E, F>(
+        &mut self,
+        id: A::Id,
+        f: F,
+    ) -> Result<Updated<A, R>, RepositoryError<E>>
     where
         F: FnOnce(&mut A) -> Result<R, E> + Send,
         R: Send,

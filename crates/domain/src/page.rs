@@ -1,7 +1,7 @@
 //! Keyset pagination: stable under concurrent inserts, and as fast on the
 //! thousandth page as on the first (no OFFSET).
 
-use crate::aggregate::AggregateId;
+use crate::aggregate::{Aggregate, AggregateId};
 
 /// Which page of a list to read: at most `limit` aggregates with an id
 /// greater than `after`, in id order.
@@ -45,19 +45,19 @@ impl<Id: AggregateId> PageRequest<Id> {
 
 /// One page of aggregates, in id order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Page<A, Id> {
+pub struct Page<A: Aggregate> {
     /// The aggregates on this page.
     pub items: Vec<A>,
     /// The request for the next page, or `None` when this page was the last.
-    pub next: Option<PageRequest<Id>>,
+    pub next: Option<PageRequest<A::Id>>,
 }
 
-impl<A, Id: AggregateId> Page<A, Id> {
-    /// Builds a page from at most `request.limit()` items read in id order;
-    /// `id_of` gives an item's id for the next page's cursor.
-    pub fn from_items(items: Vec<A>, request: PageRequest<Id>, id_of: impl Fn(&A) -> Id) -> Self {
+impl<A: Aggregate> Page<A> {
+    /// Builds a page from at most `request.limit()` aggregates read in id
+    /// order.
+    pub fn from_items(items: Vec<A>, request: PageRequest<A::Id>) -> Self {
         let next = match items.last() {
-            Some(last) if items.len() == request.limit() => Some(request.after(id_of(last))),
+            Some(last) if items.len() == request.limit() => Some(request.after(last.id())),
             _ => None,
         };
         Self { items, next }

@@ -4,11 +4,9 @@ use std::future::Future;
 
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
+use crate::outcome::{Created, Updated};
 use crate::page::{Page, PageRequest};
 use crate::token::TxToken;
-
-/// A page of aggregates of type `A`.
-pub type PageOf<A> = Page<A, <A as Aggregate>::Id>;
 
 /// Stores aggregates of one kind. Implementations hide every transaction,
 /// retry and connection; callers see aggregates and [`RepositoryError`]s.
@@ -17,15 +15,17 @@ pub type PageOf<A> = Page<A, <A as Aggregate>::Id>;
 /// implementation):
 ///
 /// * `create(token, a)`:
-///   - a new id and an unused token: stores `a` at [`Version::INITIAL`](crate::Version::INITIAL) and returns it;
+///   - a new id and an unused token: stores `a` at [`Version::INITIAL`](crate::Version::INITIAL)
+///     and returns it as [`Created::New`];
 ///   - a token already used with the same fingerprint (a retry): writes
-///     nothing and returns the aggregate that token created, as stored now
-///     (`NotFound` if it was deleted since);
+///     nothing and returns the aggregate that token created, as stored now,
+///     as [`Created::Replayed`] (`NotFound` if it was deleted since);
 ///   - a token already used with another fingerprint: `TokenMismatch`;
 ///   - an unused token and an id that exists: `AlreadyExists`;
 ///   - a unique key another aggregate holds: `Duplicate`.
 /// * `update(id, f)` loads the aggregate, runs `f` on it and stores the
 ///   result at the next version, atomically: no concurrent update is lost.
+///   It returns the aggregate as stored and what `f` returned.
 ///   `f` is synchronous and must be pure: the repository may run it again,
 ///   on freshly loaded state, when a concurrent write got there first. Its
 ///   `Err` writes nothing and comes back as [`RepositoryError::Domain`].
@@ -36,19 +36,18 @@ pub trait Repository<A: Aggregate>: Send + Sync {
         &self,
         token: TxToken,
         aggregate: A,
-    ) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+    ) -> impl Future<Output = Result<Created<A>, RepositoryError>> + Send;
 
     /// The aggregate with this id, or `NotFound`.
     fn get(&self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
 
-    /// Read-modify-write; returns what `f` returned. The stored version is
-    /// the loaded one plus one, so `f` may return `agg.version().next()` when
-    /// the caller needs the new version (e.g. for an ETag).
+    /// Read-modify-write; returns the aggregate as stored (at its new
+    /// version, say for an ETag) with what `f` returned.
     fn update<R, E, F>(
         &self,
         id: A::Id,
         f: F,
-    ) -> impl Future<Output = Result<R, RepositoryError<E>>> + Send
+    ) -> impl Future<Output = Result<Updated<A, R>, RepositoryError<E>>> + Send
     where
         F: FnMut(&mut A) -> Result<R, E> + Send,
         R: Send,
@@ -62,5 +61,5 @@ pub trait Repository<A: Aggregate>: Send + Sync {
     fn list(
         &self,
         page: PageRequest<A::Id>,
-    ) -> impl Future<Output = Result<PageOf<A>, RepositoryError>> + Send;
+    ) -> impl Future<Output = Result<Page<A>, RepositoryError>> + Send;
 }

@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
+use crate::outcome::{Created, Updated};
 use crate::token::TxToken;
 
 /// The future a unit of work's closure returns: boxed, because Rust cannot
@@ -16,11 +17,15 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// (create a user and append an action; recompute every score) atomically.
 ///
 /// ```ignore
-/// let user = store.run(|tx| Box::pin(async move {
-///     let user = tx.of::<User>().create(token, user.clone()).await?;
-///     tx.of::<Action>().create(token, Action::about(&user, "user.created", now)).await?;
-///     Ok::<_, MyError>(user)
-/// })).await?;
+/// let placed = store.run(|tx| Box::pin(place_and_log(tx, order_id, now))).await?;
+///
+/// async fn place_and_log<Tx>(tx: &mut Tx, id: OrderId, now: Timestamp)
+///     -> Result<Order, RepositoryError<OrderError>>
+/// where Tx: Transaction<Order> + Transaction<Action> {
+///     let placed = tx.of::<Order>().update(id, |order| order.place(now)).await?;
+///     tx.of::<Action>().create(TxToken::generate(), Action::about(&placed.aggregate, "order.placed", now)).await?;
+///     Ok(placed.aggregate)
+/// }
 /// ```
 ///
 /// The closure may run more than once: when the store detects a conflict
@@ -30,26 +35,32 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// it returns what it produced. An `Err` from it rolls everything back and
 /// is returned as is. Units are serializable: their outcome is as if they
 /// ran one at a time.
+///
+/// The closure returns a boxed future because stable Rust cannot yet say
+/// that an async closure's future is `Send`: keep the unit's logic in a
+/// named `async fn` taking `tx`, as above, and the `Box::pin` stays one
+/// call. Its error type is `RepositoryError<E>`, where `E` is your rules'
+/// [`DomainError`](crate::DomainError): `?` lifts both into it.
 pub trait UnitOfWork: Send + Sync {
     /// The transaction handle the closure works through.
     type Tx: Nested;
 
     /// Runs `work` as one atomic unit, under the store's deadline.
-    fn run<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, E>> + Send
+    fn run<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, RepositoryError<E>>> + Send
     where
-        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send;
+        E: Send;
 
     /// Runs read-only `work` on one consistent snapshot: every read sees the
     /// same committed state, and readers neither block writers nor make
     /// them retry. Writes through it fail. Use it for reports and for
     /// reading several aggregates that must agree with each other.
-    fn read<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, E>> + Send
+    fn read<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, RepositoryError<E>>> + Send
     where
-        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         self.run(work)
     }
@@ -84,7 +95,7 @@ pub trait Transaction<A: Aggregate>: Send {
         &mut self,
         token: TxToken,
         aggregate: A,
-    ) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+    ) -> impl Future<Output = Result<Created<A>, RepositoryError>> + Send;
 
     /// The aggregate, or `NotFound`.
     fn get(&mut self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
@@ -94,7 +105,7 @@ pub trait Transaction<A: Aggregate>: Send {
         &mut self,
         id: A::Id,
         f: F,
-    ) -> impl Future<Output = Result<R, RepositoryError<E>>> + Send
+    ) -> impl Future<Output = Result<Updated<A, R>, RepositoryError<E>>> + Send
     where
         F: FnOnce(&mut A) -> Result<R, E> + Send,
         R: Send,
@@ -119,11 +130,11 @@ pub trait Transaction<A: Aggregate>: Send {
 /// Picks the aggregate type for the next operations: `tx.of::<User>()`.
 pub trait TxExt {
     /// The operations on aggregates of type `A` in this unit.
-    fn of<A: Aggregate>(&mut self) -> Of<'_, Self, A>
+    fn of<A: Aggregate>(&mut self) -> UnitRepository<'_, Self, A>
     where
         Self: Transaction<A> + Sized,
     {
-        Of {
+        UnitRepository {
             tx: self,
             aggregate: std::marker::PhantomData,
         }
@@ -134,14 +145,18 @@ impl<T> TxExt for T {}
 
 /// [`Transaction<A>`] of one unit, with the aggregate type fixed so that
 /// calls need no type annotations.
-pub struct Of<'t, Tx, A> {
+pub struct UnitRepository<'t, Tx, A> {
     tx: &'t mut Tx,
     aggregate: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
+impl<Tx: Transaction<A>, A: Aggregate> UnitRepository<'_, Tx, A> {
     /// See [`Transaction::create`].
-    pub async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+    pub async fn create(
+        &mut self,
+        token: TxToken,
+        aggregate: A,
+    ) -> Result<Created<A>, RepositoryError> {
         self.tx.create(token, aggregate).await
     }
 
@@ -151,7 +166,11 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
     }
 
     /// See [`Transaction::update`].
-    pub async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    pub async fn update<R, E, F>(
+        &mut self,
+        id: A::Id,
+        f: F,
+    ) -> Result<Updated<A, R>, RepositoryError<E>>
     where
         F: FnOnce(&mut A) -> Result<R, E> + Send,
         R: Send,
@@ -176,8 +195,8 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
     }
 
     /// Makes the stored set of `A` exactly `desired`: deletes what is not in
-    /// it, creates what is new and rewrites (in one batch) what changed, as
-    /// judged by the fingerprint. Run inside the unit, it is atomic: readers
+    /// it, creates what is new and rewrites (in one batch) what differs from
+    /// the stored aggregate in any field. Run inside the unit, it is atomic: readers
     /// see the old set or the new one. New aggregates are created with
     /// tokens derived from `token`, so a retried import is harmless.
     ///
@@ -188,7 +207,10 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
         &mut self,
         token: TxToken,
         desired: Vec<A>,
-    ) -> Result<Replaced, RepositoryError> {
+    ) -> Result<Replaced, RepositoryError>
+    where
+        A: PartialEq,
+    {
         let mut current: std::collections::HashMap<A::Id, A> =
             self.all().await?.into_iter().map(|a| (a.id(), a)).collect();
         let mut seen = std::collections::HashSet::new();
@@ -213,15 +235,23 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
         for mut wanted in desired {
             match current.get(&wanted.id()) {
                 None => {
-                    self.create(token.derive(&wanted.id().to_string()), wanted)
+                    let created = self
+                        .create(token.derive(&wanted.id().to_string()), wanted)
                         .await?;
-                    report.created += 1;
+                    if created.is_new() {
+                        report.created += 1;
+                    } else {
+                        report.unchanged += 1;
+                    }
                 }
-                Some(stored) if stored.fingerprint() != wanted.fingerprint() => {
+                Some(stored) => {
                     wanted.set_version(stored.version());
-                    changed.push(wanted);
+                    if *stored == wanted {
+                        report.unchanged += 1;
+                    } else {
+                        changed.push(wanted);
+                    }
                 }
-                Some(_) => report.unchanged += 1,
             }
         }
         report.updated = changed.len();
@@ -230,7 +260,7 @@ impl<Tx: Transaction<A>, A: Aggregate> Of<'_, Tx, A> {
     }
 }
 
-/// What [`Of::replace_all`] did.
+/// What [`UnitRepository::replace_all`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replaced {
     /// New aggregates stored.

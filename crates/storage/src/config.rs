@@ -1,4 +1,4 @@
-//! Settings of a [`Store`](crate::Store): pool, deadline, retries, tokens.
+//! Settings of a [`PgStore`](crate::PgStore): pool, deadline, retries, tokens.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ pub enum Recycling {
     Verified,
 }
 
-/// Everything a [`Store`](crate::Store) can be tuned with. `Default` gives
+/// Everything a [`PgStore`](crate::PgStore) can be tuned with. `Default` gives
 /// settings fit for a small service and for tests.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

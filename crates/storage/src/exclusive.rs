@@ -9,7 +9,7 @@ use diesel_async::{
 use domain::{ExclusiveAccess, RepositoryError};
 
 use crate::classify::{Fault, Transient, classify};
-use crate::store::{Conn, Store};
+use crate::store::{Conn, PgStore};
 
 /// Holds a key: a pooled connection inside a transaction that took
 /// `pg_advisory_xact_lock` on the key's hash. [`ExclusiveAccess::unlock`]
@@ -26,7 +26,7 @@ impl std::fmt::Debug for PgKeyGuard {
     }
 }
 
-impl ExclusiveAccess for Store {
+impl ExclusiveAccess for PgStore {
     type Guard = PgKeyGuard;
 
     /// One pooled connection per held key; two round trips to take it.

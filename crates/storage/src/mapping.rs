@@ -122,3 +122,58 @@ pub fn version_to_db(version: domain::Version) -> i64 {
 pub fn version_from_db(version: i64) -> domain::Version {
     domain::Version::new(u64::try_from(version).unwrap_or(0))
 }
+
+/// A statement of a pipelined write, boxed so that writes of different
+/// shapes can travel in one flight (see [`write_root_then_children`]).
+pub type Pipelined<'c> = std::pin::Pin<Box<dyn Future<Output = QueryResult<usize>> + Send + 'c>>;
+
+/// The shape of every multi-table `Mapping::update`: the root row's
+/// versioned update and the child rows' writes, sent in one round trip and
+/// read back in statement order. Returns 0 when the root missed (the
+/// framework retries; the children's errors then only say "transaction is
+/// aborted"), else the root's count or the first child write's error.
+///
+/// Build each statement on `&mut &*conn` (a shared reborrow) so that all of
+/// them can be in flight at once:
+///
+/// ```ignore
+/// let conn = &*conn;
+/// let root = diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::version.eq(old_version)))
+///     .set(..).execute(&mut &*conn);
+/// let lines = diesel::insert_into(order_lines::table).values(added).execute(&mut &*conn);
+/// write_root_then_children(root, vec![Box::pin(lines)]).await
+/// ```
+pub async fn write_root_then_children(
+    root: impl Future<Output = QueryResult<usize>> + Send,
+    children: Vec<Pipelined<'_>>,
+) -> QueryResult<usize> {
+    let (root, children) = tokio::join!(root, futures_util::future::join_all(children));
+    match root? {
+        0 => Ok(0),
+        matched => children
+            .into_iter()
+            .try_for_each(|child| child.map(drop))
+            .map(|()| matched),
+    }
+}
+
+/// A uuid newtype's uuid, for the generated mappings.
+#[doc(hidden)]
+pub fn uuid<Id: Into<uuid::Uuid>>(id: Id) -> uuid::Uuid {
+    id.into()
+}
+
+/// Turns a row read back into its aggregate; a row that no longer parses
+/// means the schema and the domain disagree.
+#[doc(hidden)]
+pub fn restore<Row, A>(row: Row) -> QueryResult<A>
+where
+    A: TryFrom<Row>,
+    A::Error: std::fmt::Display,
+{
+    A::try_from(row).map_err(|e| {
+        diesel::result::Error::DeserializationError(
+            format!("a stored {} is invalid: {e}", std::any::type_name::<A>()).into(),
+        )
+    })
+}

@@ -6,9 +6,18 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::StoreError;
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// The framework's tables (transaction tokens). Never edit these.
+const FRAMEWORK: EmbeddedMigrations = embed_migrations!("migrations/framework");
 
-/// Applies every pending migration to the database at `database_url`.
+/// The application's tables: add yours with `diesel migration generate`
+/// (see `diesel.toml`). `build.rs` makes cargo re-embed them when they
+/// change.
+const APPLICATION: EmbeddedMigrations = embed_migrations!("migrations/app");
+
+/// Applies every pending migration, the framework's then the
+/// application's, to the database at `database_url`. Both sets share
+/// diesel's bookkeeping table, so their versions must not collide: the
+/// framework's are dated 2026-11-01-0000xx.
 ///
 /// diesel's harness is synchronous; it runs on a blocking thread over an
 /// async connection wrapped for it, so this works on any tokio runtime
@@ -19,10 +28,14 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
         use diesel::Connection;
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
-        let applied = conn
-            .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| StoreError::Migrate(e.to_string()))?;
-        tracing::info!(applied = applied.len(), "database migrated");
+        let mut applied = 0;
+        for set in [FRAMEWORK, APPLICATION] {
+            applied += conn
+                .run_pending_migrations(set)
+                .map_err(|e| StoreError::Migrate(e.to_string()))?
+                .len();
+        }
+        tracing::info!(applied, "database migrated");
         Ok(())
     })
     .await

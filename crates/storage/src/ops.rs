@@ -3,7 +3,7 @@
 //! transactions below become savepoints.
 
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
-use domain::{Aggregate, RepositoryError, TxToken};
+use domain::{Aggregate, Created, RepositoryError, TxToken, Updated};
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
@@ -31,7 +31,7 @@ pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
     aggregate: &Agg<M>,
-) -> Result<Agg<M>, Fail<E>> {
+) -> Result<Created<Agg<M>>, Fail<E>> {
     let fingerprint = aggregate.fingerprint();
     let id: Uuid = aggregate.id().into();
     let top_level = begin(conn).await?;
@@ -44,9 +44,9 @@ pub(crate) async fn create<M: Mapping, E>(
         }
     }
     .await;
-    let claimed_before = finish(conn, claimed, top_level, Fail::Db).await?;
+    let claimed_before = finish(conn, claimed, top_level, Fail::CreateCommitLost).await?;
     let Some((stored_id, stored_fingerprint)) = claimed_before else {
-        return Ok(aggregate.clone());
+        return Ok(Created::New(aggregate.clone()));
     };
     if stored_fingerprint != fingerprint {
         return Err(Fail::Done(RepositoryError::TokenMismatch {
@@ -54,7 +54,9 @@ pub(crate) async fn create<M: Mapping, E>(
             token,
         }));
     }
-    load::<M, E>(conn, stored_id.into()).await
+    load::<M, E>(conn, stored_id.into())
+        .await
+        .map(Created::Replayed)
 }
 
 /// Loads, runs `f` with no transaction open (unless in a unit), and writes
@@ -63,7 +65,7 @@ pub(crate) async fn update<M: Mapping, R, E>(
     conn: &mut AsyncPgConnection,
     id: IdOf<M>,
     f: impl FnOnce(&mut Agg<M>) -> Result<R, E>,
-) -> Result<R, Fail<E>> {
+) -> Result<Updated<Agg<M>, R>, Fail<E>> {
     let old = load::<M, E>(conn, id).await?;
     let mut new = old.clone();
     let output = f(&mut new).map_err(|e| Fail::Done(RepositoryError::Domain(e)))?;
@@ -77,8 +79,10 @@ pub(crate) async fn update<M: Mapping, R, E>(
         )));
     }
     new.set_version(old.version().next());
-    write_all::<M, E>(conn, &[(old, new)]).await?;
-    Ok(output)
+    let pair = [(old, new)];
+    write_all::<M, E>(conn, &pair).await?;
+    let [(_, aggregate)] = pair;
+    Ok(Updated { aggregate, output })
 }
 
 /// Writes each `(old, new)` pair in one transaction, checking before COMMIT

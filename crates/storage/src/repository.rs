@@ -4,16 +4,18 @@ use std::marker::PhantomData;
 
 use std::convert::Infallible;
 
-use domain::{Aggregate, Page, PageOf, PageRequest, Repository, RepositoryError, TxToken, Version};
+use domain::{
+    Aggregate, Created, Page, PageRequest, Repository, RepositoryError, TxToken, Updated, Version,
+};
 
 use crate::mapping::Mapping;
 use crate::ops;
 use crate::retry::{Fail, Retry, Target, within_deadline};
-use crate::store::Store;
+use crate::store::PgStore;
 
 /// The Postgres repository of the aggregate `M` maps. Cheap to clone.
 pub struct PgRepository<M> {
-    store: Store,
+    store: PgStore,
     mapping: PhantomData<fn() -> M>,
 }
 
@@ -47,7 +49,10 @@ pub(crate) fn target<M: Mapping>(id: impl std::fmt::Display) -> Target {
 type IdOf<M> = <Agg<M> as Aggregate>::Id;
 
 impl<M: Mapping> PgRepository<M> {
-    pub(crate) fn new(store: Store) -> Self {
+    /// The repository of `M`'s aggregate on `store`, through mapping `M`.
+    /// [`PgStore::repository`] is the usual way, by aggregate type; this
+    /// one picks the mapping (a test may wrap one to inject faults, say).
+    pub fn new(store: PgStore) -> Self {
         Self {
             store,
             mapping: PhantomData,
@@ -71,20 +76,34 @@ impl<M: Mapping> PgRepository<M> {
         ops::load::<M, _>(&mut conn, id).await
     }
 
+    /// One attempt. `commit_lost` remembers an earlier attempt of the same
+    /// call whose COMMIT reply was lost: if that commit landed, this attempt
+    /// finds the token it claimed, and the aggregate is new to the caller,
+    /// not a replay of another request.
     async fn try_create(
         &self,
         token: TxToken,
         aggregate: &Agg<M>,
-    ) -> Result<Agg<M>, Fail<Infallible>> {
+        commit_lost: &mut bool,
+    ) -> Result<Created<Agg<M>>, Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        ops::create::<M, _>(&mut conn, token, aggregate).await
+        match ops::create::<M, _>(&mut conn, token, aggregate).await {
+            Err(Fail::CreateCommitLost(error)) => {
+                *commit_lost = true;
+                Err(Fail::CreateCommitLost(error))
+            }
+            Ok(Created::Replayed(stored)) if *commit_lost && stored.id() == aggregate.id() => {
+                Ok(Created::New(stored))
+            }
+            other => other,
+        }
     }
 
     async fn try_update<R, E>(
         &self,
         id: IdOf<M>,
         f: &mut (impl FnMut(&mut Agg<M>) -> Result<R, E> + Send),
-    ) -> Result<R, Fail<E>> {
+    ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         ops::update::<M, R, E>(&mut conn, id, f).await
     }
@@ -124,18 +143,32 @@ macro_rules! retrying {
 }
 
 impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
-    async fn create(&self, token: TxToken, aggregate: Agg<M>) -> Result<Agg<M>, RepositoryError> {
+    async fn create(
+        &self,
+        token: TxToken,
+        aggregate: Agg<M>,
+    ) -> Result<Created<Agg<M>>, RepositoryError> {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let id = aggregate.id();
-        retrying!(self, "create", id, self.try_create(token, &aggregate))
+        let mut commit_lost = false;
+        retrying!(
+            self,
+            "create",
+            id,
+            self.try_create(token, &aggregate, &mut commit_lost)
+        )
     }
 
     async fn get(&self, id: IdOf<M>) -> Result<Agg<M>, RepositoryError> {
         retrying!(self, "get", id, self.try_get(id))
     }
 
-    async fn update<R, E, F>(&self, id: IdOf<M>, f: F) -> Result<R, RepositoryError<E>>
+    async fn update<R, E, F>(
+        &self,
+        id: IdOf<M>,
+        f: F,
+    ) -> Result<Updated<Agg<M>, R>, RepositoryError<E>>
     where
         F: FnMut(&mut Agg<M>) -> Result<R, E> + Send,
         R: Send,
@@ -149,9 +182,9 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         retrying!(self, "delete", id, self.try_delete(id))
     }
 
-    async fn list(&self, page: PageRequest<IdOf<M>>) -> Result<PageOf<Agg<M>>, RepositoryError> {
+    async fn list(&self, page: PageRequest<IdOf<M>>) -> Result<Page<Agg<M>>, RepositoryError> {
         let cursor = page.cursor().map_or_else(String::new, |id| id.to_string());
         let items = retrying!(self, "list", cursor, self.try_list(page))?;
-        Ok(Page::from_items(items, page, Aggregate::id))
+        Ok(Page::from_items(items, page))
     }
 }

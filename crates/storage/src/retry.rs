@@ -20,6 +20,9 @@ pub(crate) enum Fail<E> {
     VersionMiss,
     /// A final answer: no retry can change it.
     Done(RepositoryError<E>),
+    /// The connection broke at a create's COMMIT: it may have landed.
+    /// Retried like any broken connection; the retry's token lookup tells.
+    CreateCommitLost(diesel::result::Error),
 }
 
 impl<E> From<diesel::result::Error> for Fail<E> {
@@ -42,7 +45,7 @@ impl Target {
         let error = match failure {
             Fail::Done(error) => return Err(error),
             Fail::VersionMiss => return Ok(RetryAs::Conflict),
-            Fail::Db(error) => error,
+            Fail::Db(error) | Fail::CreateCommitLost(error) => error,
         };
         match classify(&error) {
             Fault::Transient(Transient::Contention) => Ok(RetryAs::Conflict),

@@ -1,15 +1,4 @@
-//! Diesel's view of the tables in `migrations/`.
-#![expect(missing_docs, reason = "generated-style table declarations")]
-
-diesel::table! {
-    tx_tokens (aggregate_kind, token) {
-        aggregate_kind -> Text,
-        token -> Uuid,
-        aggregate_id -> Uuid,
-        fingerprint -> Bytea,
-        created_at -> Timestamptz,
-    }
-}
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
     users (id) {

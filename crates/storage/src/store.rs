@@ -8,19 +8,19 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use domain::RepositoryError;
+use domain::{RepositoryError, Store, Stores};
 
 use crate::config::{Recycling, StoreConfig};
-use crate::mapping::Mapping;
+use crate::mapping::Mapped;
 use crate::repository::PgRepository;
 
 /// A pooled connection of the store.
 pub(crate) type Conn = PooledConnection<'static, AsyncPgConnection>;
 
 /// A Postgres database: its pool and settings. Cheap to clone; hand it to
-/// [`Store::repository`] for each aggregate's repository.
+/// [`PgStore::repository`] for each aggregate's repository.
 #[derive(Clone)]
-pub struct Store {
+pub struct PgStore {
     pub(crate) inner: Arc<Inner>,
 }
 
@@ -29,17 +29,17 @@ pub(crate) struct Inner {
     pub(crate) config: StoreConfig,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL holds the password: never print it.
-        f.debug_struct("Store")
+        f.debug_struct("PgStore")
             .field("pool", &self.inner.pool.state())
             .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
 
-impl Store {
+impl PgStore {
     /// Builds the pool. Opens no connection up front unless `min_idle` asks
     /// for some, so a service starts even while its database is down and
     /// reports `Unavailable` until it is back.
@@ -93,8 +93,8 @@ impl Store {
         }
     }
 
-    /// The repository of aggregates mapped by `M`, on this store.
-    pub fn repository<M: Mapping>(&self) -> PgRepository<M> {
+    /// The repository of `A`, on this store.
+    pub fn repository<A: Mapped>(&self) -> PgRepository<A::Mapping> {
         PgRepository::new(self.clone())
     }
 
@@ -140,6 +140,24 @@ impl Store {
             .get_owned()
             .await
             .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+    }
+}
+
+impl Store for PgStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        PgStore::ping(self).await
+    }
+}
+
+impl<A: Mapped> Stores<A> for PgStore {
+    type Repository = PgRepository<A::Mapping>;
+
+    fn repository_of(&self) -> PgRepository<A::Mapping> {
+        self.repository::<A>()
     }
 }
 

@@ -6,7 +6,16 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{Fingerprint, TxToken};
 use uuid::Uuid;
 
-use crate::schema::tx_tokens;
+diesel::table! {
+    /// Created by `migrations/framework`.
+    tx_tokens (aggregate_kind, token) {
+        aggregate_kind -> Text,
+        token -> Uuid,
+        aggregate_id -> Uuid,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
 
 /// Claims `token` for the aggregate `id` being created. Returns false when
 /// the token was already claimed; if another transaction holds an

@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::{
-    Aggregate, BoxFuture, Nested, RepositoryError, Transaction, TxToken, UnitOfWork, Version,
+    Aggregate, BoxFuture, Created, Nested, RepositoryError, Transaction, TxToken, UnitOfWork,
+    Updated, Version,
 };
 use tracing::Instrument;
 
@@ -15,9 +16,9 @@ use crate::mapping::{Mapped, Mapping};
 use crate::ops;
 use crate::repository::target;
 use crate::retry::{Fail, Retry, RetryAs, Target};
-use crate::store::{Conn, Store};
+use crate::store::{Conn, PgStore};
 
-/// The transaction handle of a [`Store`] unit of work. Operations on it run
+/// The transaction handle of a [`PgStore`] unit of work. Operations on it run
 /// inside the unit's transaction (their own transactions become savepoints).
 /// When one meets a conflict or a transient fault, the handle remembers it
 /// and the unit is rolled back and re-run, whatever the closure did with
@@ -95,7 +96,11 @@ impl Nested for PgTx {
 }
 
 impl<A: Mapped> Transaction<A> for PgTx {
-    async fn create(&mut self, token: TxToken, aggregate: A) -> Result<A, RepositoryError> {
+    async fn create(
+        &mut self,
+        token: TxToken,
+        aggregate: A,
+    ) -> Result<Created<A>, RepositoryError> {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let result = ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate).await;
@@ -107,7 +112,11 @@ impl<A: Mapped> Transaction<A> for PgTx {
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
-    async fn update<R, E, F>(&mut self, id: A::Id, f: F) -> Result<R, RepositoryError<E>>
+    async fn update<R, E, F>(
+        &mut self,
+        id: A::Id,
+        f: F,
+    ) -> Result<Updated<A, R>, RepositoryError<E>>
     where
         F: FnOnce(&mut A) -> Result<R, E> + Send,
         R: Send,
@@ -166,15 +175,15 @@ async fn save_all<M: Mapping>(
     ops::write_all::<M, Infallible>(conn, &pairs).await
 }
 
-impl UnitOfWork for Store {
+impl UnitOfWork for PgStore {
     type Tx = PgTx;
 
     /// One SERIALIZABLE transaction per attempt.
-    async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    async fn run<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         self.attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
             .await
@@ -182,25 +191,25 @@ impl UnitOfWork for Store {
 
     /// One REPEATABLE READ, READ ONLY transaction: a snapshot that takes no
     /// predicate locks, so it cannot make SERIALIZABLE writers fail.
-    async fn read<T, E, F>(&self, work: F) -> Result<T, E>
+    async fn read<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         self.attempts("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", work)
             .await
     }
 }
 
-impl Store {
+impl PgStore {
     /// Runs `work` in transactions opened with `begin`, until it commits,
     /// fails for good, or retries or the deadline run out.
-    async fn attempts<T, E, F>(&self, begin: &str, mut work: F) -> Result<T, E>
+    async fn attempts<T, E, F>(&self, begin: &str, mut work: F) -> Result<T, RepositoryError<E>>
     where
-        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, E>> + Send,
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
-        E: From<RepositoryError> + Send,
+        E: Send,
     {
         let config = self.config();
         let attempts = async {
@@ -250,8 +259,8 @@ impl Store {
             .await
         {
             Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => Err(E::from(error)),
-            Err(_) => Err(E::from(RepositoryError::Timeout)),
+            Ok(Err(error)) => Err(error.widen()),
+            Err(_) => Err(RepositoryError::Timeout),
         }
     }
 }

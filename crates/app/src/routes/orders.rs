@@ -8,7 +8,9 @@ use domain::example::{
     Action, Cents, Order, OrderError, OrderId, OrderLine, Quantity, Sku, User, UserId,
     register_user,
 };
-use domain::{Aggregate, Repository, RepositoryError, Timestamp, TxExt, TxToken, UnitOfWork};
+use domain::{
+    Aggregate, Created, Repository, RepositoryError, Timestamp, TxExt, TxToken, UnitOfWork,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -64,24 +66,25 @@ pub async fn create_order(
                 Box::pin(async move {
                     match tx.of::<User>().get(user_id).await {
                         Err(RepositoryError::NotFound { .. }) => {
-                            return Err(ApiError::validation(format!(
+                            return Err(RepositoryError::Domain(ApiError::validation(format!(
                                 "user_id: no user {user_id}"
-                            )));
+                            ))));
                         }
                         other => other?,
                     };
-                    let order = tx.of::<Order>().create(token, draft.clone()).await?;
-                    if order.id() == draft.id() {
-                        let entry = Action::about(&order, "order.created", now);
+                    let order = tx.of::<Order>().create(token, draft).await?;
+                    if let Created::New(order) = &order {
+                        let entry = Action::about(order, "order.created", now);
                         tx.of::<Action>()
                             .create(token.derive("order.created"), entry)
                             .await?;
                     }
-                    Ok::<_, ApiError>(order)
+                    Ok::<_, RepositoryError<ApiError>>(order)
                 })
             })
             .await
-    })?;
+    })?
+    .into_aggregate();
     Ok((
         StatusCode::CREATED,
         etag(order.version()),
@@ -133,19 +136,23 @@ pub async fn create_user_with_order(
             .run(|tx| {
                 let (newcomer, lines) = (newcomer.clone(), lines.clone());
                 Box::pin(async move {
-                    let user = register_user(tx, token, newcomer, now).await?;
-                    let draft = Order::open(order_id, user.id(), lines, now)?;
+                    let user = register_user(tx, token, newcomer, now)
+                        .await?
+                        .into_aggregate();
+                    let draft =
+                        Order::open(order_id, user.id(), lines, now).map_err(ApiError::from)?;
                     let order = tx
                         .of::<Order>()
                         .create(token.derive("first order"), draft)
                         .await?;
-                    if order.id() == order_id {
-                        let entry = Action::about(&order, "order.created", now);
+                    if let Created::New(order) = &order {
+                        let entry = Action::about(order, "order.created", now);
                         tx.of::<Action>()
                             .create(token.derive("order.created"), entry)
                             .await?;
                     }
-                    Ok::<_, ApiError>(UserOrder {
+                    let order = order.into_aggregate();
+                    Ok::<_, RepositoryError<ApiError>>(UserOrder {
                         user: UserView::of(&user),
                         order: OrderView::of(&order),
                     })
@@ -232,17 +239,18 @@ async fn change_order(
             .run(|tx| {
                 let (if_match, change) = (if_match.clone(), change.clone());
                 Box::pin(async move {
-                    let (order, version) = tx
+                    let order = tx
                         .of::<Order>()
                         .update(id, |order| {
                             if_match.check(order.version())?;
                             change(order, now)?;
-                            Ok::<_, ApiError>((order.clone(), order.version().next()))
+                            Ok::<_, ApiError>(())
                         })
-                        .await?;
+                        .await?
+                        .aggregate;
                     let entry = Action::about(&order, what, now);
                     tx.of::<Action>().create(TxToken::generate(), entry).await?;
-                    Ok::<_, ApiError>(OrderView::at(&order, version))
+                    Ok::<_, RepositoryError<ApiError>>(OrderView::of(&order))
                 })
             })
             .await

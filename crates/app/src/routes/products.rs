@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use domain::example::Product;
-use domain::{TxExt, UnitOfWork};
+use domain::{RepositoryError, TxExt, UnitOfWork};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -31,7 +31,14 @@ pub async fn list_products(
 ) -> Result<Json<Vec<ProductView>>, ApiError> {
     let products = on_backend!(&state.backend, |store| {
         store
-            .read(|tx| Box::pin(async move { Ok::<_, ApiError>(tx.of::<Product>().all().await?) }))
+            .read(|tx| {
+                Box::pin(async move {
+                    tx.of::<Product>()
+                        .all()
+                        .await
+                        .map_err(RepositoryError::widen::<ApiError>)
+                })
+            })
             .await
     })?;
     let mut views: Vec<ProductView> = products

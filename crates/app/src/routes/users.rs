@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use domain::example::{Action, PersonName, Profile, User, UserId, Username, register_user};
-use domain::{Aggregate, Repository, Timestamp, TxExt, TxToken, UnitOfWork};
+use domain::{Aggregate, Repository, RepositoryError, Timestamp, TxExt, TxToken, UnitOfWork};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -85,11 +85,14 @@ pub async fn create_user(
             .run(|tx| {
                 let newcomer = newcomer.clone();
                 Box::pin(async move {
-                    Ok::<_, ApiError>(register_user(tx, token, newcomer, now).await?)
+                    Ok::<_, RepositoryError<ApiError>>(
+                        register_user(tx, token, newcomer, now).await?,
+                    )
                 })
             })
             .await
-    })?;
+    })?
+    .into_aggregate();
     Ok((
         StatusCode::CREATED,
         etag(user.version()),
@@ -154,17 +157,18 @@ pub async fn patch_user(
             .run(|tx| {
                 let (if_match, first, last) = (if_match.clone(), first.clone(), last.clone());
                 Box::pin(async move {
-                    let (user, version) = tx
+                    let user = tx
                         .of::<User>()
                         .update(id, |user| {
                             if_match.check(user.version())?;
                             user.change_profile(first, last, now);
-                            Ok::<_, ApiError>((user.clone(), user.version().next()))
+                            Ok::<_, ApiError>(())
                         })
-                        .await?;
+                        .await?
+                        .aggregate;
                     let entry = Action::about(&user, "user.updated", now);
                     tx.of::<Action>().create(TxToken::generate(), entry).await?;
-                    Ok::<_, ApiError>(UserView::at(&user, version))
+                    Ok::<_, RepositoryError<ApiError>>(UserView::of(&user))
                 })
             })
             .await
@@ -195,7 +199,7 @@ pub async fn delete_user(
                     tx.of::<User>().delete(id).await?;
                     let entry = Action::about(&user, "user.deleted", now);
                     tx.of::<Action>().create(TxToken::generate(), entry).await?;
-                    Ok::<_, ApiError>(())
+                    Ok::<_, RepositoryError<ApiError>>(())
                 })
             })
             .await

@@ -76,20 +76,7 @@ impl Action {
 }
 
 impl Aggregate for Action {
-    type Id = ActionId;
-    const KIND: &'static str = "action";
-
-    fn id(&self) -> ActionId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    fn set_version(&mut self, version: Version) {
-        self.version = version;
-    }
+    crate::aggregate_basics!(id: ActionId, kind: "action");
 
     /// A retried use-case records the same thing about the same aggregate.
     fn fingerprint(&self) -> Fingerprint {

@@ -190,20 +190,7 @@ impl Order {
 }
 
 impl Aggregate for Order {
-    type Id = OrderId;
-    const KIND: &'static str = "order";
-
-    fn id(&self) -> OrderId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    fn set_version(&mut self, version: Version) {
-        self.version = version;
-    }
+    crate::aggregate_basics!(id: OrderId, kind: "order");
 
     /// What a client sends to open an order: the user and the lines.
     fn fingerprint(&self) -> Fingerprint {

@@ -108,20 +108,7 @@ impl Product {
 }
 
 impl Aggregate for Product {
-    type Id = ProductId;
-    const KIND: &'static str = "product";
-
-    fn id(&self) -> ProductId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    fn set_version(&mut self, version: Version) {
-        self.version = version;
-    }
+    crate::aggregate_basics!(id: ProductId, kind: "product");
 
     /// The whole content: an import that changes any of it is a change.
     fn fingerprint(&self) -> Fingerprint {

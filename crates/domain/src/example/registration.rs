@@ -1,7 +1,7 @@
 //! Registering a user: the use-case that touches every user at once.
 
 use super::{Action, User};
-use crate::{Aggregate, RepositoryError, Timestamp, Transaction, TxExt, TxToken};
+use crate::{Created, RepositoryError, Timestamp, Transaction, TxExt, TxToken};
 
 /// Registers `newcomer` inside a unit of work: stores it, rescores every
 /// existing user by the community rule ([`User::welcome_newcomer`], with
@@ -9,16 +9,16 @@ use crate::{Aggregate, RepositoryError, Timestamp, Transaction, TxExt, TxToken};
 /// its starting score, and appends a `user.created` action. Run it in one
 /// unit so that all of it happens or none.
 ///
-/// `newcomer` must carry a freshly generated id. A retry of a request (same
-/// `token`, same username and profile, another fresh id) then returns the
-/// user the first request registered, and writes nothing: the token says
-/// the work is done.
+/// A retry of a request (same `token`, same username and profile, even with
+/// another fresh id) returns the user the first request registered as
+/// [`Created::Replayed`], and writes nothing: the token says the work is
+/// done.
 pub async fn register_user<Tx>(
     tx: &mut Tx,
     token: TxToken,
     newcomer: User,
     now: Timestamp,
-) -> Result<User, RepositoryError>
+) -> Result<Created<User>, RepositoryError>
 where
     Tx: Transaction<User> + Transaction<Action>,
 {
@@ -26,10 +26,10 @@ where
     let users_before = existing.len() as u64;
     let mut newcomer = newcomer;
     newcomer.welcome_newcomer(users_before, now);
-    let stored = tx.of::<User>().create(token, newcomer.clone()).await?;
-    if stored.id() != newcomer.id() {
-        return Ok(stored);
-    }
+    let created = tx.of::<User>().create(token, newcomer).await?;
+    let Created::New(stored) = &created else {
+        return Ok(created);
+    };
     let rescored = existing
         .into_iter()
         .map(|mut user| {
@@ -41,10 +41,10 @@ where
     tx.of::<Action>()
         .create(
             token.derive("user.created"),
-            Action::about(&stored, "user.created", now),
+            Action::about(stored, "user.created", now),
         )
         .await?;
-    Ok(stored)
+    Ok(created)
 }
 
 /// The sum of all scores after `users` registrations, whatever their

@@ -116,20 +116,7 @@ impl User {
 }
 
 impl Aggregate for User {
-    type Id = UserId;
-    const KIND: &'static str = "user";
-
-    fn id(&self) -> UserId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    fn set_version(&mut self, version: Version) {
-        self.version = version;
-    }
+    crate::aggregate_basics!(id: UserId, kind: "user");
 
     /// What a client sends to register: the username and profile.
     fn fingerprint(&self) -> Fingerprint {

@@ -2,8 +2,8 @@
 
 use uuid::Uuid;
 
-use super::ContractSubject;
-use crate::{Aggregate, Repository, RepositoryError, TxToken, Version};
+use super::{ContractSubject, Ledger, LedgerId};
+use crate::{Aggregate, Created, Repository, RepositoryError, TxToken, Version};
 
 /// A fresh id of `A`'s type.
 pub(super) fn new_id<A: Aggregate>() -> A::Id {
@@ -22,6 +22,8 @@ pub async fn create_then_get_returns_it<A: ContractSubject, R: Repository<A>>(re
         .create(TxToken::generate(), sample.clone())
         .await
         .expect("create a new aggregate");
+    assert!(created.is_new(), "a first create is new");
+    let created = created.into_aggregate();
     assert_eq!(created.id(), sample.id());
     assert_eq!(created.fingerprint(), sample.fingerprint());
     let loaded = repo.get(sample.id()).await.expect("get what was created");
@@ -35,7 +37,8 @@ pub async fn create_stores_the_initial_version<A: ContractSubject, R: Repository
     let created = repo
         .create(TxToken::generate(), sample)
         .await
-        .expect("create");
+        .expect("create")
+        .into_aggregate();
     assert_eq!(created.version(), Version::INITIAL);
     let loaded = repo.get(created.id()).await.expect("get");
     assert_eq!(loaded.version(), Version::INITIAL);
@@ -58,6 +61,9 @@ pub async fn retried_create_returns_the_stored_aggregate<A: ContractSubject, R: 
     .expect("update between the create and its retry");
 
     let retried = repo.create(token, sample.clone()).await.expect("retry");
+    let Created::Replayed(retried) = retried else {
+        panic!("a retry is a replay: {retried:?}");
+    };
     assert_eq!(retried.id(), sample.id());
     assert_eq!(
         retried.version(),
@@ -80,13 +86,15 @@ pub async fn retry_with_a_new_server_assigned_id_returns_the_first<
     let first = repo
         .create(token, A::sample(new_id::<A>(), seed))
         .await
-        .expect("first create");
+        .expect("first create")
+        .into_aggregate();
     let second_id = new_id::<A>();
     let retried = repo
         .create(token, A::sample(second_id, seed))
         .await
         .expect("retry");
-    assert_eq!(retried.id(), first.id());
+    assert!(!retried.is_new(), "a retry is a replay");
+    assert_eq!(retried.aggregate().id(), first.id());
     assert!(matches!(
         repo.get(second_id).await,
         Err(RepositoryError::NotFound { .. })
@@ -190,10 +198,13 @@ where
         })
         .collect();
     let mut winners = Vec::new();
+    let mut new = 0;
     for task in tasks {
         let created = task.await.expect("no panic").expect("every racer succeeds");
-        winners.push(created.id());
+        new += usize::from(created.is_new());
+        winners.push(created.aggregate().id());
     }
+    assert_eq!(new, 1, "one racer stored, the others replayed");
     winners.dedup();
     assert_eq!(
         winners.len(),
@@ -209,42 +220,39 @@ where
     assert_eq!(stored, 1, "exactly one aggregate was stored");
 }
 
-/// A username another user holds: `Duplicate` naming the constraint, nothing
-/// written; once that user is deleted the name is free again.
-pub async fn taken_username_is_a_duplicate<R: Repository<crate::example::User>>(repo: R) {
-    use crate::example::{PersonName, Profile, User, UserId, Username};
-
-    let username = Username::parse(&format!("u{}", fresh_seed() % 1_000_000_000_000))
-        .expect("a valid username");
-    let register = |first: &str| {
-        let profile = Profile {
-            first_name: PersonName::parse(first).expect("a valid name"),
-            last_name: PersonName::parse("Tester").expect("a valid name"),
-        };
-        User::register(
-            UserId::generate(),
-            username.clone(),
-            profile,
-            crate::Timestamp::now(),
-        )
+/// A unique value another aggregate holds: `Duplicate` naming the
+/// constraint, nothing written; once the holder is deleted the value is
+/// free again.
+pub async fn taken_unique_value_is_a_duplicate<R: Repository<Ledger>>(repo: R) {
+    let handle = format!("handle-{}", fresh_seed());
+    let holding = |owner: &str| Ledger {
+        handle: Some(handle.clone()),
+        ..Ledger::open(LedgerId::generate(), owner)
     };
     let holder = repo
-        .create(TxToken::generate(), register("Ada"))
+        .create(TxToken::generate(), holding("ada"))
         .await
-        .expect("first holder");
-    let taken = register("Grace");
+        .expect("first holder")
+        .into_aggregate();
+    let taken = holding("grace");
     let taken_id = taken.id();
     let result = repo.create(TxToken::generate(), taken).await;
     assert!(
-        matches!(&result, Err(RepositoryError::Duplicate { key, .. }) if key == User::USERNAME_KEY),
+        matches!(&result, Err(RepositoryError::Duplicate { key, .. }) if key == Ledger::HANDLE_KEY),
         "{result:?}"
     );
     assert!(matches!(
         repo.get(taken_id).await,
         Err(RepositoryError::NotFound { .. })
     ));
-    repo.delete(holder.id()).await.expect("delete the holder");
-    repo.create(TxToken::generate(), register("Grace"))
+    let moved = repo
+        .update(holder.id(), |ledger| {
+            ledger.handle = Some(format!("{handle}-moved"));
+            Ok::<_, RepositoryError>(())
+        })
+        .await;
+    assert!(moved.is_ok(), "{moved:?}");
+    repo.create(TxToken::generate(), holding("grace"))
         .await
-        .expect("the username is free again");
+        .expect("the value is free once its holder let go of it");
 }

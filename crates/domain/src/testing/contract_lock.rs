@@ -20,7 +20,8 @@ where
             Counter::sample(CounterId::generate(), 1),
         )
         .await
-        .expect("create");
+        .expect("create")
+        .into_aggregate();
     let id = counter.id();
     let key = format!("counter:{id}");
     let workers: Vec<_> = (0..2)

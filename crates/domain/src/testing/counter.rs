@@ -25,20 +25,7 @@ pub struct Counter {
 }
 
 impl Aggregate for Counter {
-    type Id = CounterId;
-    const KIND: &'static str = "counter";
-
-    fn id(&self) -> CounterId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    fn set_version(&mut self, version: Version) {
-        self.version = version;
-    }
+    crate::aggregate_basics!(id: CounterId, kind: "counter");
 
     fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&self.label)

@@ -16,6 +16,7 @@ mod contract_lock;
 mod contract_rw;
 mod contract_unit;
 mod counter;
+mod ledger;
 mod subject;
 
 /// Every contract check, one async function per rule.
@@ -25,7 +26,9 @@ pub mod contract {
     pub use super::contract_rw::*;
     pub use super::contract_unit::*;
 }
+pub use contract_unit::TestStore;
 pub use counter::{Counter, CounterId};
+pub use ledger::{Ledger, LedgerId};
 pub use subject::{ContractSubject, Refused};
 
 /// Generates one `#[tokio::test]` per contract rule in a module `$name`, each
@@ -75,8 +78,8 @@ macro_rules! contract_suite {
 }
 
 /// Generates one `#[tokio::test]` per unit-of-work rule in a module `$name`,
-/// each on the store that `$make` builds (it may `.await`). The store's
-/// transactions must reach `User`, `Order`, `Action` and `Product`.
+/// each on the store that `$make` builds (it may `.await`): a
+/// [`TestStore`], holding no counters or ledgers yet.
 #[macro_export]
 macro_rules! unit_of_work_suite {
     ($name:ident, $make:expr) => {
@@ -87,8 +90,8 @@ macro_rules! unit_of_work_suite {
             $crate::unit_of_work_suite!(@cases $make;
                 a_unit_commits_all_of_its_writes,
                 a_failing_unit_writes_nothing,
-                concurrent_registrations_keep_the_score_sum,
-                a_retried_registration_writes_nothing_twice,
+                concurrent_units_are_serializable,
+                a_retried_unit_writes_nothing_twice,
                 a_recovered_nested_failure_keeps_the_rest,
                 an_unrecovered_nested_failure_rolls_back_everything,
                 replacing_a_set_shows_readers_old_or_new_never_a_mix,

@@ -8,7 +8,9 @@ use domain::example::{Cents, Order, OrderId, OrderLine, OrderStatus, Quantity, S
 use uuid::Uuid;
 
 use super::{corrupt, ts};
-use crate::mapping::{Mapped, Mapping, version_from_db, version_to_db};
+use crate::mapping::{
+    Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
+};
 use crate::schema::{order_lines, orders};
 
 /// Maps [`Order`] to the `orders` and `order_lines` tables.
@@ -143,15 +145,13 @@ impl Mapping for OrderMapping {
         let root = diesel::insert_into(orders::table)
             .values(OrderRow::of(order))
             .execute(&mut &*conn);
-        if order.lines().is_empty() {
-            return root.await.map(drop);
+        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        if !order.lines().is_empty() {
+            let lines =
+                diesel::insert_into(order_lines::table).values(line_rows(order, order.lines(), 0));
+            children.push(Box::pin(lines.execute(&mut &*conn)));
         }
-        let lines = diesel::insert_into(order_lines::table)
-            .values(line_rows(order, order.lines(), 0))
-            .execute(&mut &*conn);
-        let (root, lines) = tokio::join!(root, lines);
-        root?;
-        lines.map(drop)
+        write_root_then_children(root, children).await.map(drop)
     }
 
     /// Rewrites only what changed: appended lines are inserted, any other
@@ -172,36 +172,20 @@ impl Mapping for OrderMapping {
         ))
         .execute(&mut &*conn);
 
-        if old.lines() == new.lines() {
-            return root.await;
+        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        let kept = if new.lines().starts_with(old.lines()) {
+            old.lines().len()
+        } else {
+            let clear = diesel::delete(order_lines::table.filter(order_lines::order_id.eq(id)));
+            children.push(Box::pin(clear.execute(&mut &*conn)));
+            0
+        };
+        if new.lines().len() > kept {
+            let added = line_rows(new, &new.lines()[kept..], kept);
+            let insert = diesel::insert_into(order_lines::table).values(added);
+            children.push(Box::pin(insert.execute(&mut &*conn)));
         }
-        if let Some(added) = new.lines().strip_prefix(old.lines()) {
-            let insert = diesel::insert_into(order_lines::table)
-                .values(line_rows(new, added, old.lines().len()))
-                .execute(&mut &*conn);
-            let (root, insert) = tokio::join!(root, insert);
-            return match root? {
-                0 => Ok(0),
-                matched => insert.map(|_| matched),
-            };
-        }
-        let clear = diesel::delete(order_lines::table.filter(order_lines::order_id.eq(id)))
-            .execute(&mut &*conn);
-        if new.lines().is_empty() {
-            let (root, clear) = tokio::join!(root, clear);
-            return match root? {
-                0 => Ok(0),
-                matched => clear.map(|_| matched),
-            };
-        }
-        let insert = diesel::insert_into(order_lines::table)
-            .values(line_rows(new, new.lines(), 0))
-            .execute(&mut &*conn);
-        let (root, clear, insert) = tokio::join!(root, clear, insert);
-        match root? {
-            0 => Ok(0),
-            matched => clear.and(insert).map(|_| matched),
-        }
+        write_root_then_children(root, children).await
     }
 
     async fn delete(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<usize> {

@@ -8,7 +8,9 @@ use domain::example::{PersonName, Profile, Score, User, UserId, Username};
 use uuid::Uuid;
 
 use super::{corrupt, ts};
-use crate::mapping::{Mapped, Mapping, version_from_db, version_to_db};
+use crate::mapping::{
+    Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
+};
 use crate::schema::{user_profiles, users};
 
 /// Maps [`User`] to the `users` and `user_profiles` tables.
@@ -108,7 +110,6 @@ impl Mapping for UserMapping {
     }
 
     async fn insert(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<()> {
-        // Pipelined: both statements go out before the first reply comes back.
         let conn = &*conn;
         let user_row = diesel::insert_into(users::table)
             .values(UserRow::of(user))
@@ -116,11 +117,9 @@ impl Mapping for UserMapping {
         let profile_row = diesel::insert_into(user_profiles::table)
             .values(ProfileRow::of(user))
             .execute(&mut &*conn);
-        // Check replies in statement order: once one fails, the later ones
-        // only report "transaction is aborted".
-        let (user_row, profile_row) = tokio::join!(user_row, profile_row);
-        user_row?;
-        profile_row.map(drop)
+        write_root_then_children(user_row, vec![Box::pin(profile_row)])
+            .await
+            .map(drop)
     }
 
     async fn update(conn: &mut AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
@@ -138,20 +137,15 @@ impl Mapping for UserMapping {
             users::updated_at.eq(new.updated_at().as_datetime()),
         ))
         .execute(&mut &*conn);
-        if old.profile() == new.profile() {
-            return root.await;
-        }
-        let profile = diesel::update(user_profiles::table.find(id))
-            .set((
+        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        if old.profile() != new.profile() {
+            let profile = diesel::update(user_profiles::table.find(id)).set((
                 user_profiles::first_name.eq(new.profile().first_name.as_str()),
                 user_profiles::last_name.eq(new.profile().last_name.as_str()),
-            ))
-            .execute(&mut &*conn);
-        let (root, profile) = tokio::join!(root, profile);
-        match root? {
-            0 => Ok(0),
-            matched => profile.map(|_| matched),
+            ));
+            children.push(Box::pin(profile.execute(&mut &*conn)));
         }
+        write_root_then_children(root, children).await
     }
 
     async fn load_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {

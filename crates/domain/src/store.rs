@@ -1,0 +1,48 @@
+//! What a service needs from a store, whichever it is: the in-memory one for
+//! tests and demos, Postgres in production. Code generic over [`Store`]
+//! runs on both unchanged; the store is chosen once, at start.
+
+use std::future::Future;
+
+use crate::aggregate::Aggregate;
+use crate::error::RepositoryError;
+use crate::exclusive::ExclusiveAccess;
+use crate::repository::Repository;
+use crate::unit_of_work::{Transaction, UnitOfWork};
+
+/// A store: units of work, keyed locks and a health check. Which
+/// aggregates it holds is said per type with [`Stores`].
+pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
+    /// A short name for logs and health checks (`memory`, `postgres`).
+    fn name(&self) -> &'static str;
+
+    /// Whether the store answers, within its deadline.
+    fn ping(&self) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+}
+
+/// A store that holds aggregates of type `A`: its repository, and units of
+/// work that reach `A` through `tx.of::<A>()`.
+///
+/// The in-memory store holds every aggregate type; Postgres those with a
+/// mapping. Generic code asks for the types it uses (`S: Stores<Order>`)
+/// and gets the repository with [`StoreExt::repository`].
+pub trait Stores<A: Aggregate>: UnitOfWork<Tx: Transaction<A>> {
+    /// The repository type.
+    type Repository: Repository<A> + Clone + Send + Sync + 'static;
+
+    /// The store's repository of `A`. Call it as `store.repository::<A>()`.
+    fn repository_of(&self) -> Self::Repository;
+}
+
+/// `store.repository::<A>()` for any store that [`Stores<A>`].
+pub trait StoreExt {
+    /// The store's repository of `A` (the same data on every call).
+    fn repository<A: Aggregate>(&self) -> <Self as Stores<A>>::Repository
+    where
+        Self: Stores<A>,
+    {
+        self.repository_of()
+    }
+}
+
+impl<S> StoreExt for S {}

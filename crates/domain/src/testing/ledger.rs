@@ -1,0 +1,72 @@
+//! The contract suite's second aggregate: a root with child rows (on
+//! Postgres, two tables) and an optional unique value.
+
+use serde::{Deserialize, Serialize};
+
+use super::ContractSubject;
+use crate::{Aggregate, Fingerprint, UniqueKey, Version};
+
+crate::aggregate_id!(
+    /// Identifies a ledger.
+    pub struct LedgerId;
+);
+
+/// An owner's list of entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Identity.
+    pub id: LedgerId,
+    /// Set by repositories.
+    pub version: Version,
+    /// The create payload.
+    pub owner: String,
+    /// A value no two ledgers share, when set.
+    pub handle: Option<String>,
+    /// Child rows, in order.
+    pub entries: Vec<i64>,
+}
+
+impl Ledger {
+    /// The unique constraint on handles (the Postgres index has this name).
+    pub const HANDLE_KEY: &'static str = "ledgers_handle_key";
+
+    /// An empty ledger of `owner`.
+    pub fn open(id: LedgerId, owner: &str) -> Self {
+        Self {
+            id,
+            version: Version::INITIAL,
+            owner: owner.to_owned(),
+            handle: None,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl Aggregate for Ledger {
+    crate::aggregate_basics!(id: LedgerId, kind: "ledger");
+
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&(&self.owner, &self.handle))
+    }
+
+    fn unique_keys(&self) -> Vec<UniqueKey> {
+        self.handle
+            .iter()
+            .map(|handle| UniqueKey::new(Self::HANDLE_KEY, handle.clone()))
+            .collect()
+    }
+}
+
+impl ContractSubject for Ledger {
+    fn sample(id: LedgerId, seed: u64) -> Self {
+        Self::open(id, &format!("owner {seed}"))
+    }
+
+    fn bump(&mut self) {
+        self.entries.push(1);
+    }
+
+    fn count(&self) -> u64 {
+        self.entries.len() as u64
+    }
+}

@@ -1,0 +1,192 @@
+//! The contract suite's `Ledger` on Postgres: a root table and a child
+//! table, the shape of most real aggregates, mapped by hand.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::Aggregate;
+use domain::testing::{Ledger, LedgerId};
+use uuid::Uuid;
+
+use crate::{Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children};
+
+diesel::table! {
+    /// Created by [`CREATE_TABLES`](super::CREATE_TABLES).
+    ledgers (id) {
+        id -> Uuid,
+        version -> Int8,
+        owner -> Text,
+        handle -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Created by [`CREATE_TABLES`](super::CREATE_TABLES).
+    ledger_entries (ledger_id, position) {
+        ledger_id -> Uuid,
+        position -> Int4,
+        amount -> Int8,
+    }
+}
+
+diesel::joinable!(ledger_entries -> ledgers (ledger_id));
+diesel::allow_tables_to_appear_in_same_query!(ledgers, ledger_entries);
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledgers, check_for_backend(diesel::pg::Pg))]
+struct LedgerRow {
+    id: Uuid,
+    version: i64,
+    owner: String,
+    handle: Option<String>,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
+struct EntryRow {
+    ledger_id: Uuid,
+    position: i32,
+    amount: i64,
+}
+
+fn entry_rows(id: LedgerId, entries: &[i64], first_position: usize) -> Vec<EntryRow> {
+    entries
+        .iter()
+        .zip(first_position..)
+        .map(|(amount, position)| EntryRow {
+            ledger_id: id.into(),
+            position: i32::try_from(position).unwrap_or(i32::MAX),
+            amount: *amount,
+        })
+        .collect()
+}
+
+/// Folds joined rows, ordered by ledger id then position, into ledgers.
+fn restore(rows: Vec<(LedgerRow, Option<EntryRow>)>) -> Vec<Ledger> {
+    let mut ledgers: Vec<Ledger> = Vec::new();
+    for (root, entry) in rows {
+        if ledgers
+            .last()
+            .is_none_or(|last| last.id.as_uuid() != root.id)
+        {
+            ledgers.push(Ledger {
+                id: LedgerId::from(root.id),
+                version: version_from_db(root.version),
+                owner: root.owner,
+                handle: root.handle,
+                entries: Vec::new(),
+            });
+        }
+        if let (Some(entry), Some(last)) = (entry, ledgers.last_mut()) {
+            last.entries.push(entry.amount);
+        }
+    }
+    ledgers
+}
+
+/// Maps [`Ledger`] to `ledgers` and `ledger_entries`.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerMapping;
+
+impl Mapping for LedgerMapping {
+    type Aggregate = Ledger;
+    const PRIMARY_KEY: &'static str = "ledgers_pkey";
+
+    async fn load(conn: &mut AsyncPgConnection, id: LedgerId) -> QueryResult<Option<Ledger>> {
+        let rows = ledgers::table
+            .left_join(ledger_entries::table)
+            .filter(ledgers::id.eq(id.as_uuid()))
+            .order(ledger_entries::position)
+            .select((LedgerRow::as_select(), Option::<EntryRow>::as_select()))
+            .load(conn)
+            .await?;
+        Ok(restore(rows).pop())
+    }
+
+    async fn load_page(
+        conn: &mut AsyncPgConnection,
+        after: Option<LedgerId>,
+        limit: i64,
+    ) -> QueryResult<Vec<Ledger>> {
+        let mut page = ledgers::table
+            .select(ledgers::id)
+            .order(ledgers::id)
+            .limit(limit)
+            .into_boxed();
+        if let Some(after) = after {
+            page = page.filter(ledgers::id.gt(after.as_uuid()));
+        }
+        let rows = ledgers::table
+            .left_join(ledger_entries::table)
+            .filter(ledgers::id.eq_any(page))
+            .order((ledgers::id, ledger_entries::position))
+            .select((LedgerRow::as_select(), Option::<EntryRow>::as_select()))
+            .load(conn)
+            .await?;
+        Ok(restore(rows))
+    }
+
+    async fn insert(conn: &mut AsyncPgConnection, ledger: &Ledger) -> QueryResult<()> {
+        let conn = &*conn;
+        let root = diesel::insert_into(ledgers::table)
+            .values(LedgerRow {
+                id: ledger.id.into(),
+                version: version_to_db(ledger.version),
+                owner: ledger.owner.clone(),
+                handle: ledger.handle.clone(),
+            })
+            .execute(&mut &*conn);
+        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        if !ledger.entries.is_empty() {
+            let entries = entry_rows(ledger.id, &ledger.entries, 0);
+            let insert = diesel::insert_into(ledger_entries::table).values(entries);
+            children.push(Box::pin(insert.execute(&mut &*conn)));
+        }
+        write_root_then_children(root, children).await.map(drop)
+    }
+
+    /// Appended entries are inserted; any other change to them replaces
+    /// them. One round trip with the versioned root update.
+    async fn update(
+        conn: &mut AsyncPgConnection,
+        old: &Ledger,
+        new: &Ledger,
+    ) -> QueryResult<usize> {
+        let conn = &*conn;
+        let id = new.id().as_uuid();
+        let root = diesel::update(
+            ledgers::table
+                .filter(ledgers::id.eq(id))
+                .filter(ledgers::version.eq(version_to_db(old.version))),
+        )
+        .set((
+            ledgers::version.eq(version_to_db(new.version)),
+            ledgers::handle.eq(new.handle.clone()),
+        ))
+        .execute(&mut &*conn);
+        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        let kept = if new.entries.starts_with(&old.entries) {
+            old.entries.len()
+        } else {
+            let clear =
+                diesel::delete(ledger_entries::table.filter(ledger_entries::ledger_id.eq(id)));
+            children.push(Box::pin(clear.execute(&mut &*conn)));
+            0
+        };
+        if new.entries.len() > kept {
+            let added = entry_rows(new.id, &new.entries[kept..], kept);
+            let insert = diesel::insert_into(ledger_entries::table).values(added);
+            children.push(Box::pin(insert.execute(&mut &*conn)));
+        }
+        write_root_then_children(root, children).await
+    }
+
+    async fn delete(conn: &mut AsyncPgConnection, id: LedgerId) -> QueryResult<usize> {
+        diesel::delete(ledgers::table.find(id.as_uuid()))
+            .execute(conn)
+            .await
+    }
+}
+
+impl Mapped for Ledger {
+    type Mapping = LedgerMapping;
+}
