@@ -1,21 +1,23 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
-    users (id) {
+    actions (id) {
         id -> Uuid,
         version -> Int8,
-        username -> Text,
-        score -> Float8,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
+        what -> Text,
+        aggregate_kind -> Text,
+        aggregate_id -> Uuid,
+        at -> Timestamptz,
     }
 }
 
 diesel::table! {
-    user_profiles (user_id) {
-        user_id -> Uuid,
-        first_name -> Text,
-        last_name -> Text,
+    order_lines (order_id, position) {
+        order_id -> Uuid,
+        position -> Int4,
+        sku -> Text,
+        quantity -> Int4,
+        unit_price_cents -> Int8,
     }
 }
 
@@ -31,31 +33,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    order_lines (order_id, position) {
-        order_id -> Uuid,
-        position -> Int4,
-        sku -> Text,
-        quantity -> Int4,
-        unit_price_cents -> Int8,
-    }
-}
-
-diesel::table! {
-    actions (id) {
-        id -> Uuid,
-        version -> Int8,
-        what -> Text,
-        aggregate_kind -> Text,
-        aggregate_id -> Uuid,
-        at -> Timestamptz,
-    }
-}
-
-diesel::joinable!(user_profiles -> users (user_id));
-diesel::joinable!(order_lines -> orders (order_id));
-diesel::allow_tables_to_appear_in_same_query!(users, user_profiles, orders, order_lines);
-
-diesel::table! {
     products (id) {
         id -> Uuid,
         version -> Int8,
@@ -64,3 +41,34 @@ diesel::table! {
         price_cents -> Int8,
     }
 }
+
+diesel::table! {
+    user_profiles (user_id) {
+        user_id -> Uuid,
+        first_name -> Text,
+        last_name -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Uuid,
+        version -> Int8,
+        username -> Text,
+        score -> Float8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(order_lines -> orders (order_id));
+diesel::joinable!(user_profiles -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    actions,
+    order_lines,
+    orders,
+    products,
+    user_profiles,
+    users,
+);
