@@ -616,13 +616,13 @@ mod catalog {
             "first.csv",
             "sku,name,price_cents\nPEN,Pen,150\nINK,Ink,500\n",
         );
-        let report = app::catalog::import_file(&config, &first).await.unwrap();
+        let report = app::example::catalog_file::import_file(&config, &first).await.unwrap();
         assert_eq!((report.created, report.deleted), (2, 0));
         let second = write(
             "second.json",
             r#"[{"sku":"PEN","name":"Pen","price_cents":175},{"sku":"PAD","name":"Pad","price_cents":90}]"#,
         );
-        let report = app::catalog::import_file(&config, &second).await.unwrap();
+        let report = app::example::catalog_file::import_file(&config, &second).await.unwrap();
         assert_eq!((report.created, report.updated, report.deleted), (1, 1, 1));
 
         let expected = json!([
@@ -636,7 +636,7 @@ mod catalog {
             "corrupt.csv",
             "sku,name,price_cents\nNEW,New,1\nBAD,Bad,-5\n",
         );
-        let error = app::catalog::import_file(&config, &corrupt)
+        let error = app::example::catalog_file::import_file(&config, &corrupt)
             .await
             .unwrap_err()
             .to_string();
@@ -645,7 +645,7 @@ mod catalog {
         assert_eq!(products, expected, "a corrupt file changed nothing");
 
         config.database_url = None;
-        let error = app::catalog::import_file(&config, &first)
+        let error = app::example::catalog_file::import_file(&config, &first)
             .await
             .unwrap_err()
             .to_string();

@@ -1,10 +1,9 @@
 //! Settings, from flags or the environment.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
 /// The example service's settings. Every flag can also come from the
 /// environment variable named beside it.
@@ -39,33 +38,11 @@ pub struct Config {
     #[arg(long, env = "REQUEST_DEADLINE_MS", default_value_t = 2000)]
     pub request_deadline_ms: u64,
 
+    // example-only: begin
     /// Instead of serving, run a one-off command.
     #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-/// One-off commands.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Command {
-    /// Manage the product catalog.
-    Catalog {
-        /// What to do with it.
-        #[command(subcommand)]
-        action: CatalogCommand,
-    },
-}
-
-/// Catalog commands.
-#[derive(Debug, Clone, Subcommand)]
-pub enum CatalogCommand {
-    /// Replace the whole catalog with a file's products, in one
-    /// transaction: a .json array of `{sku, name, price_cents}`, or a .csv
-    /// file with the header `sku,name,price_cents`. A file with any error
-    /// changes nothing.
-    Import {
-        /// The catalog file.
-        file: PathBuf,
-    },
+    pub command: Option<crate::example::cli::Command>,
+    // example-only: end
 }
 
 impl Config {

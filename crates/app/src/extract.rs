@@ -4,7 +4,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use domain::{TxToken, Version};
+use domain::{IfVersion, TxToken, Version};
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
@@ -66,54 +66,47 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The `If-Match` header: the versions a conditional write accepts.
+/// The `If-Match` header, as the versions a conditional write accepts.
+///
+/// If-Match uses the strong comparison (RFC 9110, 13.1.1): a weak tag
+/// (`W/"2"`) never matches, so a header of weak tags only accepts nothing
+/// and the write answers 412. `*` or no header accepts any version.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IfMatch {
-    /// No header (or `*`): any version.
-    Any,
-    /// One of these versions.
-    Versions(Vec<Version>),
-}
+pub struct IfMatch(pub IfVersion);
 
 impl IfMatch {
-    /// `Ok` when `current` is acceptable, 412 otherwise.
-    pub fn check(&self, current: Version) -> Result<(), ApiError> {
-        match self {
-            Self::Versions(accepted) if !accepted.contains(&current) => {
-                Err(ApiError::precondition_failed(current))
-            }
-            _ => Ok(()),
-        }
-    }
-
     fn parse(headers: &HeaderMap) -> Result<Self, ApiError> {
         let Some(value) = headers.get("if-match") else {
-            return Ok(Self::Any);
+            return Ok(Self(IfVersion::Any));
         };
         let text = value
             .to_str()
             .map_err(|_| ApiError::malformed("If-Match must be ASCII"))?
             .trim();
         if text == "*" {
-            return Ok(Self::Any);
+            return Ok(Self(IfVersion::Any));
         }
-        text.split(',')
-            .map(|tag| {
-                let tag = tag.trim();
-                let tag = tag.strip_prefix("W/").unwrap_or(tag);
-                tag.strip_prefix('"')
-                    .and_then(|t| t.strip_suffix('"'))
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .map(Version::new)
-                    .ok_or_else(|| {
-                        ApiError::malformed(format!(
-                            "If-Match must hold ETags such as \"3\", got {:?}",
-                            tag.chars().take(40).collect::<String>()
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self::Versions)
+        let mut strong = Vec::new();
+        for tag in text.split(',').map(str::trim) {
+            let (weak, tag) = match tag.strip_prefix("W/") {
+                Some(tag) => (true, tag),
+                None => (false, tag),
+            };
+            let version = tag
+                .strip_prefix('"')
+                .and_then(|t| t.strip_suffix('"'))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::malformed(format!(
+                        "If-Match must hold ETags such as \"3\", got {:?}",
+                        tag.chars().take(40).collect::<String>()
+                    ))
+                })?;
+            if !weak {
+                strong.push(Version::new(version));
+            }
+        }
+        Ok(Self(IfVersion::OneOf(strong)))
     }
 }
 
@@ -141,16 +134,25 @@ mod tests {
     }
 
     #[test]
-    fn reads_strong_weak_and_listed_etags() {
+    fn reads_listed_etags_and_any() {
         assert_eq!(
             if_match("\"3\"").unwrap(),
-            IfMatch::Versions(vec![Version::new(3)])
+            IfMatch(IfVersion::exactly(Version::new(3)))
         );
         assert_eq!(
-            if_match("W/\"3\", \"4\"").unwrap(),
-            IfMatch::Versions(vec![Version::new(3), Version::new(4)])
+            if_match("\"3\", \"4\"").unwrap(),
+            IfMatch(IfVersion::OneOf(vec![Version::new(3), Version::new(4)]))
         );
-        assert_eq!(if_match("*").unwrap(), IfMatch::Any);
+        assert_eq!(if_match("*").unwrap(), IfMatch(IfVersion::Any));
+    }
+
+    #[test]
+    fn a_weak_tag_never_matches() {
+        let weak = if_match("W/\"2\"").unwrap().0;
+        assert!(weak.check(Version::new(2)).is_err(), "strong comparison");
+        let mixed = if_match("W/\"2\", \"3\"").unwrap().0;
+        assert!(mixed.check(Version::new(2)).is_err());
+        assert!(mixed.check(Version::new(3)).is_ok());
     }
 
     #[test]
@@ -160,16 +162,5 @@ mod tests {
             if_match("\"v3\"").unwrap_err().status(),
             StatusCode::BAD_REQUEST
         );
-    }
-
-    #[test]
-    fn a_stale_version_fails_the_precondition() {
-        let stale = IfMatch::Versions(vec![Version::new(2)]);
-        assert_eq!(
-            stale.check(Version::new(3)).unwrap_err().status(),
-            StatusCode::PRECONDITION_FAILED
-        );
-        assert!(stale.check(Version::new(2)).is_ok());
-        assert!(IfMatch::Any.check(Version::new(9)).is_ok());
     }
 }

@@ -1,18 +1,21 @@
-//! The example service: users with profiles and scores, orders, and an
-//! action log, over HTTP, on the in-memory store or on Postgres.
+//! The service: a skeleton (startup, config, errors, health, the OpenAPI
+//! document, the router) and, in [`example`], the example application that
+//! `scripts/strip-example` removes: users with profiles and scores, orders,
+//! an action log and a product catalog.
 //!
 //! `Application::build(config)` then `run_until_stopped(shutdown)`; tests
 //! bind port 0 and pass their own shutdown future.
 
-pub mod catalog;
+pub mod app_store;
 pub mod config;
+pub mod example; // example-only
 pub mod extract;
+pub mod health;
 pub mod openapi;
-pub mod persistence;
 pub mod problem;
-pub mod routes;
+pub mod router;
 pub mod startup;
-pub mod views;
 
+pub use app_store::AppStore;
 pub use config::Config;
 pub use startup::Application;

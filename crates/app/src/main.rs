@@ -1,7 +1,6 @@
 //! `cargo run -p app`: serves the API; `--help` lists the settings.
 
 use anyhow::Context;
-use app::config::{CatalogCommand, Command};
 use app::{Application, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -29,17 +28,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    if let Some(Command::Catalog {
-        action: CatalogCommand::Import { file },
-    }) = &config.command
-    {
-        let report = app::catalog::import_file(&config, file).await?;
-        println!(
-            "catalog replaced: {} new, {} changed, {} removed, {} unchanged",
-            report.created, report.updated, report.deleted, report.unchanged
-        );
-        return Ok(());
+    // example-only: begin
+    if let Some(command) = &config.command {
+        return app::example::cli::run(&config, command).await;
     }
+    // example-only: end
     let application = Application::build(config).await?;
     application
         .run_until_stopped(shutdown_signal())

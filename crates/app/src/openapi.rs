@@ -1,32 +1,91 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, built from the router itself (utoipa-axum), so a
+//! route cannot be served undocumented; the error answers every operation
+//! can give are added here once instead of on every handler.
 
-use utoipa::OpenApi;
+use std::sync::Arc;
 
-use crate::routes;
+use axum::{Extension, Json};
+use utoipa::openapi::{OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::{OpenApi as _, ToSchema};
 
-/// The API description served at `/openapi.json`.
-#[derive(OpenApi)]
+use crate::problem::ErrorBody;
+
+/// What the document says about the service as a whole.
+#[derive(utoipa::OpenApi)]
 #[openapi(
     info(
         title = "Example service",
-        description = "Users, orders and an action log, on the aggregate repository framework. \
-            Errors are {\"error\": {\"code\", \"message\"}}; versions travel as ETag / If-Match; \
-            creates take an Idempotency-Key."
+        description = "On the aggregate repository framework. Errors are \
+            {\"error\": {\"code\", \"message\"}}; versions travel as ETag / If-Match \
+            (strong comparison); creates take an Idempotency-Key, bound to one request."
     ),
-    paths(
-        routes::create_user,
-        routes::get_user,
-        routes::list_users,
-        routes::patch_user,
-        routes::delete_user,
-        routes::create_order,
-        routes::get_order,
-        routes::add_line,
-        routes::place_order,
-        routes::cancel_order,
-        routes::list_actions,
-        routes::health,
-        routes::openapi,
-    )
+    components(schemas(ErrorBody))
 )]
-pub struct ApiDoc;
+struct Base;
+
+/// The document's starting point, before the routes add their paths.
+pub fn base() -> OpenApi {
+    Base::openapi()
+}
+
+/// Adds to every operation the error answers the service's layers can give
+/// whatever the handler does: 500, 503 and 504 everywhere; 400 where there
+/// are parameters; 400, 413, 415 and 422 where there is a body.
+pub fn finish(mut api: OpenApi) -> OpenApi {
+    let shared = |description: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::Content::new(Some(Ref::from_schema_name(ErrorBody::name()))),
+                )
+                .build(),
+        )
+    };
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let has_body = operation.request_body.is_some();
+            let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let mut add = |status: &str, description: &str| {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| shared(description));
+            };
+            if has_body || has_params {
+                add(
+                    "400",
+                    "Unreadable input: malformed JSON, id, header or query",
+                );
+            }
+            if has_body {
+                add("413", "The body is over 64 KiB");
+                add("415", "The body is not application/json");
+                add("422", "A field breaks a rule");
+            }
+            add("500", "A bug: details are in the log only");
+            add("503", "The store is unavailable; try again shortly");
+            add(
+                "504",
+                "Past the deadline (`timeout`) or lost while committing (`outcome_unknown`)",
+            );
+        }
+    }
+    api
+}
+
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json(Extension(api): Extension<Arc<OpenApi>>) -> Json<OpenApi> {
+    Json(OpenApi::clone(&api))
+}

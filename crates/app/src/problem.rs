@@ -1,13 +1,15 @@
 //! The service's one error type: every failure becomes
 //! `{"error": {"code": "...", "message": "..."}}` with a fitting status.
+//!
+//! Errors are logged once, when they become a response, so a fault that a
+//! unit of work retried away never shows up as an error line.
 
 use std::convert::Infallible;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::example::{InvalidLine, InvalidName, InvalidUsername, OrderError};
-use domain::{InvalidId, InvalidToken, RepositoryError};
+use domain::{BoxError, InvalidId, InvalidToken, RepositoryError, StaleVersion};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,6 +19,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The cause, for the log only (never sent).
+    source: Option<BoxError>,
 }
 
 /// The JSON body of every error answer.
@@ -29,21 +33,28 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `validation`, `not_found`,
-    /// `already_exists`, `token_mismatch`, `conflict`,
+    /// `method_not_allowed`, `already_exists`, `token_mismatch`, `conflict`,
     /// `precondition_failed`, `payload_too_large`, `unsupported_media_type`,
-    /// `timeout`, `unavailable`, `internal`.
+    /// `timeout`, `outcome_unknown`, `unavailable`, `internal`.
     code: &'static str,
     /// For people; may change.
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error answer with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
             message: message.into(),
+            source: None,
         }
+    }
+
+    fn caused_by(mut self, source: BoxError) -> Self {
+        self.source = Some(source);
+        self
     }
 
     /// 422: well-formed input that breaks a rule of the API or the domain.
@@ -56,13 +67,9 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "validation", message)
     }
 
-    /// 412: `If-Match` names a version that is no longer current.
-    pub fn precondition_failed(current: domain::Version) -> Self {
-        Self::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            format!("the resource is at version {current}, not the one If-Match names"),
-        )
+    /// 409: the request conflicts with the resource's state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
     /// 504: the request's deadline passed.
@@ -106,9 +113,23 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
     }
 
+    /// 405 for a method the path does not serve.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this endpoint does not serve that method; /openapi.json lists the ones it does",
+        )
+    }
+
     /// The status.
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
     }
 }
 
@@ -122,6 +143,16 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let cause = self.source.as_ref().map(ToString::to_string);
+        if self.status.is_server_error() {
+            // 500 is a bug or a schema mismatch; 503/504 are the store's
+            // weather, already retried within the deadline.
+            if self.status == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(code = self.code, cause, "request failed");
+            } else {
+                tracing::warn!(code = self.code, cause, "request failed");
+            }
+        }
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code,
@@ -131,10 +162,6 @@ impl IntoResponse for ApiError {
         (self.status, Json(body)).into_response()
     }
 }
-
-/// Lets handlers' units of work refuse with an API error (`?` lifts it into
-/// `RepositoryError::Domain`).
-impl domain::DomainError for ApiError {}
 
 impl From<Infallible> for ApiError {
     fn from(never: Infallible) -> Self {
@@ -161,37 +188,38 @@ impl<E: Into<ApiError>> From<RepositoryError<E>> for ApiError {
                 "already_exists",
                 format!("a {kind} with this {} already exists", field_of(&key)),
             ),
-            R::TokenMismatch { .. } => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "token_mismatch",
-                "this Idempotency-Key was already used for a different request",
-            ),
-            R::Conflict { kind, id, attempts } => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("{kind} {id} kept changing concurrently ({attempts} attempts); try again"),
-            ),
+            R::TokenMismatch { .. } => token_mismatch(),
+            R::Conflict { kind, id, attempts } => Self::conflict(format!(
+                "{kind} {id} kept changing concurrently ({attempts} attempts); try again"
+            )),
             R::Timeout => Self::timeout(),
-            R::OutcomeUnknown => {
-                tracing::warn!("connection lost while committing; outcome unknown");
-                Self::timeout()
-            }
-            R::Unavailable(source) => {
-                tracing::error!(%source, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the store is unavailable; try again shortly",
-                )
-            }
+            R::OutcomeUnknown => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "outcome_unknown",
+                "the store stopped answering while committing: the change may or may not have \
+                 been made. Re-read the resource before retrying (a create retried with its \
+                 Idempotency-Key is always safe)",
+            ),
+            R::Unavailable(source) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unavailable; try again shortly",
+            )
+            .caused_by(source),
             R::Domain(e) => e.into(),
-            R::Storage(source) => {
-                tracing::error!(%source, "storage failure");
-                Self::internal()
-            }
+            R::Storage(source) => Self::internal().caused_by(source),
             _ => Self::internal(),
         }
     }
+}
+
+/// 422: an Idempotency-Key already used for a different request.
+pub fn token_mismatch() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "token_mismatch",
+        "this Idempotency-Key was already used for a different request",
+    )
 }
 
 /// `users_username_key` -> `username`: the column a unique constraint is on.
@@ -203,25 +231,18 @@ fn field_of(constraint: &str) -> &str {
         .unwrap_or(constraint)
 }
 
-impl From<OrderError> for ApiError {
-    fn from(error: OrderError) -> Self {
-        match error {
-            OrderError::TooManyLines => Self::validation(error.to_string()),
-            _ => Self::new(StatusCode::CONFLICT, "conflict", error.to_string()),
-        }
+impl From<StaleVersion> for ApiError {
+    fn from(stale: StaleVersion) -> Self {
+        Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!(
+                "the resource is at version {}, not the one If-Match names",
+                stale.current
+            ),
+        )
     }
 }
-
-macro_rules! validation_errors {
-    ($($error:ty),+) => {$(
-        impl From<$error> for ApiError {
-            fn from(error: $error) -> Self {
-                Self::validation(error.to_string())
-            }
-        }
-    )+};
-}
-validation_errors!(InvalidUsername, InvalidName, InvalidLine);
 
 impl From<InvalidId> for ApiError {
     fn from(error: InvalidId) -> Self {
@@ -251,5 +272,14 @@ mod tests {
         ));
         assert_eq!(error.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!error.message.contains("secret"));
+    }
+
+    #[test]
+    fn an_unknown_outcome_has_its_own_code_and_says_to_re_read() {
+        let error = ApiError::from(RepositoryError::<Infallible>::OutcomeUnknown);
+        assert_eq!(error.status, StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(error.code, "outcome_unknown");
+        assert!(error.message.contains("Re-read"), "{}", error.message);
+        assert_ne!(error.message, ApiError::timeout().message);
     }
 }

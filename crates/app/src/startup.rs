@@ -9,26 +9,27 @@ use domain::InMemoryStore;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, redact};
-use crate::persistence::Backend;
-use crate::routes::{AppState, router};
+use crate::router::router;
 
 /// A built service: listening, not yet serving.
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    backend: &'static str,
+    store: &'static str,
 }
 
 impl Application {
     /// Picks the store (migrating Postgres first), binds the address.
     /// The first thing it logs is which store it serves from.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let backend = match &config.database_url {
+        let deadline = config.request_deadline();
+        // The one place the store is chosen; everything after is generic.
+        let (router, store) = match &config.database_url {
             None => {
                 tracing::warn!(
                     "no DATABASE_URL: serving from the in-memory store; all data is lost on exit"
                 );
-                Backend::Memory(InMemoryStore::new())
+                (router(InMemoryStore::new(), deadline), "memory")
             }
             Some(url) => {
                 tracing::info!(database = %redact(url), "serving from Postgres; migrating");
@@ -37,17 +38,16 @@ impl Application {
                     .with_context(|| format!("migrating {}", redact(url)))?;
                 let store = storage::PgStore::new(url, config.store_config());
                 tokio::spawn(purge_tokens_hourly(store.clone()));
-                Backend::Postgres(store)
+                (router(store, deadline), "postgres")
             }
         };
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
-        let name = backend.name();
         Ok(Self {
             listener,
-            router: router(AppState { backend }, config.request_deadline()),
-            backend: name,
+            router,
+            store,
         })
     }
 
@@ -61,7 +61,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(address = %self.listener.local_addr()?, store = self.backend, "listening");
+        tracing::info!(address = %self.listener.local_addr()?, store = self.store, "listening");
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await

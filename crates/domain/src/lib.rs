@@ -17,6 +17,7 @@ mod memory;
 mod memory_store;
 mod outcome;
 mod page;
+mod precondition;
 mod repository;
 mod store;
 #[cfg(feature = "testing")]
@@ -33,6 +34,7 @@ pub use memory::InMemoryRepository;
 pub use memory_store::{InMemoryStore, MemoryTx};
 pub use outcome::{Created, Updated};
 pub use page::{Page, PageRequest};
+pub use precondition::{IfVersion, StaleVersion};
 pub use repository::Repository;
 pub use store::{Store, StoreExt, Stores};
 pub use token::{InvalidToken, TxToken};

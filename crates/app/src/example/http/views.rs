@@ -58,10 +58,13 @@ impl UserView {
 #[serde(deny_unknown_fields)]
 pub struct LineView {
     /// 1-32 characters of A-Z, 0-9 and -.
+    #[schema(pattern = "^[A-Z0-9-]{1,32}$", min_length = 1, max_length = 32)]
     pub sku: String,
     /// 1 to 10000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// 0 to 1000000000.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub unit_price_cents: i64,
 }
 
@@ -169,8 +172,10 @@ impl<T> Page<T> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// How many items, 1 to 100 (larger values are capped); default 20.
+    #[param(minimum = 1)]
     pub limit: Option<u64>,
     /// The `next_after` of the previous page.
+    #[param(value_type = Option<Uuid>)]
     pub after: Option<String>,
 }
 

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use domain::Replaced;
 use domain::example::{Cents, Product, ProductName, Sku};
-use domain::{Replaced, RepositoryError, TxExt, TxToken, UnitOfWork};
 use serde::Deserialize;
 
 /// One product as a file states it.
@@ -98,20 +98,6 @@ fn parse(record: &Record) -> Result<Product, String> {
     ))
 }
 
-/// Replaces the stored catalog with `products` in one unit of work.
-pub async fn replace<S>(store: &S, products: Vec<Product>) -> Result<Replaced, RepositoryError>
-where
-    S: UnitOfWork<Tx: domain::Transaction<Product>>,
-{
-    let token = TxToken::generate();
-    store
-        .run(|tx| {
-            let products = products.clone();
-            Box::pin(async move { tx.of::<Product>().replace_all(token, products).await })
-        })
-        .await
-}
-
 /// `app catalog import FILE`: checks the whole file, then replaces the
 /// catalog of the database at `config.database_url` with it.
 pub async fn import_file(config: &crate::Config, path: &Path) -> anyhow::Result<Replaced> {
@@ -125,7 +111,7 @@ pub async fn import_file(config: &crate::Config, path: &Path) -> anyhow::Result<
         .await
         .context("migrating the database")?;
     let store = storage::PgStore::new(url, config.store_config());
-    Ok(replace(&store, products).await?)
+    Ok(crate::example::use_cases::catalog::replace(&store, products).await?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,45 @@
+//! How the example's refusals answer over HTTP.
+
+use domain::example::{InvalidLine, InvalidName, InvalidUsername, OrderError};
+
+use crate::example::use_cases::orders::OrderRefusal;
+use crate::example::use_cases::users::UserRefusal;
+use crate::problem::ApiError;
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::TooManyLines => Self::validation(error.to_string()),
+            _ => Self::conflict(error.to_string()),
+        }
+    }
+}
+
+impl From<OrderRefusal> for ApiError {
+    fn from(refusal: OrderRefusal) -> Self {
+        match refusal {
+            OrderRefusal::Rule(error) => error.into(),
+            OrderRefusal::Stale(stale) => stale.into(),
+            OrderRefusal::UnknownUser(id) => Self::validation(format!("user_id: no user {id}")),
+        }
+    }
+}
+
+impl From<UserRefusal> for ApiError {
+    fn from(refusal: UserRefusal) -> Self {
+        match refusal {
+            UserRefusal::Stale(stale) => stale.into(),
+        }
+    }
+}
+
+macro_rules! validation_errors {
+    ($($error:ty),+) => {$(
+        impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                Self::validation(error.to_string())
+            }
+        }
+    )+};
+}
+validation_errors!(InvalidUsername, InvalidName, InvalidLine);

@@ -1,0 +1,116 @@
+//! The router: the framework's routes (health, the OpenAPI document), the
+//! application's, and the layers every request passes: body limit,
+//! per-request deadline, request ids and request logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::path::Paths;
+use utoipa_axum::PathItemExt as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+
+use crate::app_store::AppStore;
+use crate::problem::ApiError;
+use crate::{health, openapi};
+
+/// The largest request body accepted; larger ones answer 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole service on `store`. Every route is registered through
+/// `routes!`, which documents it in `/openapi.json` too.
+pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
+    let (routes, api) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(documented(health::__path_health, health::health::<S>))
+        .routes(documented(
+            openapi::__path_openapi_json,
+            openapi::openapi_json,
+        ))
+        .merge(crate::example::http::routes()) // example-only
+        .split_for_parts();
+    let api = Arc::new(openapi::finish(api));
+    routes
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::Extension(api))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(deadline, enforce_deadline))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    // Failed requests are logged once, by `ApiError`, at a
+                    // level that tells a bug (500) from the store's weather.
+                    TraceLayer::new_for_http().on_failure(()).make_span_with(
+                        |request: &Request| {
+                            let request_id = request
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = %request.uri().path(),
+                                request_id
+                            )
+                        },
+                    ),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        )
+        .with_state(store)
+}
+
+/// `handler` routed at the path and methods its `#[utoipa::path]` states,
+/// and documented with it: `documented(users::__path_get_user,
+/// users::get_user::<S>)`. utoipa-axum's `routes!` does the same for
+/// plain handlers, but cannot infer the store type of a generic one.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "handlers are fn items, free to clone; by value keeps every call site plain"
+)]
+pub fn documented<Doc, H, T, S>(_doc: Doc, handler: H) -> UtoipaMethodRouter<S>
+where
+    Doc: utoipa::Path + utoipa::__dev::SchemaReferences + for<'t> utoipa::__dev::Tags<'t>,
+    H: Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let methods = Doc::methods();
+    let mut operation = Doc::operation();
+    let tags = Doc::tags();
+    if !tags.is_empty() {
+        let operation_tags = operation.tags.get_or_insert_with(Vec::new);
+        operation_tags.extend(tags.iter().map(ToString::to_string));
+    }
+    let router = methods.iter().fold(MethodRouter::new(), |router, method| {
+        router.on(method.to_method_filter(), handler.clone())
+    });
+    let mut paths = Paths::new();
+    paths.add_path_operation(Doc::path(), methods, operation);
+    let mut schemas = Vec::new();
+    Doc::schemas(&mut schemas);
+    (schemas, paths, router)
+}
+
+/// Answers 504 when a request outlives its deadline. The handler's future is
+/// dropped; the repositories make sure that leaves no transaction open.
+async fn enforce_deadline(
+    State(deadline): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::timeout().into_response(),
+    }
+}
