@@ -327,6 +327,14 @@ impl domain::Store for StoreWithDb {
     async fn ping(&self) -> Result<(), RepositoryError> {
         self.store.ping().await
     }
+
+    async fn bind_key(
+        &self,
+        key: TxToken,
+        request: domain::Fingerprint,
+    ) -> Result<(), RepositoryError> {
+        self.store.bind_key(key, request).await
+    }
 }
 
 impl<A: Mapped> domain::Stores<A> for StoreWithDb {

@@ -48,6 +48,10 @@ both_stores!(
     lists_page_through_everything,
     health_and_openapi_answer,
     a_user_and_their_first_order_are_made_together_or_not_at_all,
+    a_key_is_bound_to_one_operation_and_body,
+    the_document_lists_exactly_the_routes_the_router_serves,
+    a_weak_etag_never_matches,
+    unserved_methods_answer_405_in_the_error_format,
 );
 
 fn new_user(username: &str) -> Value {
@@ -109,6 +113,124 @@ async fn a_key_reused_for_another_body_is_a_token_mismatch(app: TestApp) {
     assert_eq!(status, 422);
     assert_eq!(code(&body), "token_mismatch");
     assert_eq!(count(&app, "/users").await, 1);
+}
+
+async fn a_key_is_bound_to_one_operation_and_body(app: TestApp) {
+    let key = "3b0c1f6e-2d4a-4c8e-9f1a-5e7d9c2b4a60";
+    let (status, _, first) = register_with_key(&app, key, &new_user("ada")).await;
+    assert_eq!(status, 201, "{first}");
+    let other_operation = json!({"user": new_user("grace"), "lines": []});
+    let (status, _, body) = read(
+        app.request(Method::POST, "/orders/for-new-user")
+            .header("Idempotency-Key", key)
+            .json(&other_operation)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "token_mismatch"), "{body}");
+    let same_user_other_route = json!({"user": new_user("ada"), "lines": []});
+    let (status, _, body) = read(
+        app.request(Method::POST, "/orders/for-new-user")
+            .header("Idempotency-Key", key)
+            .json(&same_user_other_route)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "token_mismatch"), "{body}");
+    assert_eq!(count(&app, "/users").await, 1);
+    assert_eq!(count(&app, "/actions").await, 1, "no order was opened");
+
+    // The same request again, its JSON spelled differently, is a retry.
+    let respelled = json!({"last_name": "Lovelace", "first_name": "Ada", "username": "ada"});
+    let (status, _, again) = register_with_key(&app, key, &respelled).await;
+    assert_eq!((status, &again), (201, &first));
+}
+
+/// Every operation a client can call, as the router serves it.
+const OPERATIONS: [(&str, &str); 15] = [
+    ("GET", "/health"),
+    ("GET", "/openapi.json"),
+    ("POST", "/users"),
+    ("GET", "/users"),
+    ("GET", "/users/{id}"),
+    ("PATCH", "/users/{id}"),
+    ("DELETE", "/users/{id}"),
+    ("POST", "/orders"),
+    ("POST", "/orders/for-new-user"),
+    ("GET", "/orders/{id}"),
+    ("POST", "/orders/{id}/lines"),
+    ("POST", "/orders/{id}/place"),
+    ("POST", "/orders/{id}/cancel"),
+    ("GET", "/actions"),
+    ("GET", "/products"),
+];
+
+async fn the_document_lists_exactly_the_routes_the_router_serves(app: TestApp) {
+    let (_, _, spec) = read(app.get("/openapi.json").await).await;
+    let methods = ["get", "put", "post", "delete", "patch"];
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in methods {
+            if item.get(method).is_some() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    let served: std::collections::BTreeSet<_> = OPERATIONS
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+
+    let id = "01a2009b-ee73-73b3-90c1-2ea260aa2187";
+    for (path, _) in spec["paths"].as_object().unwrap() {
+        let url = path.replace("{id}", id);
+        for method in methods {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = app
+                .request(method.clone(), &url)
+                .json(&json!({}))
+                .send()
+                .await;
+            let (status, _, body) = read(response.unwrap()).await;
+            let is_served = served.contains(&(method.to_string(), path.clone()));
+            let fell_through =
+                (status == 404 && body["error"]["message"] == "no such endpoint") || status == 405;
+            assert_eq!(!fell_through, is_served, "{method} {path}: {status} {body}");
+        }
+    }
+}
+
+async fn a_weak_etag_never_matches(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let path = format!("/users/{}", user["id"].as_str().unwrap());
+    for if_match in ["W/\"1\"", "W/\"1\", W/\"2\""] {
+        let (status, _, body) = read(
+            app.request(Method::PATCH, &path)
+                .header("If-Match", if_match)
+                .json(&json!({"first_name": "Augusta"}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, code(&body)),
+            (412, "precondition_failed"),
+            "{if_match}"
+        );
+    }
+}
+
+async fn unserved_methods_answer_405_in_the_error_format(app: TestApp) {
+    for (method, path) in [(Method::PUT, "/users"), (Method::DELETE, "/orders")] {
+        let (status, _, body) = read(app.request(method, path).send().await.unwrap()).await;
+        assert_eq!((status, code(&body)), (405, "method_not_allowed"), "{path}");
+    }
 }
 
 async fn a_taken_username_is_already_exists(app: TestApp) {
@@ -616,13 +738,17 @@ mod catalog {
             "first.csv",
             "sku,name,price_cents\nPEN,Pen,150\nINK,Ink,500\n",
         );
-        let report = app::example::catalog_file::import_file(&config, &first).await.unwrap();
+        let report = app::example::catalog_file::import_file(&config, &first)
+            .await
+            .unwrap();
         assert_eq!((report.created, report.deleted), (2, 0));
         let second = write(
             "second.json",
             r#"[{"sku":"PEN","name":"Pen","price_cents":175},{"sku":"PAD","name":"Pad","price_cents":90}]"#,
         );
-        let report = app::example::catalog_file::import_file(&config, &second).await.unwrap();
+        let report = app::example::catalog_file::import_file(&config, &second)
+            .await
+            .unwrap();
         assert_eq!((report.created, report.updated, report.deleted), (1, 1, 1));
 
         let expected = json!([

@@ -274,6 +274,41 @@ mod tests {
         assert!(!error.message.contains("secret"));
     }
 
+    /// Records the level of every event.
+    struct Levels(std::sync::Arc<std::sync::Mutex<Vec<tracing::Level>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Levels {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.lock().unwrap().push(*event.metadata().level());
+        }
+    }
+
+    #[test]
+    fn a_store_fault_is_logged_once_when_answered_and_never_as_an_error() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let levels = std::sync::Arc::default();
+        let subscriber =
+            tracing_subscriber::registry().with(Levels(std::sync::Arc::clone(&levels)));
+        tracing::subscriber::with_default(subscriber, || {
+            let error = ApiError::from(RepositoryError::<Infallible>::Unavailable(
+                "connection reset".into(),
+            ));
+            assert!(
+                levels.lock().unwrap().is_empty(),
+                "converting logs nothing: a unit of work may still retry the fault away"
+            );
+            assert_eq!(
+                error.into_response().status(),
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+        });
+        assert_eq!(*levels.lock().unwrap(), [tracing::Level::WARN]);
+    }
+
     #[test]
     fn an_unknown_outcome_has_its_own_code_and_says_to_re_read() {
         let error = ApiError::from(RepositoryError::<Infallible>::OutcomeUnknown);

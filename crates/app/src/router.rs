@@ -20,7 +20,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::app_store::AppStore;
 use crate::problem::ApiError;
-use crate::{health, openapi};
+use crate::{health, idempotency, openapi};
 
 /// The largest request body accepted; larger ones answer 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -38,6 +38,10 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
         .split_for_parts();
     let api = Arc::new(openapi::finish(api));
     routes
+        .route_layer(middleware::from_fn_with_state(
+            store.clone(),
+            idempotency::bind_idempotency_key::<S>,
+        ))
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(axum::Extension(api))

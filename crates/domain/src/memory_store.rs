@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
 use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
+use crate::fingerprint::Fingerprint;
 use crate::memory::{Gate, InMemoryRepository};
 use crate::outcome::{Created, Updated};
 use crate::store::{Store, Stores};
@@ -22,6 +23,7 @@ use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 pub struct InMemoryStore {
     gate: Gate,
     locks: KeyedLocks,
+    keys: Arc<Mutex<HashMap<TxToken, Fingerprint>>>,
     repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
 }
 
@@ -62,6 +64,17 @@ impl Store for InMemoryStore {
 
     async fn ping(&self) -> Result<(), RepositoryError> {
         Ok(())
+    }
+
+    async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        match keys.entry(key).or_insert(request) {
+            bound if *bound == request => Ok(()),
+            _ => Err(RepositoryError::TokenMismatch {
+                kind: "request",
+                token: key,
+            }),
+        }
     }
 }
 

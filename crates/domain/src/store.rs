@@ -7,7 +7,9 @@ use std::future::Future;
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
 use crate::exclusive::ExclusiveAccess;
+use crate::fingerprint::Fingerprint;
 use crate::repository::Repository;
+use crate::token::TxToken;
 use crate::unit_of_work::{Transaction, UnitOfWork};
 
 /// A store: units of work, keyed locks and a health check. Which
@@ -18,6 +20,20 @@ pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
 
     /// Whether the store answers, within its deadline.
     fn ping(&self) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+
+    /// Binds a client's idempotency key to the one request it was first
+    /// sent with (`request`: a fingerprint of the operation and its input).
+    /// `Ok` the first time and for the same request again (a retry);
+    /// `TokenMismatch` for any other request, whatever it would create.
+    ///
+    /// Tokens guard creates per aggregate kind; this guards the key itself,
+    /// so that a key used for one operation cannot be reused for another.
+    /// Kept as long as tokens are (`token_retention` on Postgres).
+    fn bind_key(
+        &self,
+        key: TxToken,
+        request: Fingerprint,
+    ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
 }
 
 /// A store that holds aggregates of type `A`: its repository, and units of

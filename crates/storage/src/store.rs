@@ -8,11 +8,14 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use domain::{RepositoryError, Store, Stores};
+use std::convert::Infallible;
+
+use domain::{Fingerprint, RepositoryError, Store, Stores, TxToken};
 
 use crate::config::{Recycling, StoreConfig};
 use crate::mapping::Mapped;
 use crate::repository::PgRepository;
+use crate::retry::{Fail, Retry, Target, within_deadline};
 
 /// A pooled connection of the store.
 pub(crate) type Conn = PooledConnection<'static, AsyncPgConnection>;
@@ -112,7 +115,7 @@ impl PgStore {
     /// Whether the database answers a trivial query within the deadline.
     pub async fn ping(&self) -> Result<(), RepositoryError> {
         let work = async {
-            let mut conn = self.connection::<std::convert::Infallible>().await?;
+            let mut conn = self.connection::<Infallible>().await?;
             conn.batch_execute("SELECT 1")
                 .await
                 .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
@@ -127,7 +130,7 @@ impl PgStore {
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
         let retention = chrono::TimeDelta::from_std(self.inner.config.token_retention)
             .map_err(|e| RepositoryError::Storage(Box::new(e)))?;
-        let mut conn = self.connection::<std::convert::Infallible>().await?;
+        let mut conn = self.connection::<Infallible>().await?;
         crate::tokens::purge_older_than(&mut conn, chrono::Utc::now() - retention)
             .await
             .map_err(|e| RepositoryError::Storage(Box::new(e)))
@@ -150,6 +153,58 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), RepositoryError> {
         PgStore::ping(self).await
+    }
+
+    /// One `INSERT .. ON CONFLICT DO NOTHING` into `tx_tokens` under the
+    /// reserved kind `$request`; on a conflict, one `SELECT` to compare.
+    async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
+        let config = self.config();
+        let span = tracing::debug_span!("bind_key", %key);
+        within_deadline(config, span, async {
+            let mut retry = Retry {
+                target: Target {
+                    kind: REQUEST_KIND,
+                    id: key.to_string(),
+                    primary_key: "",
+                },
+                config,
+                attempts: 1,
+            };
+            loop {
+                match self.try_bind_key(key, &request).await {
+                    Ok(()) => return Ok(()),
+                    Err(failure) => retry.after(failure).await?,
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The kind under which request keys share the token table with creates'
+/// tokens; no aggregate kind may be named so.
+const REQUEST_KIND: &str = "$request";
+
+impl PgStore {
+    async fn try_bind_key(
+        &self,
+        key: TxToken,
+        request: &Fingerprint,
+    ) -> Result<(), Fail<Infallible>> {
+        let mut conn = self.connection().await.map_err(Fail::Done)?;
+        let id = key.as_uuid();
+        if crate::tokens::claim(&mut conn, REQUEST_KIND, key, id, request).await? {
+            return Ok(());
+        }
+        let (_, bound) = crate::tokens::find(&mut conn, REQUEST_KIND, key).await?;
+        if bound == *request {
+            Ok(())
+        } else {
+            Err(Fail::Done(RepositoryError::TokenMismatch {
+                kind: "request",
+                token: key,
+            }))
+        }
     }
 }
 
