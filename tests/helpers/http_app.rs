@@ -103,3 +103,48 @@ pub async fn read(response: Response) -> (u16, Option<String>, Value) {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+impl TestApp {
+    /// The operations `/openapi.json` documents, as `(METHOD, /path)`,
+    /// after checking each against the router: every documented operation
+    /// is served (not answered by the 404 or 405 fallback) and every other
+    /// method on a documented path answers 405.
+    pub async fn documented_operations(&self) -> std::collections::BTreeSet<(String, String)> {
+        let (status, _, spec) = read(self.get("/openapi.json").await).await;
+        assert_eq!(status, 200, "{spec}");
+        let mut documented = std::collections::BTreeSet::new();
+        let id = "01a2009b-ee73-73b3-90c1-2ea260aa2187";
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+                let is_documented = item.get(method.to_lowercase()).is_some();
+                let method_ = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+                let url = path.replace("{id}", id);
+                let response = self
+                    .request(method_, &url)
+                    .json(&serde_json::json!({}))
+                    .send();
+                let (status, _, body) = read(response.await.expect("a response")).await;
+                let fell_through = (status == 404
+                    && body["error"]["message"] == "no such endpoint")
+                    || status == 405;
+                assert_eq!(
+                    !fell_through, is_documented,
+                    "{method} {path}: {status} {body}"
+                );
+                if fell_through {
+                    assert_eq!(
+                        code(&body),
+                        if status == 405 {
+                            "method_not_allowed"
+                        } else {
+                            "not_found"
+                        }
+                    );
+                } else {
+                    documented.insert((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        documented
+    }
+}

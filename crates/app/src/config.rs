@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// The example service's settings. Every flag can also come from the
+/// The service's settings. Every flag can also come from the
 /// environment variable named beside it.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "app",
-    about = "The example service: users, orders and an action log over HTTP."
+    about = "A service on the aggregate repository framework, over HTTP."
 )]
 pub struct Config {
     /// Address to listen on (port 0 picks a free one).

@@ -1,6 +1,7 @@
-//! The framework core: aggregates, the [`Repository`] contract and its
-//! in-memory implementation, plus an example domain (users, orders, an action
-//! log) in [`example`].
+//! The framework core: aggregates, the [`Repository`] contract, units of
+//! work, and the in-memory store that honours the same contract. The
+//! example domain (users, orders, an action log, a catalog) lives apart, in
+//! `example`, which `scripts/strip-example` removes.
 //!
 //! This crate has no database dependency: business rules and their tests live
 //! here and run without one. `crates/storage` implements the same contract on
@@ -10,7 +11,7 @@
 mod aggregate;
 mod clock;
 mod error;
-pub mod example;
+pub mod example; // example-only
 mod exclusive;
 mod fingerprint;
 mod memory;

@@ -1,5 +1,5 @@
 //! The in-memory repository: the same contract as the Postgres one, for
-//! domain unit tests and for running the example service without a database.
+//! domain unit tests and for running a service without a database.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

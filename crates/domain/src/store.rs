@@ -40,7 +40,7 @@ pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
 /// work that reach `A` through `tx.of::<A>()`.
 ///
 /// The in-memory store holds every aggregate type; Postgres those with a
-/// mapping. Generic code asks for the types it uses (`S: Stores<Order>`)
+/// mapping. Generic code asks for the types it uses (`S: Stores<Account>`)
 /// and gets the repository with [`StoreExt::repository`].
 pub trait Stores<A: Aggregate>: UnitOfWork<Tx: Transaction<A>> {
     /// The repository type.

@@ -17,14 +17,14 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// (create a user and append an action; recompute every score) atomically.
 ///
 /// ```ignore
-/// let placed = store.run(|tx| Box::pin(place_and_log(tx, order_id, now))).await?;
+/// let moved = store.run(|tx| Box::pin(transfer(tx, from, to, amount))).await?;
 ///
-/// async fn place_and_log<Tx>(tx: &mut Tx, id: OrderId, now: Timestamp)
-///     -> Result<Order, RepositoryError<OrderError>>
-/// where Tx: Transaction<Order> + Transaction<Action> {
-///     let placed = tx.of::<Order>().update(id, |order| order.place(now)).await?;
-///     tx.of::<Action>().create(TxToken::generate(), Action::about(&placed.aggregate, "order.placed", now)).await?;
-///     Ok(placed.aggregate)
+/// async fn transfer<Tx: Transaction<Account>>(tx: &mut Tx, from: AccountId, to: AccountId, amount: Cents)
+///     -> Result<Account, RepositoryError<Overdrawn>>
+/// {
+///     let paid = tx.of::<Account>().update(from, |a| a.withdraw(amount)).await?;
+///     tx.of::<Account>().update(to, |a| a.deposit(amount)).await?;
+///     Ok(paid.aggregate)
 /// }
 /// ```
 ///
@@ -74,9 +74,9 @@ pub trait Nested: Send + Sized {
     /// with `?` (the whole unit rolls back).
     ///
     /// ```ignore
-    /// let welcome_order = tx.nested(|tx| Box::pin(async move {
-    ///     tx.of::<Order>().create(token, order).await
-    /// })).await.ok();   // recovered: the user is registered either way
+    /// let savings = tx.nested(|tx| Box::pin(async move {
+    ///     tx.of::<Account>().create(token, account).await
+    /// })).await.ok();   // recovered: the rest of the unit commits either way
     /// ```
     fn nested<T, E, F>(&mut self, work: F) -> impl Future<Output = Result<T, E>> + Send
     where
@@ -127,7 +127,7 @@ pub trait Transaction<A: Aggregate>: Send {
     ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
 }
 
-/// Picks the aggregate type for the next operations: `tx.of::<User>()`.
+/// Picks the aggregate type for the next operations: `tx.of::<Account>()`.
 pub trait TxExt {
     /// The operations on aggregates of type `A` in this unit.
     fn of<A: Aggregate>(&mut self) -> UnitRepository<'_, Self, A>

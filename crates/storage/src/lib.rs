@@ -29,7 +29,8 @@
 //! `migrations/framework/`; [`migrate`] runs both sets.
 //!
 //! # What each operation costs
-//! Round trips (RT) to the server, for the example mappings:
+//! Round trips (RT) to the server, for a mapping of a root table and a child
+//! table:
 //!
 //! | operation | statements | RT | why |
 //! | --- | --- | --- | --- |

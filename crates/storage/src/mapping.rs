@@ -104,7 +104,7 @@ pub trait Mapping: Send + Sync + 'static {
 }
 
 /// Names the mapping of an aggregate type, so that a unit of work can reach
-/// any mapped aggregate by its type: `tx.of::<User>()`.
+/// any mapped aggregate by its type: `tx.of::<Account>()`.
 pub trait Mapped: Aggregate {
     /// The mapping that stores this aggregate.
     type Mapping: Mapping<Aggregate = Self>;
