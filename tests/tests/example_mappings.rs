@@ -3,12 +3,27 @@
 
 use std::convert::Infallible;
 
+use domain::example::Account;
 use domain::example::{Action, PersonName, Profile, User, UserId, Username};
 use domain::{
     Aggregate, Created, InMemoryRepository, PageRequest, Repository, Timestamp, TxToken, Version,
 };
-use integration_tests::TestDb;
-use storage::StoreConfig;
+use integration_tests::{TestDb, WithDb};
+use storage::example::AccountMapping;
+use storage::{PgRepository, StoreConfig};
+
+// The README's walk-through aggregate, a one-table mapping of a few lines,
+// honours the whole repository contract on both stores.
+domain::contract_suite!(
+    accounts_in_memory,
+    Account,
+    InMemoryRepository::<Account>::new()
+);
+domain::contract_suite!(
+    accounts_on_postgres,
+    Account,
+    WithDb::<PgRepository<AccountMapping>>::fresh().await
+);
 
 fn name(s: &str) -> PersonName {
     PersonName::parse(s).expect("a valid name")

@@ -52,6 +52,7 @@ both_stores!(
     the_document_lists_exactly_the_routes_the_router_serves,
     a_weak_etag_never_matches,
     unserved_methods_answer_405_in_the_error_format,
+    accounts_move_money_in_one_unit,
 );
 
 fn new_user(username: &str) -> Value {
@@ -151,7 +152,7 @@ async fn a_key_is_bound_to_one_operation_and_body(app: TestApp) {
 }
 
 /// Every operation a client can call, as the router serves it.
-const OPERATIONS: [(&str, &str); 15] = [
+const OPERATIONS: [(&str, &str); 19] = [
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("POST", "/users"),
@@ -167,6 +168,10 @@ const OPERATIONS: [(&str, &str); 15] = [
     ("POST", "/orders/{id}/cancel"),
     ("GET", "/actions"),
     ("GET", "/products"),
+    ("POST", "/accounts"),
+    ("GET", "/accounts/{id}"),
+    ("POST", "/accounts/{id}/deposits"),
+    ("POST", "/transfers"),
 ];
 
 async fn the_document_lists_exactly_the_routes_the_router_serves(app: TestApp) {
@@ -203,6 +208,68 @@ async fn unserved_methods_answer_405_in_the_error_format(app: TestApp) {
         let (status, _, body) = read(app.request(method, path).send().await.unwrap()).await;
         assert_eq!((status, code(&body)), (405, "method_not_allowed"), "{path}");
     }
+}
+
+async fn accounts_move_money_in_one_unit(app: TestApp) {
+    let owner = register(&app, "ada").await;
+    let open = |key: &'static str| {
+        let body = json!({"owner_id": owner["id"]});
+        let app = &app;
+        async move {
+            let request = app
+                .request(Method::POST, "/accounts")
+                .header("Idempotency-Key", key);
+            read(request.json(&body).send().await.unwrap()).await
+        }
+    };
+    let (status, _, a) = open("5d1e0c3a-1f2b-4c3d-8e4f-5a6b7c8d9e01").await;
+    assert_eq!(status, 201, "{a}");
+    let (_, _, again) = open("5d1e0c3a-1f2b-4c3d-8e4f-5a6b7c8d9e01").await;
+    assert_eq!(again, a, "a retried open replays");
+    let (_, _, b) = open("5d1e0c3a-1f2b-4c3d-8e4f-5a6b7c8d9e02").await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+
+    let deposit = json!({"amount_cents": 500});
+    let (status, etag, body) =
+        read(app.post(&format!("/accounts/{a}/deposits"), &deposit).await).await;
+    assert_eq!(
+        (status, etag.as_deref(), &body["balance_cents"]),
+        (200, Some("\"2\""), &json!(500))
+    );
+
+    let transfer = |amount: i64| json!({"from": a, "to": b, "amount_cents": amount});
+    let (status, _, moved) = read(app.post("/transfers", &transfer(200)).await).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (
+            &moved["from"]["balance_cents"],
+            &moved["to"]["balance_cents"]
+        ),
+        (&json!(300), &json!(200))
+    );
+
+    let (status, _, body) = read(app.post("/transfers", &transfer(301)).await).await;
+    assert_eq!(
+        (status, code(&body)),
+        (409, "conflict"),
+        "insufficient: {body}"
+    );
+    let (status, _, body) = read(
+        app.post(
+            "/transfers",
+            &json!({"from": a, "to": a, "amount_cents": 1}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!((status, code(&body)), (422, "validation"));
+    let (status, _, body) = read(app.post("/transfers", &transfer(0)).await).await;
+    assert_eq!((status, code(&body)), (422, "validation"));
+    let (_, _, account) = read(app.get(&format!("/accounts/{b}")).await).await;
+    assert_eq!(
+        account["balance_cents"], 200,
+        "refused transfers moved nothing"
+    );
 }
 
 async fn a_taken_username_is_already_exists(app: TestApp) {

@@ -95,8 +95,9 @@ pub use diesel;
 #[doc(hidden)]
 pub mod __private {
     //! For [`table_mapping!`]; not part of the API.
-    pub use crate::mapping::{restore, uuid};
-    pub use domain::Aggregate;
+    pub use crate::mapping::{corrupt, uuid};
+    pub use domain::{Aggregate, BoxError};
+    pub use uuid::Uuid;
 }
 /// Re-exported so mappings written outside this crate use the same versions.
 pub use diesel_async;

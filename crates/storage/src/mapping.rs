@@ -163,17 +163,15 @@ pub fn uuid<Id: Into<uuid::Uuid>>(id: Id) -> uuid::Uuid {
     id.into()
 }
 
-/// Turns a row read back into its aggregate; a row that no longer parses
-/// means the schema and the domain disagree.
+/// A row read back that no longer parses: the schema and the domain
+/// disagree.
 #[doc(hidden)]
-pub fn restore<Row, A>(row: Row) -> QueryResult<A>
-where
-    A: TryFrom<Row>,
-    A::Error: std::fmt::Display,
-{
-    A::try_from(row).map_err(|e| {
-        diesel::result::Error::DeserializationError(
-            format!("a stored {} is invalid: {e}", std::any::type_name::<A>()).into(),
+pub fn corrupt<A>(error: &dyn std::fmt::Display) -> diesel::result::Error {
+    diesel::result::Error::DeserializationError(
+        format!(
+            "a stored {} is invalid: {error}",
+            std::any::type_name::<A>()
         )
-    })
+        .into(),
+    )
 }

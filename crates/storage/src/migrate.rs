@@ -41,3 +41,31 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     .await
     .map_err(|e| StoreError::Migrate(format!("migration task failed: {e}")))?
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::migration::MigrationSource;
+    use diesel::pg::Pg;
+
+    use super::*;
+
+    /// Cargo rebuilds this crate when a migration folder appears
+    /// (`build.rs`), so the embedded sets always match the folders: without
+    /// it, a new folder was silently left out until something else changed.
+    #[test]
+    fn every_migration_folder_is_embedded() {
+        for (set, folder) in [(FRAMEWORK, "framework"), (APPLICATION, "app")] {
+            let embedded = MigrationSource::<Pg>::migrations(&set)
+                .expect("embedded migrations")
+                .len();
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(folder);
+            let on_disk = std::fs::read_dir(&dir)
+                .expect("the migrations folder")
+                .filter(|entry| entry.as_ref().is_ok_and(|e| e.path().is_dir()))
+                .count();
+            assert_eq!(embedded, on_disk, "{} is not embedded whole", dir.display());
+        }
+    }
+}

@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        version -> Int8,
+        owner_id -> Uuid,
+        balance_cents -> Int8,
+    }
+}
+
+diesel::table! {
     actions (id) {
         id -> Uuid,
         version -> Int8,
@@ -65,6 +74,7 @@ diesel::joinable!(order_lines -> orders (order_id));
 diesel::joinable!(user_profiles -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
     actions,
     order_lines,
     orders,

@@ -1,43 +1,84 @@
 //! The mapping of an aggregate that is one table, generated: all a template
-//! user writes is a row struct and its two conversions.
+//! user writes is which column holds what, and how to rebuild the aggregate
+//! from a row.
 
-/// Generates the [`Mapping`](crate::Mapping) (load, page, insert, versioned
-/// update, delete, batch load) and the [`Mapped`](crate::Mapped) impl of an
-/// aggregate stored in one table.
+/// Generates the row type, the [`Mapping`](crate::Mapping) (load, page,
+/// insert, versioned update, delete, batch load) and the
+/// [`Mapped`](crate::Mapped) impl of an aggregate stored in one table.
 ///
-/// It needs, in scope:
-/// * the diesel table (from `schema.rs`), whose columns include `id`
-///   (`Uuid`, the primary key, constraint `<table>_pkey`) and `version`
-///   (`Int8`);
-/// * a row struct deriving `Queryable, Selectable, Insertable, AsChangeset`
-///   for that table (`AsChangeset` leaves `id` out by itself);
-/// * `From<&Aggregate> for Row` and `TryFrom<Row> for Aggregate` (or
-///   `From`): a stored value that no longer parses is a storage error.
+/// The table (from `schema.rs`, in scope) has an `id` column (`Uuid`, the
+/// primary key, constraint `<table>_pkey`) and a `version` column (`Int8`);
+/// the macro handles both. `write` names each other column, its Rust type
+/// and its value taken from the aggregate; `read` rebuilds the aggregate
+/// from the row, the typed id and the version (a row that no longer parses
+/// is an `Err`, reported as a storage failure):
 ///
 /// ```ignore
-/// #[derive(Queryable, Selectable, Insertable, AsChangeset)]
-/// #[diesel(table_name = counters, check_for_backend(diesel::pg::Pg))]
-/// struct CounterRow { id: Uuid, version: i64, label: String, value: i64 }
-///
-/// impl From<&Counter> for CounterRow { .. }
-/// impl From<CounterRow> for Counter { .. }
-///
-/// storage::table_mapping!(pub struct CounterMapping: Counter => counters as CounterRow);
+/// storage::table_mapping! {
+///     /// Maps [`Account`] to `accounts`.
+///     pub struct AccountMapping: Account => accounts;
+///     write |account| {
+///         owner_id: Uuid = account.owner().into(),
+///         balance_cents: i64 = account.balance_cents(),
+///     }
+///     read |row, id, version| {
+///         Ok(Account::restore(id, version, row.owner_id.into(), row.balance_cents))
+///     }
+/// }
 /// ```
 #[macro_export]
 macro_rules! table_mapping {
-    ($(#[$meta:meta])* $vis:vis struct $mapping:ident: $aggregate:ty => $table:ident as $row:ty) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $mapping:ident: $aggregate:ty => $table:ident;
+        write |$written:ident| { $($column:ident: $column_type:ty = $value:expr),+ $(,)? }
+        read |$row:ident, $id:ident, $version:ident| $restore:block
+    ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy)]
         $vis struct $mapping;
 
-        // A block, so that the query traits are in scope for every method.
-        // The run methods are called by path: the caller may have imported
-        // diesel's synchronous `RunQueryDsl` too (its prelude does).
+        // A block, so that the row type and the query traits stay private
+        // to the generated code. The run methods are called by path: the
+        // caller may have imported diesel's synchronous `RunQueryDsl` too.
         const _: () = {
         use $crate::diesel::{ExpressionMethods as _, OptionalExtension as _};
         use $crate::diesel::{QueryDsl as _, SelectableHelper as _};
 
+        #[derive(
+            $crate::diesel::Queryable,
+            $crate::diesel::Selectable,
+            $crate::diesel::Insertable,
+            $crate::diesel::AsChangeset,
+        )]
+        #[diesel(table_name = $table, check_for_backend($crate::diesel::pg::Pg))]
+        struct Row {
+            id: $crate::__private::Uuid,
+            version: i64,
+            $($column: $column_type,)+
+        }
+
+        impl Row {
+            fn of($written: &$aggregate) -> Self {
+                Self {
+                    id: $crate::__private::uuid($crate::__private::Aggregate::id($written)),
+                    version: $crate::version_to_db($crate::__private::Aggregate::version($written)),
+                    $($column: $value,)+
+                }
+            }
+
+            fn restore(self) -> $crate::diesel::QueryResult<$aggregate> {
+                let $row = self;
+                let $id = <$aggregate as $crate::__private::Aggregate>::Id::from($row.id);
+                let $version = $crate::version_from_db($row.version);
+                // A closure, so that `?` in the user's block returns from it.
+                let restore = move || -> ::core::result::Result<$aggregate, $crate::__private::BoxError> {
+                    $restore
+                };
+                let restored = restore();
+                restored.map_err(|e| $crate::__private::corrupt::<$aggregate>(&e))
+            }
+        }
         impl $crate::Mapping for $mapping {
             type Aggregate = $aggregate;
             const PRIMARY_KEY: &'static str = concat!(stringify!($table), "_pkey");
@@ -48,9 +89,9 @@ macro_rules! table_mapping {
             ) -> $crate::diesel::QueryResult<Option<$aggregate>> {
                 let query = $table::table
                     .find($crate::__private::uuid(id))
-                    .select(<$row>::as_select());
-                let row: Option<$row> = $crate::diesel_async::RunQueryDsl::first(query, conn).await.optional()?;
-                row.map($crate::__private::restore).transpose()
+                    .select(Row::as_select());
+                let row: Option<Row> = $crate::diesel_async::RunQueryDsl::first(query, conn).await.optional()?;
+                row.map(Row::restore).transpose()
             }
 
             async fn load_page(
@@ -59,22 +100,22 @@ macro_rules! table_mapping {
                 limit: i64,
             ) -> $crate::diesel::QueryResult<Vec<$aggregate>> {
                 let mut query = $table::table
-                    .select(<$row>::as_select())
+                    .select(Row::as_select())
                     .order($table::id)
                     .limit(limit)
                     .into_boxed();
                 if let Some(after) = after {
                     query = query.filter($table::id.gt($crate::__private::uuid(after)));
                 }
-                let rows: Vec<$row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
-                rows.into_iter().map($crate::__private::restore).collect()
+                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
+                rows.into_iter().map(Row::restore).collect()
             }
 
             async fn insert(
                 conn: &mut $crate::diesel_async::AsyncPgConnection,
                 aggregate: &$aggregate,
             ) -> $crate::diesel::QueryResult<()> {
-                let insert = $crate::diesel::insert_into($table::table).values(<$row>::from(aggregate));
+                let insert = $crate::diesel::insert_into($table::table).values(Row::of(aggregate));
                 $crate::diesel_async::RunQueryDsl::execute(insert, conn).await.map(drop)
             }
 
@@ -91,7 +132,7 @@ macro_rules! table_mapping {
                         .filter($table::id.eq(id))
                         .filter($table::version.eq(old_version)),
                 )
-                .set(<$row>::from(new));
+                .set(Row::of(new));
                 $crate::diesel_async::RunQueryDsl::execute(update, conn).await
             }
 
@@ -102,9 +143,9 @@ macro_rules! table_mapping {
                 let ids: Vec<_> = ids.iter().copied().map($crate::__private::uuid).collect();
                 let query = $table::table
                     .filter($table::id.eq_any(ids))
-                    .select(<$row>::as_select());
-                let rows: Vec<$row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
-                rows.into_iter().map($crate::__private::restore).collect()
+                    .select(Row::as_select());
+                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
+                rows.into_iter().map(Row::restore).collect()
             }
 
             async fn delete(

@@ -7,18 +7,18 @@ pub mod cli;
 pub mod http;
 pub mod use_cases;
 
-use domain::example::{Action, Order, Product, User};
+use domain::example::{Account, Action, Order, Product, User};
 use domain::{Store, Stores};
 
 /// A store holding the example's aggregates: the one place they are
 /// listed. An aggregate added to the example adds a line here, and the
 /// service's wiring needs no edit.
 pub trait ExampleStore:
-    Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product>
+    Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product> + Stores<Account>
 {
 }
 
 impl<S> ExampleStore for S where
-    S: Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product>
+    S: Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product> + Stores<Account>
 {
 }

@@ -3,6 +3,7 @@
 //! objects (parse, don't validate), aggregates whose methods hold the business
 //! rules, and typed domain errors.
 
+mod account;
 mod action;
 mod order;
 mod order_line;
@@ -13,6 +14,7 @@ mod score;
 mod user;
 mod username;
 
+pub use account::{Account, AccountError, AccountId};
 pub use action::{Action, ActionId};
 pub use order::{Order, OrderError, OrderId, OrderStatus};
 pub use order_line::{Cents, InvalidLine, OrderLine, Quantity, Sku};

@@ -1,11 +1,13 @@
 //! Mappings of the example domain's aggregates, and the model for writing
 //! your own.
 
+mod account;
 mod action;
 mod order;
 mod product;
 mod user;
 
+pub use account::AccountMapping;
 pub use action::ActionMapping;
 pub use order::OrderMapping;
 pub use product::ProductMapping;

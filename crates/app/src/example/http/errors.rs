@@ -1,6 +1,8 @@
 //! How the example's refusals answer over HTTP.
 
-use domain::example::{InvalidLine, InvalidName, InvalidUsername, OrderError};
+use domain::example::{AccountError, InvalidLine, InvalidName, InvalidUsername, OrderError};
+
+use crate::example::use_cases::accounts::AccountRefusal;
 
 use crate::example::use_cases::orders::OrderRefusal;
 use crate::example::use_cases::users::UserRefusal;
@@ -21,6 +23,19 @@ impl From<OrderRefusal> for ApiError {
             OrderRefusal::Rule(error) => error.into(),
             OrderRefusal::Stale(stale) => stale.into(),
             OrderRefusal::UnknownUser(id) => Self::validation(format!("user_id: no user {id}")),
+        }
+    }
+}
+
+impl From<AccountRefusal> for ApiError {
+    fn from(refusal: AccountRefusal) -> Self {
+        match refusal {
+            AccountRefusal::Rule(error @ AccountError::Insufficient { .. }) => {
+                Self::conflict(error.to_string())
+            }
+            AccountRefusal::Rule(error) => Self::validation(error.to_string()),
+            AccountRefusal::UnknownUser(id) => Self::validation(format!("owner_id: no user {id}")),
+            AccountRefusal::SameAccount => Self::validation(refusal.to_string()),
         }
     }
 }

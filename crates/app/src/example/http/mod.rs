@@ -1,6 +1,7 @@
 //! The example's HTTP API: one module per resource, each handler parsing
 //! the request, calling one use case and shaping the answer.
 
+mod accounts;
 mod actions;
 mod errors;
 mod orders;
@@ -55,5 +56,18 @@ pub fn routes<S: AppStore>() -> OpenApiRouter<S> {
         .routes(documented(
             products::__path_list_products,
             products::list_products::<S>,
+        ))
+        .routes(documented(
+            accounts::__path_open_account,
+            accounts::open_account::<S>,
+        ))
+        .routes(documented(
+            accounts::__path_get_account,
+            accounts::get_account::<S>,
+        ))
+        .routes(documented(accounts::__path_deposit, accounts::deposit::<S>))
+        .routes(documented(
+            accounts::__path_transfer,
+            accounts::transfer::<S>,
         ))
 }

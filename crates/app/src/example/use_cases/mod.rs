@@ -7,6 +7,7 @@
 //! `store.run(|tx| Box::pin(..))`: stable Rust cannot yet name the `Send`
 //! future of an async closure.
 
+pub mod accounts;
 pub mod actions;
 pub mod catalog;
 pub mod orders;

@@ -1,0 +1,167 @@
+//! Accounts: opening one for a user, depositing, and moving money between
+//! two accounts in one unit of work.
+
+use domain::example::{Account, AccountError, AccountId, User, UserId};
+use domain::{
+    Created, DomainError, Repository, RepositoryError, StoreExt, Transaction, TxExt, TxToken,
+};
+
+use crate::example::ExampleStore;
+
+/// Why an account use case refused. Nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccountRefusal {
+    /// An account rule said no.
+    #[error(transparent)]
+    Rule(#[from] AccountError),
+    /// The account would belong to a user that does not exist.
+    #[error("no user {0}")]
+    UnknownUser(UserId),
+    /// A transfer from an account to itself.
+    #[error("a transfer needs two different accounts")]
+    SameAccount,
+}
+
+impl DomainError for AccountRefusal {}
+
+/// Opens an empty account for an existing user; a retry with the same
+/// token replays.
+pub async fn open<S: ExampleStore>(
+    store: &S,
+    token: TxToken,
+    owner: UserId,
+) -> Result<Created<Account>, RepositoryError<AccountRefusal>> {
+    store
+        .run(|tx| Box::pin(open_for_user(tx, token, owner)))
+        .await
+}
+
+async fn open_for_user<Tx: Transaction<User> + Transaction<Account>>(
+    tx: &mut Tx,
+    token: TxToken,
+    owner: UserId,
+) -> Result<Created<Account>, RepositoryError<AccountRefusal>> {
+    if let Err(RepositoryError::NotFound { .. }) = tx.of::<User>().get(owner).await {
+        return Err(RepositoryError::Domain(AccountRefusal::UnknownUser(owner)));
+    }
+    let account = Account::open(AccountId::generate(), owner);
+    Ok(tx.of::<Account>().create(token, account).await?)
+}
+
+/// One account.
+pub async fn get<S: ExampleStore>(store: &S, id: AccountId) -> Result<Account, RepositoryError> {
+    store.repository::<Account>().get(id).await
+}
+
+/// Adds `amount` cents; returns the account as stored.
+pub async fn deposit<S: ExampleStore>(
+    store: &S,
+    id: AccountId,
+    amount: i64,
+) -> Result<Account, RepositoryError<AccountRefusal>> {
+    let updated = store
+        .repository::<Account>()
+        .update(id, |account| {
+            account.deposit(amount).map_err(AccountRefusal::Rule)
+        })
+        .await?;
+    Ok(updated.aggregate)
+}
+
+/// Moves `amount` cents from one account to another, both or neither.
+/// Returns both accounts as stored, `from` first.
+pub async fn transfer<S: ExampleStore>(
+    store: &S,
+    from: AccountId,
+    to: AccountId,
+    amount: i64,
+) -> Result<(Account, Account), RepositoryError<AccountRefusal>> {
+    if from == to {
+        return Err(RepositoryError::Domain(AccountRefusal::SameAccount));
+    }
+    store
+        .run(|tx| Box::pin(move_money(tx, from, to, amount)))
+        .await
+}
+
+async fn move_money<Tx: Transaction<Account>>(
+    tx: &mut Tx,
+    from: AccountId,
+    to: AccountId,
+    amount: i64,
+) -> Result<(Account, Account), RepositoryError<AccountRefusal>> {
+    let mut accounts = tx.of::<Account>();
+    let paid = accounts
+        .update(from, |a| a.withdraw(amount).map_err(AccountRefusal::Rule))
+        .await?;
+    let credited = accounts
+        .update(to, |a| a.deposit(amount).map_err(AccountRefusal::Rule))
+        .await?;
+    Ok((paid.aggregate, credited.aggregate))
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::{Aggregate, InMemoryStore, Timestamp};
+
+    use super::*;
+    use crate::example::use_cases::fixtures::{profile, username};
+    use crate::example::use_cases::users;
+
+    async fn funded(store: &InMemoryStore, cents: i64) -> AccountId {
+        let owner = users::register(
+            store,
+            TxToken::generate(),
+            username("ada"),
+            profile("Ada"),
+            Timestamp::now(),
+        )
+        .await
+        .expect("register")
+        .aggregate()
+        .id();
+        let id = open(store, TxToken::generate(), owner)
+            .await
+            .expect("open")
+            .aggregate()
+            .id();
+        deposit(store, id, cents).await.expect("deposit");
+        id
+    }
+
+    #[tokio::test]
+    async fn an_account_needs_an_existing_user() {
+        let store = InMemoryStore::new();
+        let refused = open(&store, TxToken::generate(), UserId::generate()).await;
+        assert!(matches!(
+            refused,
+            Err(RepositoryError::Domain(AccountRefusal::UnknownUser(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_transfer_moves_money_both_ways_or_not_at_all() {
+        let store = InMemoryStore::new();
+        let (a, b) = (funded(&store, 500).await, funded(&store, 100).await);
+        let (from, to) = transfer(&store, a, b, 200).await.expect("transfer");
+        assert_eq!((from.balance_cents(), to.balance_cents()), (300, 300));
+
+        let refused = transfer(&store, b, a, 301).await;
+        assert!(matches!(
+            refused,
+            Err(RepositoryError::Domain(AccountRefusal::Rule(
+                AccountError::Insufficient { .. }
+            )))
+        ));
+        let same = transfer(&store, a, a, 1).await;
+        assert!(matches!(
+            same,
+            Err(RepositoryError::Domain(AccountRefusal::SameAccount))
+        ));
+        let balances = (get(&store, a).await.unwrap(), get(&store, b).await.unwrap());
+        assert_eq!(
+            (balances.0.balance_cents(), balances.1.balance_cents()),
+            (300, 300)
+        );
+    }
+}
