@@ -337,7 +337,11 @@ async fn bad_input_gets_clear_4xx_answers(app: TestApp) {
     let (status, _, answer) = read(app.get("/users/not-a-uuid").await).await;
     assert_eq!((status, code(&answer)), (400, "validation"));
     let (status, _, answer) = read(app.get("/users?limit=0").await).await;
-    assert_eq!((status, code(&answer)), (422, "validation"));
+    assert_eq!(
+        (status, code(&answer)),
+        (400, "validation"),
+        "the schema says >= 1"
+    );
     let (status, _, answer) = read(app.get("/users?after=nope").await).await;
     assert_eq!((status, code(&answer)), (400, "validation"));
     let (status, _, answer) = read(app.get("/users?limit=-1").await).await;
@@ -400,10 +404,9 @@ async fn patches_honour_if_match(app: TestApp) {
 
     let (status, _, body) = patch(&app, id, Some("\"1\""), &json!({"first_name": "Ada"})).await;
     assert_eq!((status, code(&body)), (412, "precondition_failed"));
+    // Not an entity tag: it matches nothing (RFC 9110, 13.1.1).
     let (status, _, body) = patch(&app, id, Some("one"), &json!({"first_name": "Ada"})).await;
-    assert_eq!((status, code(&body)), (400, "validation"));
-    let (status, _, body) = patch(&app, id, None, &json!({})).await;
-    assert_eq!((status, code(&body)), (422, "validation"));
+    assert_eq!((status, code(&body)), (412, "precondition_failed"));
 
     let (_, etag, body) = read(app.get(&format!("/users/{id}")).await).await;
     assert_eq!(etag.as_deref(), Some("\"2\""));
@@ -495,7 +498,7 @@ async fn orders_follow_their_rules(app: TestApp) {
     .await;
     assert_eq!(
         (status, code(&body)),
-        (422, "validation"),
+        (404, "not_found"),
         "unknown user: {body}"
     );
     let (status, _, body) = read(app.post("/orders", &json!({"user_id": user_id, "lines": [{"sku": "pen", "quantity": 1, "unit_price_cents": 1}]})).await).await;
@@ -748,7 +751,16 @@ mod postgres_faults {
             .await
             .unwrap();
         assert_eq!((status, code(&body)), (503, "unavailable"), "{body}");
-        let (status, _, _) = read(app.get("/health").await).await;
+        // Back within a second (a new connection may take longer than the
+        // 200 ms pool wait on a loaded machine, so allow a few tries).
+        let mut status = 0;
+        for _ in 0..10 {
+            status = read(app.get("/health").await).await.0;
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         assert_eq!(
             status, 200,
             "healthy again once the database accepts connections"

@@ -4,10 +4,13 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use domain::{IfVersion, TxToken, Version};
+use domain::{Fingerprint, IfVersion, TxToken, Version};
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
+use crate::app_store::AppStore;
 use crate::problem::ApiError;
+use crate::router::BODY_LIMIT;
 
 /// A JSON body; unreadable ones answer 400, ones of the wrong shape 422.
 pub struct ApiJson<T>(pub T);
@@ -46,31 +49,82 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The `Idempotency-Key` header: the create's transaction token. Without
-/// one, a create gets a fresh token and is not safe to retry.
-pub struct IdempotencyKey(pub TxToken);
+/// A create's JSON body and its `Idempotency-Key`, the key bound to this
+/// request (method, target and body, the JSON compared by value) through
+/// [`Store::bind_key`](domain::Store::bind_key) before the handler runs:
+/// the same key with another request answers 422 `token_mismatch`, a retry
+/// of the same request passes and the use case's tokens replay what the
+/// first attempt stored. Without the header the request gets a fresh key
+/// and is not safe to retry.
+pub struct IdempotentJson<T> {
+    /// The request's transaction token.
+    pub key: TxToken,
+    /// The body.
+    pub body: T,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+impl<S: AppStore, T: DeserializeOwned> FromRequest<S> for IdempotentJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        match parts.headers.get("idempotency-key") {
-            None => Ok(Self(TxToken::generate())),
-            Some(value) => {
-                let text = value
-                    .to_str()
-                    .map_err(|_| ApiError::malformed("Idempotency-Key must be ASCII"))?;
-                Ok(Self(text.parse()?))
-            }
+    async fn from_request(request: Request, store: &S) -> Result<Self, ApiError> {
+        let Some(header) = request.headers().get("idempotency-key") else {
+            let ApiJson(body) = ApiJson::from_request(request, store).await?;
+            return Ok(Self {
+                key: TxToken::generate(),
+                body,
+            });
+        };
+        let key: TxToken = header
+            .to_str()
+            .map_err(|_| ApiError::malformed("Idempotency-Key must be ASCII"))?
+            .parse()?;
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+            .await
+            .map_err(|_| ApiError::too_large())?;
+        let asked = fingerprint(parts.method.as_str(), &parts.uri.to_string(), &bytes);
+        store.bind_key(key, asked).await?;
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let ApiJson(body) = ApiJson::from_request(request, store).await?;
+        Ok(Self { key, body })
+    }
+}
+
+/// What a request asked for: its method, target and body, the body as a
+/// JSON value when it is one (so key order and spacing do not count).
+fn fingerprint(method: &str, target: &str, body: &[u8]) -> Fingerprint {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(json) => Fingerprint::of(&(method, target, canonical(json))),
+        Err(_) => Fingerprint::of(&(method, target, body)),
+    }
+}
+
+/// `value` with every object's keys in sorted order, whatever order the
+/// JSON map type keeps.
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.cmp(b));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
         }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
     }
 }
 
 /// The `If-Match` header, as the versions a conditional write accepts.
 ///
 /// If-Match uses the strong comparison (RFC 9110, 13.1.1): a weak tag
-/// (`W/"2"`) never matches, so a header of weak tags only accepts nothing
-/// and the write answers 412. `*` or no header accepts any version.
+/// (`W/"2"`) never matches, and neither does anything that is not an entity
+/// tag: a header holding none that matches answers 412. `*` or no header
+/// accepts any version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfMatch(pub IfVersion);
 
@@ -86,27 +140,16 @@ impl IfMatch {
         if text == "*" {
             return Ok(Self(IfVersion::Any));
         }
-        let mut strong = Vec::new();
-        for tag in text.split(',').map(str::trim) {
-            let (weak, tag) = match tag.strip_prefix("W/") {
-                Some(tag) => (true, tag),
-                None => (false, tag),
-            };
-            let version = tag
+        let strong = text.split(',').filter_map(|tag| {
+            // Ours are "<version>", at most 19 digits (the documented pattern).
+            tag.trim()
                 .strip_prefix('"')
                 .and_then(|t| t.strip_suffix('"'))
+                .filter(|t| (1..=19).contains(&t.len()))
                 .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::malformed(format!(
-                        "If-Match must hold ETags such as \"3\", got {:?}",
-                        tag.chars().take(40).collect::<String>()
-                    ))
-                })?;
-            if !weak {
-                strong.push(Version::new(version));
-            }
-        }
-        Ok(Self(IfVersion::OneOf(strong)))
+                .map(Version::new)
+        });
+        Ok(Self(IfVersion::OneOf(strong.collect())))
     }
 }
 
@@ -116,6 +159,28 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         Self::parse(&parts.headers)
     }
+}
+
+/// Reads a JSON integer, also when written with a zero fraction (`2048.0`):
+/// JSON Schema's `integer` admits it, and so must the service.
+pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_i64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| {
+                    #[expect(
+                        clippy::cast_possible_truncation,
+                        reason = "a whole number below 2^53 converts exactly"
+                    )]
+                    let whole = f as i64;
+                    whole
+                })
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("expected an integer, got {number}")))
 }
 
 /// The `ETag` for a version.
@@ -156,11 +221,27 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unquoted_or_non_numeric_tags() {
-        assert_eq!(if_match("3").unwrap_err().status(), StatusCode::BAD_REQUEST);
-        assert_eq!(
-            if_match("\"v3\"").unwrap_err().status(),
-            StatusCode::BAD_REQUEST
-        );
+    fn what_is_no_entity_tag_matches_nothing() {
+        for junk in ["3", "\"v3\"", "0", "\"123456789012345678901\""] {
+            let parsed = if_match(junk).unwrap().0;
+            assert_eq!(parsed, IfVersion::OneOf(vec![]), "{junk}");
+        }
+    }
+
+    #[test]
+    fn the_same_json_spelled_differently_is_the_same_request() {
+        let a = fingerprint("POST", "/users", br#"{"b": 1, "a": {"y": 2, "x": [3]}}"#);
+        let b = fingerprint("POST", "/users", br#"{"a":{"x":[3],"y":2},"b":1}"#);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn another_operation_or_body_is_another_request() {
+        let body = br#"{"a": 1}"#;
+        let first = fingerprint("POST", "/users", body);
+        assert_ne!(first, fingerprint("POST", "/orders/for-new-user", body));
+        assert_ne!(first, fingerprint("PATCH", "/users", body));
+        assert_ne!(first, fingerprint("POST", "/users", br#"{"a": 2}"#));
+        assert_ne!(first, fingerprint("POST", "/users?x=1", body));
     }
 }

@@ -11,7 +11,6 @@ pub mod config;
 pub mod example; // example-only
 pub mod extract;
 pub mod health;
-pub mod idempotency;
 pub mod openapi;
 pub mod problem;
 pub mod router;

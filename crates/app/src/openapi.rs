@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use axum::{Extension, Json};
-use utoipa::openapi::{OpenApi, Ref, RefOr, ResponseBuilder};
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::{KnownFormat, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{OpenApi as _, ToSchema};
 
 use crate::problem::ErrorBody;
@@ -28,9 +30,15 @@ pub fn base() -> OpenApi {
     Base::openapi()
 }
 
+/// What an `If-Match` header may hold: `*` or a list of entity tags, strong or
+/// weak (weak ones never match).
+pub const IF_MATCH_PATTERN: &str = r#"^\s*(\*|(W/)?"[0-9]{1,19}"(\s*,\s*(W/)?"[0-9]{1,19}")*)\s*$"#;
+
 /// Adds to every operation the error answers the service's layers can give
 /// whatever the handler does: 500, 503 and 504 everywhere; 400 where there
-/// are parameters; 400, 413, 415 and 422 where there is a body.
+/// are parameters; 400, 413, 415 and 422 where there is a body. And states
+/// the skeleton's headers the same way everywhere: a header is a string,
+/// present or absent, never null.
 pub fn finish(mut api: OpenApi) -> OpenApi {
     let shared = |description: &str| {
         RefOr::T(
@@ -52,6 +60,7 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
             &mut item.patch,
         ];
         for operation in operations.into_iter().flatten() {
+            describe_headers(operation);
             let has_body = operation.request_body.is_some();
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let mut add = |status: &str, description: &str| {
@@ -81,6 +90,22 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         }
     }
     api
+}
+
+/// The schemas of the headers the skeleton's extractors read.
+fn describe_headers(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if parameter.parameter_in != ParameterIn::Header {
+            continue;
+        }
+        let schema = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
+        let schema = match parameter.name.as_str() {
+            "Idempotency-Key" => schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            "If-Match" => schema.pattern(Some(IF_MATCH_PATTERN)),
+            _ => schema,
+        };
+        parameter.schema = Some(RefOr::T(schema.build().into()));
+    }
 }
 
 /// This API's OpenAPI 3.1 document.

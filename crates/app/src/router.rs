@@ -20,7 +20,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::app_store::AppStore;
 use crate::problem::ApiError;
-use crate::{health, idempotency, openapi};
+use crate::{health, openapi};
 
 /// The largest request body accepted; larger ones answer 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -38,12 +38,8 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
         .split_for_parts();
     let api = Arc::new(openapi::finish(api));
     routes
-        .route_layer(middleware::from_fn_with_state(
-            store.clone(),
-            idempotency::bind_idempotency_key::<S>,
-        ))
         .fallback(|| async { ApiError::no_route() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::map_response(method_not_allowed_as_json))
         .layer(axum::Extension(api))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(deadline, enforce_deadline))
@@ -104,6 +100,22 @@ where
     let mut schemas = Vec::new();
     Doc::schemas(&mut schemas);
     (schemas, paths, router)
+}
+
+/// axum's own 405 carries the `Allow` header a client needs; this keeps
+/// it and puts the error format in the body.
+async fn method_not_allowed_as_json(response: Response) -> Response {
+    if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let allow = response.headers().get(axum::http::header::ALLOW).cloned();
+    let mut answer = ApiError::method_not_allowed().into_response();
+    if let Some(allow) = allow {
+        answer
+            .headers_mut()
+            .insert(axum::http::header::ALLOW, allow);
+    }
+    answer
 }
 
 /// Answers 504 when a request outlives its deadline. The handler's future is

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::AppStore;
 use crate::example::use_cases::accounts;
-use crate::extract::{ApiJson, IdempotencyKey, etag};
+use crate::extract::{ApiJson, IdempotentJson, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// An account.
@@ -53,6 +53,7 @@ pub struct NewAccount {
 pub struct Amount {
     /// 1 to 1000000000000 cents.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::extract::integer")]
     pub amount_cents: i64,
 }
 
@@ -66,6 +67,7 @@ pub struct NewTransfer {
     pub to: Uuid,
     /// 1 to 1000000000000 cents.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "crate::extract::integer")]
     pub amount_cents: i64,
 }
 
@@ -83,11 +85,14 @@ pub struct TransferView {
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = NewAccount,
     params(("Idempotency-Key" = Option<Uuid>, Header, description = "Makes the request safe to retry; bound to this operation and body")),
     responses((status = 201, body = AccountView, headers(("ETag" = String))),
-        (status = 422, description = "Unknown user, or the key was used for another request", body = ErrorBody)))]
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "The key was used for another request", body = ErrorBody)))]
 pub async fn open_account<S: AppStore>(
     State(store): State<S>,
-    IdempotencyKey(token): IdempotencyKey,
-    ApiJson(form): ApiJson<NewAccount>,
+    IdempotentJson {
+        key: token,
+        body: form,
+    }: IdempotentJson<NewAccount>,
 ) -> Result<impl IntoResponse, ApiError> {
     let account = accounts::open(&store, token, UserId::from(form.owner_id))
         .await?

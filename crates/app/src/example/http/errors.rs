@@ -22,7 +22,7 @@ impl From<OrderRefusal> for ApiError {
         match refusal {
             OrderRefusal::Rule(error) => error.into(),
             OrderRefusal::Stale(stale) => stale.into(),
-            OrderRefusal::UnknownUser(id) => Self::validation(format!("user_id: no user {id}")),
+            OrderRefusal::UnknownUser(id) => unknown_user(id),
         }
     }
 }
@@ -34,7 +34,7 @@ impl From<AccountRefusal> for ApiError {
                 Self::conflict(error.to_string())
             }
             AccountRefusal::Rule(error) => Self::validation(error.to_string()),
-            AccountRefusal::UnknownUser(id) => Self::validation(format!("owner_id: no user {id}")),
+            AccountRefusal::UnknownUser(id) => unknown_user(id),
             AccountRefusal::SameAccount => Self::validation(refusal.to_string()),
         }
     }
@@ -46,6 +46,16 @@ impl From<UserRefusal> for ApiError {
             UserRefusal::Stale(stale) => stale.into(),
         }
     }
+}
+
+/// 404: the request names a user that does not exist (it is well-formed,
+/// and would be accepted once the user does).
+fn unknown_user(id: domain::example::UserId) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("user {id} not found"),
+    )
 }
 
 macro_rules! validation_errors {

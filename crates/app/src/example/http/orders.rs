@@ -14,7 +14,7 @@ use super::users::NewUser;
 use super::views::{LineView, OrderView, UserView};
 use crate::AppStore;
 use crate::example::use_cases::orders::{self, OrderChange};
-use crate::extract::{ApiJson, IdempotencyKey, IfMatch, etag};
+use crate::extract::{ApiJson, IdempotentJson, IfMatch, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// An order to open.
@@ -47,11 +47,14 @@ const KEY: &str = "Makes the request safe to retry; bound to this operation and 
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
     params(("Idempotency-Key" = Option<Uuid>, Header, description = KEY)),
     responses((status = 201, body = OrderView, headers(("ETag" = String))),
-        (status = 422, description = "Invalid line, unknown user, or the key was used for another request", body = ErrorBody)))]
+        (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "Invalid line, or the key was used for another request", body = ErrorBody)))]
 pub async fn create_order<S: AppStore>(
     State(store): State<S>,
-    IdempotencyKey(token): IdempotencyKey,
-    ApiJson(form): ApiJson<NewOrder>,
+    IdempotentJson {
+        key: token,
+        body: form,
+    }: IdempotentJson<NewOrder>,
 ) -> Result<impl IntoResponse, ApiError> {
     let lines = parse_lines(&form.lines)?;
     let user = UserId::from(form.user_id);
@@ -94,8 +97,10 @@ pub struct UserOrder {
         (status = 422, description = "Invalid field, or the key was used for another request", body = ErrorBody)))]
 pub async fn create_user_with_order<S: AppStore>(
     State(store): State<S>,
-    IdempotencyKey(token): IdempotencyKey,
-    ApiJson(form): ApiJson<NewUserOrder>,
+    IdempotentJson {
+        key: token,
+        body: form,
+    }: IdempotentJson<NewUserOrder>,
 ) -> Result<(StatusCode, Json<UserOrder>), ApiError> {
     let newcomer = form.user.parse()?;
     let lines = parse_lines(&form.lines)?;

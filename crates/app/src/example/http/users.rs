@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::views::{ListParams, Page, UserView};
 use crate::AppStore;
 use crate::example::use_cases::users;
-use crate::extract::{ApiJson, ApiQuery, IdempotencyKey, IfMatch, etag};
+use crate::extract::{ApiJson, ApiQuery, IdempotentJson, IfMatch, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// A person's name as sent: 1-64 characters after trimming, no control
@@ -51,7 +51,6 @@ impl NewUser {
 /// Profile fields to change; absent ones stay as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
 pub struct ProfilePatch {
     /// Given name.
     pub first_name: Option<NameText>,
@@ -71,8 +70,10 @@ pub struct ProfilePatch {
     ))]
 pub async fn create_user<S: AppStore>(
     State(store): State<S>,
-    IdempotencyKey(token): IdempotencyKey,
-    ApiJson(form): ApiJson<NewUser>,
+    IdempotentJson {
+        key: token,
+        body: form,
+    }: IdempotentJson<NewUser>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (username, profile) = form.parse()?;
     let user = users::register(&store, token, username, profile, Timestamp::now())
@@ -109,7 +110,8 @@ pub async fn list_users<S: AppStore>(
 }
 
 /// Changes profile fields and logs `user.updated`, in one transaction.
-/// With `If-Match`, only if the user is still at that version.
+/// With `If-Match`, only if the user is still at that version. An empty
+/// patch changes nothing but still counts as a write: the version moves.
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = ProfilePatch,
     params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag such as \"3\"; weak tags never match")),
     responses((status = 200, body = UserView, headers(("ETag" = String))), (status = 404, body = ErrorBody),
@@ -123,9 +125,6 @@ pub async fn patch_user<S: AppStore>(
     let id: UserId = id.parse()?;
     let parse = |name: Option<NameText>| name.map(|n| PersonName::parse(&n.0)).transpose();
     let (first, last) = (parse(patch.first_name)?, parse(patch.last_name)?);
-    if first.is_none() && last.is_none() {
-        return Err(ApiError::validation("send first_name, last_name or both"));
-    }
     let user = users::change_profile(&store, id, expected, first, last, Timestamp::now()).await?;
     Ok((etag(user.version()), Json(UserView::of(&user))))
 }

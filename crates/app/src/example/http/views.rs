@@ -62,9 +62,11 @@ pub struct LineView {
     pub sku: String,
     /// 1 to 10000.
     #[schema(minimum = 1, maximum = 10000)]
+    #[serde(deserialize_with = "crate::extract::integer")]
     pub quantity: i64,
     /// 0 to 1000000000.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[serde(deserialize_with = "crate::extract::integer")]
     pub unit_price_cents: i64,
 }
 
@@ -173,7 +175,7 @@ impl<T> Page<T> {
 pub struct ListParams {
     /// How many items, 1 to 100 (larger values are capped); default 20.
     #[param(minimum = 1)]
-    pub limit: Option<u64>,
+    pub limit: Option<i64>,
     /// The `next_after` of the previous page.
     #[param(value_type = Option<Uuid>)]
     pub after: Option<String>,
@@ -181,14 +183,14 @@ pub struct ListParams {
 
 impl ListParams {
     /// The most items one page returns.
-    pub const MAX_LIMIT: u64 = 100;
+    pub const MAX_LIMIT: i64 = 100;
 
     /// The repository page these parameters ask for.
     pub fn page<Id: AggregateId + std::str::FromStr<Err = domain::InvalidId>>(
         &self,
     ) -> Result<PageRequest<Id>, ApiError> {
         let limit = match self.limit {
-            Some(0) => return Err(ApiError::validation("limit must be at least 1")),
+            Some(..=0) => return Err(ApiError::malformed("limit must be at least 1")),
             Some(limit) => limit.min(Self::MAX_LIMIT),
             None => 20,
         };

@@ -108,11 +108,11 @@ mod tests {
     use crate::example::use_cases::fixtures::{profile, username};
     use crate::example::use_cases::users;
 
-    async fn funded(store: &InMemoryStore, cents: i64) -> AccountId {
+    async fn funded(store: &InMemoryStore, owner: &str, cents: i64) -> AccountId {
         let owner = users::register(
             store,
             TxToken::generate(),
-            username("ada"),
+            username(owner),
             profile("Ada"),
             Timestamp::now(),
         )
@@ -142,7 +142,10 @@ mod tests {
     #[tokio::test]
     async fn a_transfer_moves_money_both_ways_or_not_at_all() {
         let store = InMemoryStore::new();
-        let (a, b) = (funded(&store, 500).await, funded(&store, 100).await);
+        let (a, b) = (
+            funded(&store, "ada", 500).await,
+            funded(&store, "alan", 100).await,
+        );
         let (from, to) = transfer(&store, a, b, 200).await.expect("transfer");
         assert_eq!((from.balance_cents(), to.balance_cents()), (300, 300));
 
