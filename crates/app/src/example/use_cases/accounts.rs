@@ -102,24 +102,13 @@ async fn move_money<Tx: Transaction<Account>>(
 
 #[cfg(test)]
 mod tests {
-    use domain::{Aggregate, InMemoryStore, Timestamp};
+    use domain::{Aggregate, InMemoryStore};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{profile, username};
-    use crate::example::use_cases::users;
+    use crate::example::use_cases::fixtures::registered;
 
     async fn funded(store: &InMemoryStore, owner: &str, cents: i64) -> AccountId {
-        let owner = users::register(
-            store,
-            TxToken::generate(),
-            username(owner),
-            profile("Ada"),
-            Timestamp::now(),
-        )
-        .await
-        .expect("register")
-        .aggregate()
-        .id();
+        let owner = registered(store, owner).await;
         let id = open(store, TxToken::generate(), owner)
             .await
             .expect("open")

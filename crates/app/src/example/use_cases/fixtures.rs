@@ -1,7 +1,7 @@
 //! Values the use-case tests share.
 
-use domain::example::{Action, PersonName, Profile, Username};
-use domain::{PageRequest, Repository, StoreExt};
+use domain::example::{Action, PersonName, Profile, UserId, Username};
+use domain::{Aggregate, PageRequest, Repository, StoreExt, Timestamp, TxToken};
 
 use crate::example::ExampleStore;
 
@@ -28,4 +28,19 @@ pub async fn actions<S: ExampleStore>(store: &S) -> Vec<String> {
         .await
         .expect("read the action log");
     page.items.iter().map(|a| a.what().to_owned()).collect()
+}
+
+/// Registers a user named `name`; returns its id.
+pub async fn registered<S: ExampleStore>(store: &S, name: &str) -> UserId {
+    super::users::register(
+        store,
+        TxToken::generate(),
+        username(name),
+        profile(name),
+        Timestamp::now(),
+    )
+    .await
+    .expect("register")
+    .aggregate()
+    .id()
 }

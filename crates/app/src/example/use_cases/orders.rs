@@ -203,8 +203,7 @@ mod tests {
     use domain::{Aggregate, InMemoryStore, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{actions, profile, username};
-    use crate::example::use_cases::users;
+    use crate::example::use_cases::fixtures::{actions, profile, registered, username};
 
     fn line(sku: &str) -> OrderLine {
         OrderLine {
@@ -212,20 +211,6 @@ mod tests {
             quantity: Quantity::new(2).expect("valid"),
             unit_price: Cents::new(150).expect("valid"),
         }
-    }
-
-    async fn user(store: &InMemoryStore) -> UserId {
-        users::register(
-            store,
-            TxToken::generate(),
-            username("ada"),
-            profile("Ada"),
-            Timestamp::now(),
-        )
-        .await
-        .expect("register")
-        .aggregate()
-        .id()
     }
 
     #[tokio::test]
@@ -238,7 +223,7 @@ mod tests {
             Err(RepositoryError::Domain(OrderRefusal::UnknownUser(_)))
         ));
 
-        let ada = user(&store).await;
+        let ada = registered(&store, "ada").await;
         let token = TxToken::generate();
         let first = open(&store, token, ada, vec![line("PEN")], now)
             .await
@@ -255,7 +240,7 @@ mod tests {
     async fn orders_follow_their_rules_and_every_change_is_logged() {
         let store = InMemoryStore::new();
         let now = Timestamp::now();
-        let ada = user(&store).await;
+        let ada = registered(&store, "ada").await;
         let id = open(&store, TxToken::generate(), ada, vec![], now)
             .await
             .expect("open")

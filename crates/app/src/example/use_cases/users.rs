@@ -123,7 +123,7 @@ mod tests {
     use domain::{Aggregate, InMemoryStore, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{actions, name, profile, username};
+    use crate::example::use_cases::fixtures::{actions, name, profile, registered, username};
 
     #[tokio::test]
     async fn a_registration_scores_everyone_and_logs_once_even_when_retried() {
@@ -165,17 +165,7 @@ mod tests {
     async fn a_profile_change_honours_the_expected_version_and_is_logged() {
         let store = InMemoryStore::new();
         let now = Timestamp::now();
-        let id = register(
-            &store,
-            TxToken::generate(),
-            username("ada"),
-            profile("Ada"),
-            now,
-        )
-        .await
-        .expect("register")
-        .aggregate()
-        .id();
+        let id = registered(&store, "ada").await;
         let changed = change_profile(
             &store,
             id,
@@ -213,17 +203,7 @@ mod tests {
     async fn a_deletion_is_logged_and_a_stale_one_changes_nothing() {
         let store = InMemoryStore::new();
         let now = Timestamp::now();
-        let id = register(
-            &store,
-            TxToken::generate(),
-            username("ada"),
-            profile("Ada"),
-            now,
-        )
-        .await
-        .expect("register")
-        .aggregate()
-        .id();
+        let id = registered(&store, "ada").await;
         let stale = delete(&store, id, IfVersion::exactly(Version::new(7)), now).await;
         assert!(matches!(
             stale,
