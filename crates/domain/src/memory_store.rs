@@ -105,15 +105,34 @@ impl ExclusiveAccess for InMemoryStore {
 impl UnitOfWork for InMemoryStore {
     type Tx = MemoryTx;
 
-    async fn run<T, E, F>(&self, mut work: F) -> Result<T, RepositoryError<E>>
+    async fn run<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
         F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
         E: Send,
     {
+        self.unit(false, work).await
+    }
+
+    async fn read<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        self.unit(true, work).await
+    }
+}
+
+impl InMemoryStore {
+    async fn unit<T, E, F>(&self, read_only: bool, mut work: F) -> Result<T, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+    {
         let gate = Arc::clone(&self.gate).lock_owned().await;
         let mut tx = MemoryTx {
             store: self.clone(),
+            read_only,
             snapshotted: HashSet::new(),
             undo: Vec::new(),
             committed: false,
@@ -128,6 +147,9 @@ impl UnitOfWork for InMemoryStore {
 /// The transaction handle of an [`InMemoryStore`] unit of work.
 pub struct MemoryTx {
     store: InMemoryStore,
+    /// A `read` unit: writes fail, as Postgres refuses them in a READ ONLY
+    /// transaction.
+    read_only: bool,
     snapshotted: HashSet<TypeId>,
     undo: Vec<Box<dyn FnOnce() + Send>>,
     committed: bool,
@@ -135,15 +157,21 @@ pub struct MemoryTx {
 }
 
 impl MemoryTx {
-    /// The repository of `A`, snapshotted before its first change here.
-    fn touch<A: Aggregate>(&mut self) -> InMemoryRepository<A> {
+    /// The repository of `A`, snapshotted before its first change here; or
+    /// `Storage` in a read unit.
+    fn touch<A: Aggregate>(&mut self) -> Result<InMemoryRepository<A>, RepositoryError> {
+        if self.read_only {
+            return Err(RepositoryError::Storage(
+                format!("cannot write a {} in a read-only unit of work", A::KIND).into(),
+            ));
+        }
         let repository = self.store.repository::<A>();
         if self.snapshotted.insert(TypeId::of::<A>()) {
             let snapshot = repository.lock().clone();
             let restore = repository.clone();
             self.undo.push(Box::new(move || *restore.lock() = snapshot));
         }
-        repository
+        Ok(repository)
     }
 }
 
@@ -188,7 +216,7 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         token: TxToken,
         aggregate: A,
     ) -> Result<Created<A>, RepositoryError> {
-        self.touch::<A>().lock().create(token, aggregate)
+        self.touch::<A>()?.lock().create(token, aggregate)
     }
 
     async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
@@ -205,11 +233,11 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         R: Send,
         E: Send,
     {
-        self.touch::<A>().lock().update(id, f)
+        self.touch::<A>().map_err(RepositoryError::widen)?.lock().update(id, f)
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
-        self.touch::<A>().lock().delete(id)
+        self.touch::<A>()?.lock().delete(id)
     }
 
     async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
@@ -218,7 +246,7 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
 
     async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
         // All or nothing, like the one statement Postgres runs.
-        let repository = self.touch::<A>();
+        let repository = self.touch::<A>()?;
         let mut state = repository.lock();
         let mut next = state.clone();
         changed.into_iter().try_for_each(|a| next.replace(a))?;

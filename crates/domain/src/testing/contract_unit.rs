@@ -292,6 +292,33 @@ pub async fn an_unrecovered_nested_failure_rolls_back_everything<S: TestStore>(s
     assert!(all::<Counter, _>(&store).await.is_empty());
 }
 
+/// A read unit is read-only on every store: a write through it fails
+/// (`Storage`, as Postgres refuses it) and leaves nothing behind.
+pub async fn a_read_unit_refuses_writes<S: TestStore>(store: S) {
+    let existing = open(&store, TxToken::generate(), "ada")
+        .await
+        .expect("a ledger")
+        .into_aggregate()
+        .id();
+    let before = all::<Ledger, _>(&store).await;
+    let created = store
+        .read(|tx| {
+            Box::pin(async move {
+                let counter = Counter::sample(CounterId::generate(), 1);
+                tx.of::<Counter>().create(TxToken::generate(), counter).await?;
+                Result::<_>::Ok(())
+            })
+        })
+        .await;
+    assert!(matches!(created, Err(RepositoryError::Storage(_))), "{created:?}");
+    let updated = store
+        .read(|tx| Box::pin(async move { tx.of::<Ledger>().update(existing, append(9)).await }))
+        .await;
+    assert!(matches!(updated, Err(RepositoryError::Storage(_))), "{updated:?}");
+    assert_eq!(all::<Ledger, _>(&store).await, before, "nothing was written");
+    assert_eq!(all::<Counter, _>(&store).await.len(), 1, "only the log entry of the open");
+}
+
 /// Set `first`: counters labelled `item first..first + 30`, all at `value`.
 fn set(first: u32, value: u64) -> Vec<Counter> {
     (first..first + 30)

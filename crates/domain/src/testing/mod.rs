@@ -95,6 +95,7 @@ macro_rules! unit_of_work_suite {
                 a_recovered_nested_failure_keeps_the_rest,
                 an_unrecovered_nested_failure_rolls_back_everything,
                 replacing_a_set_shows_readers_old_or_new_never_a_mix,
+                a_read_unit_refuses_writes,
             );
         }
     };
