@@ -100,16 +100,6 @@ impl<A: Aggregate> InMemoryRepository<A> {
     }
 }
 
-impl<A: Aggregate> Clone for State<A> {
-    fn clone(&self) -> Self {
-        Self {
-            rows: self.rows.clone(),
-            tokens: self.tokens.clone(),
-            unique: self.unique.clone(),
-        }
-    }
-}
-
 impl<A: Aggregate> State<A> {
     pub(crate) fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
         self.rows
@@ -216,6 +206,32 @@ impl<A: Aggregate> State<A> {
             .ok_or_else(|| RepositoryError::not_found(A::KIND, id))?;
         self.index_unique(id, &removed.unique_keys(), Vec::new());
         Ok(())
+    }
+
+    /// Puts the aggregate `id` back to `previous` (`None`: absent), keeping
+    /// the unique index in step: how a unit of work undoes one of its
+    /// writes.
+    pub(crate) fn put_back(&mut self, id: A::Id, previous: Option<A>) {
+        let current = self.rows.remove(&id);
+        let old_keys = current.map(|a| a.unique_keys()).unwrap_or_default();
+        let new_keys = previous
+            .as_ref()
+            .map(Aggregate::unique_keys)
+            .unwrap_or_default();
+        self.index_unique(id, &old_keys, new_keys);
+        if let Some(previous) = previous {
+            self.rows.insert(id, previous);
+        }
+    }
+
+    /// Forgets a token a unit of work claimed and is undoing.
+    pub(crate) fn forget_token(&mut self, token: TxToken) {
+        self.tokens.remove(&token);
+    }
+
+    /// The aggregate `id` as stored now, if it is.
+    pub(crate) fn current(&self, id: A::Id) -> Option<A> {
+        self.rows.get(&id).cloned()
     }
 
     fn check_unique(&self, id: A::Id, keys: &[UniqueKey]) -> Result<(), RepositoryError> {

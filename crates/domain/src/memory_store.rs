@@ -1,7 +1,7 @@
 //! A set of in-memory repositories that run units of work together.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::aggregate::Aggregate;
@@ -15,8 +15,9 @@ use crate::token::TxToken;
 use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 
 /// In-memory repositories for any aggregate types, sharing one gate so that
-/// a unit of work runs alone: its operations are applied directly and rolled
-/// back from snapshots if it fails, panics or is dropped half-way.
+/// a unit of work runs alone: its operations are applied directly, each
+/// recording how to undo it, and undone in reverse if the unit fails,
+/// panics or is dropped half-way (a failed nested unit undoes its own).
 ///
 /// Units never conflict here, so their closures run exactly once.
 #[derive(Clone, Default)]
@@ -133,7 +134,6 @@ impl InMemoryStore {
         let mut tx = MemoryTx {
             store: self.clone(),
             read_only,
-            snapshotted: HashSet::new(),
             undo: Vec::new(),
             committed: false,
             _gate: gate,
@@ -150,28 +150,35 @@ pub struct MemoryTx {
     /// A `read` unit: writes fail, as Postgres refuses them in a READ ONLY
     /// transaction.
     read_only: bool,
-    snapshotted: HashSet<TypeId>,
+    /// How to undo each write so far, oldest first: what a rollback (of the
+    /// unit, or of a nested part back to its mark) runs in reverse. It holds
+    /// what the unit changed, not copies of whole tables.
     undo: Vec<Box<dyn FnOnce() + Send>>,
     committed: bool,
     _gate: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl MemoryTx {
-    /// The repository of `A`, snapshotted before its first change here; or
-    /// `Storage` in a read unit.
-    fn touch<A: Aggregate>(&mut self) -> Result<InMemoryRepository<A>, RepositoryError> {
+    /// The repository of `A` for a write, or `Storage` in a read unit.
+    fn writable<A: Aggregate>(&self) -> Result<InMemoryRepository<A>, RepositoryError> {
         if self.read_only {
             return Err(RepositoryError::Storage(
                 format!("cannot write a {} in a read-only unit of work", A::KIND).into(),
             ));
         }
-        let repository = self.store.repository::<A>();
-        if self.snapshotted.insert(TypeId::of::<A>()) {
-            let snapshot = repository.lock().clone();
-            let restore = repository.clone();
-            self.undo.push(Box::new(move || *restore.lock() = snapshot));
-        }
-        Ok(repository)
+        Ok(self.store.repository::<A>())
+    }
+
+    /// Records that `id` was `previous` (`None`: absent) before a write.
+    fn undo_to<A: Aggregate>(
+        &mut self,
+        repository: &InMemoryRepository<A>,
+        id: A::Id,
+        previous: Option<A>,
+    ) {
+        let repository = repository.clone();
+        self.undo
+            .push(Box::new(move || repository.lock().put_back(id, previous)));
     }
 }
 
@@ -194,18 +201,14 @@ impl Nested for MemoryTx {
         T: Send,
         E: Send,
     {
-        // Forget which repositories were snapshotted, so that the nested
-        // part snapshots each one it touches afresh: its undo entries, past
-        // `mark`, then restore exactly the state it started from.
+        // The nested part's writes are the undo entries it adds past `mark`.
         let mark = self.undo.len();
-        let outer = std::mem::take(&mut self.snapshotted);
         let result = work(self).await;
         if result.is_err() {
             for undo in self.undo.drain(mark..).rev() {
                 undo();
             }
         }
-        self.snapshotted.extend(outer);
         result
     }
 }
@@ -216,7 +219,15 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         token: TxToken,
         aggregate: A,
     ) -> Result<Created<A>, RepositoryError> {
-        self.touch::<A>()?.lock().create(token, aggregate)
+        let repository = self.writable::<A>()?;
+        let created = repository.lock().create(token, aggregate)?;
+        if let Created::New(new) = &created {
+            self.undo_to(&repository, new.id(), None);
+            let tokens = repository.clone();
+            self.undo
+                .push(Box::new(move || tokens.lock().forget_token(token)));
+        }
+        Ok(created)
     }
 
     async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
@@ -233,11 +244,26 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         R: Send,
         E: Send,
     {
-        self.touch::<A>().map_err(RepositoryError::widen)?.lock().update(id, f)
+        let repository = self.writable::<A>().map_err(RepositoryError::widen)?;
+        let (previous, updated) = {
+            let mut state = repository.lock();
+            let previous = state.current(id);
+            (previous, state.update(id, f)?)
+        };
+        self.undo_to(&repository, id, previous);
+        Ok(updated)
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
-        self.touch::<A>()?.lock().delete(id)
+        let repository = self.writable::<A>()?;
+        let previous = {
+            let mut state = repository.lock();
+            let previous = state.current(id);
+            state.delete(id)?;
+            previous
+        };
+        self.undo_to(&repository, id, previous);
+        Ok(())
     }
 
     async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
@@ -245,12 +271,27 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
     }
 
     async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
-        // All or nothing, like the one statement Postgres runs.
-        let repository = self.touch::<A>()?;
-        let mut state = repository.lock();
-        let mut next = state.clone();
-        changed.into_iter().try_for_each(|a| next.replace(a))?;
-        *state = next;
+        // All or nothing, like the one statement Postgres runs: what was
+        // applied before a failing one is put back at once.
+        let repository = self.writable::<A>()?;
+        let mut applied = Vec::with_capacity(changed.len());
+        {
+            let mut state = repository.lock();
+            for a in changed {
+                let (id, before) = (a.id(), state.current(a.id()));
+                if let Err(error) = state.replace(a) {
+                    for (id, before) in applied.into_iter().rev() {
+                        state.put_back(id, before);
+                    }
+                    return Err(error);
+                }
+                applied.push((id, before));
+            }
+        }
+        let previous = applied;
+        for (id, before) in previous {
+            self.undo_to(&repository, id, before);
+        }
         Ok(())
     }
 }

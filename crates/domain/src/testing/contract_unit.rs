@@ -257,6 +257,41 @@ pub async fn a_recovered_nested_failure_keeps_the_rest<S: TestStore>(store: S) {
     assert_eq!(stored, expected, "only the successful nested part stays");
 }
 
+/// After a recovered nested failure, the outer unit's later writes still
+/// roll back with it: also to a type the nested part was the first to touch.
+pub async fn writes_after_a_recovered_nested_failure_roll_back_with_the_unit<S: TestStore>(
+    store: S,
+) {
+    let result = store
+        .run(|tx| {
+            Box::pin(async move {
+                let recovered = tx
+                    .nested(|tx| {
+                        Box::pin(async move {
+                            let first = Counter::sample(CounterId::generate(), 1);
+                            tx.of::<Counter>()
+                                .create(TxToken::generate(), first)
+                                .await?;
+                            Result::<(), Refused>::Err(RepositoryError::Domain(Refused))
+                        })
+                    })
+                    .await;
+                assert!(recovered.is_err());
+                let later = Counter::sample(CounterId::generate(), 2);
+                tx.of::<Counter>()
+                    .create(TxToken::generate(), later)
+                    .await?;
+                Result::<(), Refused>::Err(RepositoryError::Domain(Refused))
+            })
+        })
+        .await;
+    assert!(matches!(result, Err(RepositoryError::Domain(Refused))));
+    assert!(
+        all::<Counter, _>(&store).await.is_empty(),
+        "the failed unit left nothing"
+    );
+}
+
 /// A nested failure that the caller propagates rolls back the whole unit.
 pub async fn an_unrecovered_nested_failure_rolls_back_everything<S: TestStore>(store: S) {
     let result = store
@@ -305,18 +340,34 @@ pub async fn a_read_unit_refuses_writes<S: TestStore>(store: S) {
         .read(|tx| {
             Box::pin(async move {
                 let counter = Counter::sample(CounterId::generate(), 1);
-                tx.of::<Counter>().create(TxToken::generate(), counter).await?;
+                tx.of::<Counter>()
+                    .create(TxToken::generate(), counter)
+                    .await?;
                 Result::<_>::Ok(())
             })
         })
         .await;
-    assert!(matches!(created, Err(RepositoryError::Storage(_))), "{created:?}");
+    assert!(
+        matches!(created, Err(RepositoryError::Storage(_))),
+        "{created:?}"
+    );
     let updated = store
         .read(|tx| Box::pin(async move { tx.of::<Ledger>().update(existing, append(9)).await }))
         .await;
-    assert!(matches!(updated, Err(RepositoryError::Storage(_))), "{updated:?}");
-    assert_eq!(all::<Ledger, _>(&store).await, before, "nothing was written");
-    assert_eq!(all::<Counter, _>(&store).await.len(), 1, "only the log entry of the open");
+    assert!(
+        matches!(updated, Err(RepositoryError::Storage(_))),
+        "{updated:?}"
+    );
+    assert_eq!(
+        all::<Ledger, _>(&store).await,
+        before,
+        "nothing was written"
+    );
+    assert_eq!(
+        all::<Counter, _>(&store).await.len(),
+        1,
+        "only the log entry of the open"
+    );
 }
 
 /// Set `first`: counters labelled `item first..first + 30`, all at `value`.

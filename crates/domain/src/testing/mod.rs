@@ -96,6 +96,7 @@ macro_rules! unit_of_work_suite {
                 an_unrecovered_nested_failure_rolls_back_everything,
                 replacing_a_set_shows_readers_old_or_new_never_a_mix,
                 a_read_unit_refuses_writes,
+                writes_after_a_recovered_nested_failure_roll_back_with_the_unit,
             );
         }
     };
