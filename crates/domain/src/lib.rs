@@ -25,6 +25,7 @@ mod store;
 pub mod testing;
 mod token;
 mod unit_of_work;
+mod unit_scope;
 
 pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
 pub use clock::Timestamp;
@@ -46,6 +47,7 @@ pub use unit_of_work::{
 #[doc(hidden)]
 pub mod __private {
     //! Re-exports for [`aggregate_id!`]; not part of the API.
+    pub use crate::unit_scope::{refuse_inside_unit, within_unit};
     pub use serde;
     pub use uuid::Uuid;
 }

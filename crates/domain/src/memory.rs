@@ -85,12 +85,16 @@ impl<A: Aggregate> InMemoryRepository<A> {
         }
     }
 
-    /// Waits until no unit of work of the store is running.
-    async fn enter(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.gate {
+    /// Waits until no unit of work of the store is running; refuses a call
+    /// made from inside one (it would wait for itself).
+    async fn enter<E>(
+        &self,
+    ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, RepositoryError<E>> {
+        crate::unit_scope::refuse_inside_unit(A::KIND)?;
+        Ok(match &self.gate {
             Some(gate) => Some(gate.lock().await),
             None => None,
-        }
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<A>> {
@@ -259,12 +263,12 @@ impl<A: Aggregate> State<A> {
 
 impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
     async fn create(&self, token: TxToken, aggregate: A) -> Result<Created<A>, RepositoryError> {
-        let _gate = self.enter().await;
+        let _gate = self.enter().await?;
         self.lock().create(token, aggregate)
     }
 
     async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
-        let _gate = self.enter().await;
+        let _gate = self.enter().await?;
         self.lock().get(id)
     }
 
@@ -274,17 +278,17 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
         R: Send,
         E: Send,
     {
-        let _gate = self.enter().await;
+        let _gate = self.enter().await?;
         self.lock().update(id, f)
     }
 
     async fn delete(&self, id: A::Id) -> Result<(), RepositoryError> {
-        let _gate = self.enter().await;
+        let _gate = self.enter().await?;
         self.lock().delete(id)
     }
 
     async fn list(&self, page: PageRequest<A::Id>) -> Result<Page<A>, RepositoryError> {
-        let _gate = self.enter().await;
+        let _gate = self.enter().await?;
         let state = self.lock();
         let items: Vec<A> = match page.cursor() {
             Some(after) => state

@@ -138,7 +138,7 @@ impl InMemoryStore {
             committed: false,
             _gate: gate,
         };
-        let result = work(&mut tx).await;
+        let result = crate::unit_scope::within_unit(work(&mut tx)).await;
         tx.committed = result.is_ok();
         result
     }

@@ -130,6 +130,7 @@ impl<M: Mapping> PgRepository<M> {
 macro_rules! retrying {
     ($repo:ident, $op:literal, $id:expr, $attempt:expr) => {
         within_deadline($repo.store.config(), Self::span($op, &$id), async {
+            domain::__private::refuse_inside_unit(Agg::<M>::KIND)?;
             let mut retry = $repo.retry(&$id);
             loop {
                 match $attempt.await {

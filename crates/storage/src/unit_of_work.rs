@@ -231,7 +231,7 @@ impl PgStore {
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
                 }
-                let outcome = work(&mut tx).await;
+                let outcome = domain::__private::within_unit(work(&mut tx)).await;
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
                         roll_back(tx.conn()).await;

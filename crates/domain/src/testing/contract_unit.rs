@@ -5,8 +5,8 @@ use std::convert::Infallible;
 
 use super::{ContractSubject, Counter, CounterId, Ledger, LedgerId, Refused};
 use crate::{
-    Aggregate, Created, Nested, RepositoryError, Store, Stores, Transaction, TxExt, TxToken,
-    Version,
+    Aggregate, Created, Nested, Repository, RepositoryError, Store, StoreExt, Stores, Transaction,
+    TxExt, TxToken, Version,
 };
 
 /// A store whose units reach the suite's aggregates.
@@ -289,6 +289,41 @@ pub async fn writes_after_a_recovered_nested_failure_roll_back_with_the_unit<S: 
     assert!(
         all::<Counter, _>(&store).await.is_empty(),
         "the failed unit left nothing"
+    );
+}
+
+/// A repository call made inside a unit (instead of `tx.of::<A>()`) would
+/// run outside the unit's transaction: every store refuses it at once with
+/// `Storage` (in memory it used to wait for the unit for ever).
+pub async fn a_repository_call_inside_a_unit_is_refused<S: TestStore>(store: S) {
+    let outside = store.clone();
+    let unit = store.run(|_tx| {
+        let outside = outside.clone();
+        Box::pin(async move {
+            let counter = Counter::sample(CounterId::generate(), 1);
+            let created = outside
+                .repository::<Counter>()
+                .create(TxToken::generate(), counter)
+                .await;
+            Result::<_>::Ok(created)
+        })
+    });
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(5), unit)
+        .await
+        .expect("refused at once, not a wait for the unit");
+    let created = answered.expect("the unit itself runs");
+    assert!(
+        matches!(created, Err(RepositoryError::Storage(_))),
+        "{created:?}"
+    );
+    assert!(all::<Counter, _>(&store).await.is_empty());
+    let after = store
+        .repository::<Counter>()
+        .list(crate::PageRequest::first(1))
+        .await;
+    assert!(
+        after.is_ok(),
+        "outside a unit the repository works: {after:?}"
     );
 }
 

@@ -97,6 +97,7 @@ macro_rules! unit_of_work_suite {
                 replacing_a_set_shows_readers_old_or_new_never_a_mix,
                 a_read_unit_refuses_writes,
                 writes_after_a_recovered_nested_failure_roll_back_with_the_unit,
+                a_repository_call_inside_a_unit_is_refused,
             );
         }
     };
