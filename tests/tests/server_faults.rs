@@ -5,8 +5,8 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
-use domain::{Aggregate, Repository, RepositoryError, TxToken, Version};
-use integration_tests::TestDb;
+use domain::{Aggregate, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
+use integration_tests::{StoreWithDb, TestDb};
 use storage::StoreConfig;
 
 /// Held by each test for its whole run. tokio's mutex works across the
@@ -50,6 +50,78 @@ async fn a_create_whose_commit_reply_is_lost_is_retried_into_the_stored_aggregat
 
     let page = repo.list(domain::PageRequest::first(10)).await.unwrap();
     assert_eq!(page.items.len(), 1, "never a second row");
+    scenario.teardown();
+}
+
+/// A unit that creates something whose COMMIT reply is lost asks its
+/// token whether it landed: if it did, the caller gets the unit's answer;
+/// if the connection broke before the COMMIT, the unit runs again. Either
+/// way exactly one aggregate exists. A unit that claimed no token cannot
+/// tell, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_whose_commit_reply_is_lost_is_resolved_by_its_token() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let scenario = fail::FailScenario::setup();
+    let store = StoreWithDb::fresh().await;
+    let create_in_a_unit = |id: CounterId| {
+        let store = store.clone();
+        async move {
+            store
+                .run(|tx| {
+                    Box::pin(async move {
+                        let counter = Counter::sample(id, 1);
+                        let created = tx
+                            .of::<Counter>()
+                            .create(TxToken::generate(), counter)
+                            .await?;
+                        Ok::<_, RepositoryError>(created.into_aggregate())
+                    })
+                })
+                .await
+        }
+    };
+
+    for failpoint in [
+        "storage::unit-commit-reply-lost",
+        "storage::unit-commit-lost-before",
+    ] {
+        fail::cfg(failpoint, "1*return").unwrap();
+        let id = CounterId::generate();
+        let created = create_in_a_unit(id).await;
+        assert!(created.is_ok(), "{failpoint}: {created:?}");
+        assert!(
+            store.store().repository::<Counter>().get(id).await.is_ok(),
+            "{failpoint}"
+        );
+    }
+    let all = store
+        .store()
+        .repository::<Counter>()
+        .list(domain::PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2, "each unit landed exactly once");
+
+    fail::cfg("storage::unit-commit-reply-lost", "1*return").unwrap();
+    let id = all.items[0].id();
+    let updated = store
+        .run(|tx| {
+            Box::pin(async move {
+                let bumped = tx
+                    .of::<Counter>()
+                    .update(id, |c| {
+                        c.value += 1;
+                        Ok::<_, Infallible>(())
+                    })
+                    .await?;
+                Ok::<_, RepositoryError>(bumped.aggregate)
+            })
+        })
+        .await;
+    assert!(
+        matches!(updated, Err(RepositoryError::OutcomeUnknown)),
+        "{updated:?}"
+    );
     scenario.teardown();
 }
 

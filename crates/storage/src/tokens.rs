@@ -57,6 +57,29 @@ pub(crate) async fn find(
     Ok((id, Fingerprint::from_bytes(bytes)))
 }
 
+/// Whether `token` is claimed by a committed transaction. Claims it in a
+/// transaction of its own and rolls that back: if another transaction
+/// holds the claim uncommitted, the insert waits for it to end (the unique
+/// index does), so the answer is final, unlike a plain `SELECT`.
+pub(crate) async fn is_claimed(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    token: TxToken,
+) -> QueryResult<bool> {
+    use diesel_async::{AnsiTransactionManager, TransactionManager};
+    AnsiTransactionManager::begin_transaction(conn).await?;
+    let probe = claim(
+        conn,
+        kind,
+        token,
+        Uuid::nil(),
+        &Fingerprint::from_bytes([0; 32]),
+    )
+    .await;
+    AnsiTransactionManager::rollback_transaction(conn).await?;
+    Ok(!probe?)
+}
+
 /// Deletes tokens created before `cutoff`.
 pub(crate) async fn purge_older_than(
     conn: &mut AsyncPgConnection,

@@ -26,6 +26,9 @@ use crate::store::{Conn, PgStore};
 pub struct PgTx {
     conn: Conn,
     fault: Option<RetryAs>,
+    /// The tokens this attempt's creates claimed: if its COMMIT reply is
+    /// lost, any of them tells whether it landed.
+    claimed: Vec<(&'static str, TxToken)>,
 }
 
 impl std::fmt::Debug for PgTx {
@@ -104,6 +107,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let result = ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate).await;
+        if let Ok(Created::New(_)) = &result {
+            self.claimed.push((A::KIND, token));
+        }
         self.absorb(&target::<A::Mapping>(aggregate.id()), result)
     }
 
@@ -224,7 +230,11 @@ impl PgStore {
             };
             loop {
                 let conn = self.connection::<Infallible>().await?;
-                let mut tx = PgTx { conn, fault: None };
+                let mut tx = PgTx {
+                    conn,
+                    fault: None,
+                    claimed: Vec::new(),
+                };
                 if let Err(error) =
                     AnsiTransactionManager::begin_transaction_sql(tx.conn(), begin).await
                 {
@@ -241,15 +251,25 @@ impl PgStore {
                         roll_back(tx.conn()).await;
                         return Ok(Err(error));
                     }
-                    (Ok(value), None) => {
-                        match AnsiTransactionManager::commit_transaction(tx.conn()).await {
-                            Ok(()) => return Ok(Ok(value)),
-                            Err(error) if is_connection_fault(&error) => {
-                                return Err(RepositoryError::OutcomeUnknown);
+                    (Ok(value), None) => match commit(tx.conn()).await {
+                        Ok(()) => return Ok(Ok(value)),
+                        Err(error) if is_connection_fault(&error) => {
+                            // The COMMIT reply is lost. A token the unit
+                            // claimed exists if and only if it landed.
+                            let claimed = std::mem::take(&mut tx.claimed);
+                            drop(tx);
+                            match self.landed(&claimed).await {
+                                Some(true) => return Ok(Ok(value)),
+                                Some(false) => {
+                                    retry
+                                        .again::<Infallible>(RetryAs::Connection(error))
+                                        .await?;
+                                }
+                                None => return Err(RepositoryError::OutcomeUnknown),
                             }
-                            Err(error) => retry.after(Fail::<Infallible>::Db(error)).await?,
                         }
-                    }
+                        Err(error) => retry.after(Fail::<Infallible>::Db(error)).await?,
+                    },
                 }
             }
         };
@@ -263,6 +283,39 @@ impl PgStore {
             Err(_) => Err(RepositoryError::Timeout),
         }
     }
+}
+
+impl PgStore {
+    /// Whether a unit whose COMMIT reply was lost landed, told by the first
+    /// token it claimed; `None` when it claimed none or the store cannot say.
+    async fn landed(&self, claimed: &[(&'static str, TxToken)]) -> Option<bool> {
+        let (kind, token) = *claimed.first()?;
+        let mut conn = self.connection::<Infallible>().await.ok()?;
+        crate::tokens::is_claimed(&mut conn, kind, token).await.ok()
+    }
+}
+
+/// The unit's COMMIT. The failpoints (for tests) lose its reply after it
+/// landed, or break the connection before it was sent.
+async fn commit(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::unit-commit-lost-before", |_| {
+        Err(lost_connection("failpoint: connection lost before COMMIT"))
+    });
+    AnsiTransactionManager::commit_transaction(conn).await?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::unit-commit-reply-lost", |_| {
+        Err(lost_connection("failpoint: COMMIT reply lost"))
+    });
+    Ok(())
+}
+
+#[cfg(feature = "failpoints")]
+fn lost_connection(why: &str) -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::ClosedConnection,
+        Box::new(why.to_owned()),
+    )
 }
 
 async fn roll_back(conn: &mut AsyncPgConnection) {
