@@ -257,9 +257,14 @@ pub struct StoreWithDb {
 impl StoreWithDb {
     /// A store with default settings on a fresh database.
     pub async fn fresh() -> Self {
+        Self::fresh_with(StoreConfig::default()).await
+    }
+
+    /// A store with these settings on a fresh database.
+    pub async fn fresh_with(config: StoreConfig) -> Self {
         let db = TestDb::new().await;
         Self {
-            store: db.store(StoreConfig::default()),
+            store: db.store(config),
             db,
         }
     }
@@ -334,6 +339,10 @@ impl domain::Store for StoreWithDb {
         request: domain::Fingerprint,
     ) -> Result<(), RepositoryError> {
         self.store.bind_key(key, request).await
+    }
+
+    async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
+        self.store.purge_expired_tokens().await
     }
 }
 

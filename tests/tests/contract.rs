@@ -41,6 +41,22 @@ domain::exclusive_access_suite!(locks_on_postgres, {
     (store, counters)
 });
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_in_memory() {
+    let store = InMemoryStore::with_token_retention(std::time::Duration::ZERO);
+    domain::testing::contract::expired_tokens_are_forgotten(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expire_on_postgres() {
+    let config = storage::StoreConfig {
+        token_retention: std::time::Duration::ZERO,
+        ..storage::StoreConfig::default()
+    };
+    domain::testing::contract::expired_tokens_are_forgotten(StoreWithDb::fresh_with(config).await)
+        .await;
+}
+
 #[tokio::test]
 async fn ledgers_in_memory_reject_a_taken_unique_value() {
     domain::testing::contract::taken_unique_value_is_a_duplicate(

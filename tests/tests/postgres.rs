@@ -264,3 +264,41 @@ async fn a_database_that_is_down_is_unavailable_not_a_hang() {
         Err(RepositoryError::Unavailable(_))
     ));
 }
+
+/// A purge drains a backlog far larger than one statement may delete within
+/// the statement timeout (the deadline): it deletes in bounded batches, and
+/// never a token younger than the retention. One `DELETE` of the whole
+/// backlog took 125 ms here, past this test's 50 ms deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_drains_a_large_backlog_in_bounded_batches() {
+    let db = TestDb::new().await;
+    let mut setup = db.connect().await;
+    setup
+        .batch_execute(
+            "INSERT INTO tx_tokens (aggregate_kind, token, aggregate_id, fingerprint, created_at) \
+             SELECT 'counter', gen_random_uuid(), gen_random_uuid(), decode(repeat('00', 32), 'hex'), \
+                    now() - interval '2 days' \
+             FROM generate_series(1, 300000)",
+        )
+        .await
+        .expect("an expired backlog");
+    let store = db.store(StoreConfig {
+        deadline: Duration::from_millis(50),
+        ..StoreConfig::default()
+    });
+    let young = store.repository::<Counter>();
+    let token = TxToken::generate();
+    let counter = Counter::sample(CounterId::generate(), 1);
+    young
+        .create(token, counter.clone())
+        .await
+        .expect("a young token");
+
+    let purged = store
+        .purge_expired_tokens()
+        .await
+        .expect("the purge drains");
+    assert_eq!(purged, 300_000);
+    let retried = young.create(token, counter).await.expect("retry");
+    assert!(!retried.is_new(), "the young token was kept");
+}

@@ -29,7 +29,9 @@ impl Application {
                 tracing::warn!(
                     "no DATABASE_URL: serving from the in-memory store; all data is lost on exit"
                 );
-                (router(InMemoryStore::new(), deadline), "memory")
+                let store = InMemoryStore::new();
+                tokio::spawn(purge_tokens_hourly(store.clone()));
+                (router(store, deadline), "memory")
             }
             Some(url) => {
                 tracing::info!(database = %redact(url), "serving from Postgres; migrating");
@@ -70,7 +72,7 @@ impl Application {
 
 /// Forgets transaction tokens past their retention, once an hour; never a
 /// younger one (see `StoreConfig::token_retention`).
-async fn purge_tokens_hourly(store: storage::PgStore) {
+async fn purge_tokens_hourly<S: domain::Store>(store: S) {
     let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         hourly.tick().await;

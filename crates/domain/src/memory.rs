@@ -57,7 +57,9 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
 #[derive(Debug)]
 pub(crate) struct State<A: Aggregate> {
     rows: BTreeMap<A::Id, A>,
-    tokens: HashMap<TxToken, (A::Id, Fingerprint)>,
+    /// Each claimed token: the aggregate it created, the request's
+    /// fingerprint, and when it was claimed (for the retention purge).
+    tokens: HashMap<TxToken, (A::Id, Fingerprint, std::time::SystemTime)>,
     unique: HashMap<UniqueKey, A::Id>,
 }
 
@@ -145,7 +147,7 @@ impl<A: Aggregate> State<A> {
         mut aggregate: A,
     ) -> Result<Created<A>, RepositoryError> {
         let id = aggregate.id();
-        if let Some((stored_id, fingerprint)) = self.tokens.get(&token) {
+        if let Some((stored_id, fingerprint, _)) = self.tokens.get(&token) {
             if *fingerprint != aggregate.fingerprint() {
                 return Err(RepositoryError::TokenMismatch {
                     kind: A::KIND,
@@ -169,7 +171,8 @@ impl<A: Aggregate> State<A> {
         self.check_unique(id, &keys)?;
         aggregate.set_version(crate::Version::INITIAL);
         self.index_unique(id, &[], keys);
-        self.tokens.insert(token, (id, aggregate.fingerprint()));
+        let claimed = (id, aggregate.fingerprint(), std::time::SystemTime::now());
+        self.tokens.insert(token, claimed);
         self.rows.insert(id, aggregate.clone());
         Ok(Created::New(aggregate))
     }
@@ -226,6 +229,13 @@ impl<A: Aggregate> State<A> {
         if let Some(previous) = previous {
             self.rows.insert(id, previous);
         }
+    }
+
+    /// Forgets the tokens claimed before `cutoff`; returns how many.
+    pub(crate) fn purge_tokens_before(&mut self, cutoff: std::time::SystemTime) -> usize {
+        let before = self.tokens.len();
+        self.tokens.retain(|_, (_, _, claimed)| *claimed >= cutoff);
+        before - self.tokens.len()
     }
 
     /// Forgets a token a unit of work claimed and is undoing.

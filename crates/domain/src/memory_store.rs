@@ -3,6 +3,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
@@ -20,12 +21,26 @@ use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 /// panics or is dropped half-way (a failed nested unit undoes its own).
 ///
 /// Units never conflict here, so their closures run exactly once.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct InMemoryStore {
     gate: Gate,
     locks: KeyedLocks,
-    keys: Arc<Mutex<HashMap<TxToken, Fingerprint>>>,
-    repositories: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>>,
+    keys: Arc<Mutex<HashMap<TxToken, (Fingerprint, SystemTime)>>>,
+    repositories: Arc<Mutex<HashMap<TypeId, Slot>>>,
+    token_retention: Duration,
+}
+
+/// One aggregate type's repository, and how to purge its expired tokens
+/// without knowing its type.
+struct Slot {
+    repository: Box<dyn Any + Send + Sync>,
+    purge: Box<dyn Fn(SystemTime) -> usize + Send + Sync>,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self::with_token_retention(Duration::from_secs(24 * 3600))
+    }
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -35,9 +50,23 @@ impl std::fmt::Debug for InMemoryStore {
 }
 
 impl InMemoryStore {
-    /// An empty store.
+    /// An empty store that remembers transaction tokens for 24 hours, as
+    /// the Postgres store does by default.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that remembers transaction tokens and idempotency
+    /// keys for `retention`: [`Store::purge_expired_tokens`] forgets older
+    /// ones, as on Postgres (`StoreConfig::token_retention`).
+    pub fn with_token_retention(retention: Duration) -> Self {
+        Self {
+            gate: Gate::default(),
+            locks: KeyedLocks::default(),
+            keys: Arc::default(),
+            repositories: Arc::default(),
+            token_retention: retention,
+        }
     }
 
     /// The store's repository of `A` (the same data on every call).
@@ -51,7 +80,15 @@ impl InMemoryStore {
             .unwrap_or_else(PoisonError::into_inner);
         repositories
             .entry(TypeId::of::<A>())
-            .or_insert_with(|| Box::new(InMemoryRepository::<A>::gated(Arc::clone(&self.gate))))
+            .or_insert_with(|| {
+                let repository = InMemoryRepository::<A>::gated(Arc::clone(&self.gate));
+                let purged = repository.clone();
+                Slot {
+                    repository: Box::new(repository),
+                    purge: Box::new(move |cutoff| purged.lock().purge_tokens_before(cutoff)),
+                }
+            })
+            .repository
             .downcast_ref::<InMemoryRepository<A>>()
             .expect("repositories are keyed by their aggregate's TypeId")
             .clone()
@@ -69,13 +106,33 @@ impl Store for InMemoryStore {
 
     async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        match keys.entry(key).or_insert(request) {
-            bound if *bound == request => Ok(()),
+        match keys.entry(key).or_insert((request, SystemTime::now())) {
+            (bound, _) if *bound == request => Ok(()),
             _ => Err(RepositoryError::TokenMismatch {
                 kind: "request",
                 token: key,
             }),
         }
+    }
+
+    async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(self.token_retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut purged = {
+            let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = keys.len();
+            keys.retain(|_, (_, bound)| *bound >= cutoff);
+            before - keys.len()
+        };
+        let repositories = self
+            .repositories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for slot in repositories.values() {
+            purged += (slot.purge)(cutoff);
+        }
+        Ok(purged)
     }
 }
 
@@ -90,11 +147,7 @@ impl<A: Aggregate> Stores<A> for InMemoryStore {
 impl ExclusiveAccess for InMemoryStore {
     type Guard = KeyGuard;
 
-    async fn lock(
-        &self,
-        key: &str,
-        wait: std::time::Duration,
-    ) -> Result<KeyGuard, RepositoryError> {
+    async fn lock(&self, key: &str, wait: Duration) -> Result<KeyGuard, RepositoryError> {
         self.locks.lock(key, wait).await
     }
 

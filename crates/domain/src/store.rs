@@ -34,6 +34,13 @@ pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
         key: TxToken,
         request: Fingerprint,
     ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
+
+    /// Forgets transaction tokens and idempotency keys older than the
+    /// store's token retention, never a younger one; returns how many went.
+    /// A create retried after its token was forgotten creates again. Run
+    /// it now and then (the service does, hourly); it works in bounded
+    /// batches, so any backlog drains.
+    fn purge_expired_tokens(&self) -> impl Future<Output = Result<usize, RepositoryError>> + Send;
 }
 
 /// A store that holds aggregates of type `A`: its repository, and units of

@@ -125,16 +125,32 @@ impl PgStore {
             .map_err(|_| RepositoryError::Timeout)?
     }
 
-    /// Forgets transaction tokens older than the configured retention. A
-    /// token younger than it is never removed. Returns how many went.
+    /// Forgets transaction tokens (and idempotency keys) older than the
+    /// configured retention, in batches of at most [`Self::PURGE_BATCH`],
+    /// each its own statement; a token younger than the retention is never
+    /// removed. Returns how many went.
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
         let retention = chrono::TimeDelta::from_std(self.inner.config.token_retention)
             .map_err(|e| RepositoryError::Storage(Box::new(e)))?;
+        let cutoff = chrono::Utc::now() - retention;
         let mut conn = self.connection::<Infallible>().await?;
-        crate::tokens::purge_older_than(&mut conn, chrono::Utc::now() - retention)
-            .await
-            .map_err(|e| RepositoryError::Storage(Box::new(e)))
+        let mut purged = 0;
+        loop {
+            let deleted = crate::tokens::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH)
+                .await
+                .map_err(|e| match crate::classify::classify(&e) {
+                    crate::classify::Fault::Timeout => RepositoryError::Timeout,
+                    _ => RepositoryError::Storage(Box::new(e)),
+                })?;
+            purged += deleted;
+            if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
+                return Ok(purged);
+            }
+        }
     }
+
+    /// The most tokens one purge statement deletes.
+    pub const PURGE_BATCH: i64 = 5_000;
 
     /// A pooled connection, or `Unavailable` after `connection_timeout`.
     pub(crate) async fn connection<E>(&self) -> Result<Conn, RepositoryError<E>> {
@@ -153,6 +169,10 @@ impl Store for PgStore {
 
     async fn ping(&self) -> Result<(), RepositoryError> {
         PgStore::ping(self).await
+    }
+
+    async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
+        PgStore::purge_expired_tokens(self).await
     }
 
     /// One `INSERT .. ON CONFLICT DO NOTHING` into `tx_tokens` under the

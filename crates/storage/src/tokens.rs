@@ -80,12 +80,21 @@ pub(crate) async fn is_claimed(
     Ok(!probe?)
 }
 
-/// Deletes tokens created before `cutoff`.
-pub(crate) async fn purge_older_than(
+/// Deletes at most `batch` of the tokens created before `cutoff`; returns
+/// how many it deleted. One bounded statement: a large backlog drains in
+/// several, none of which can outlive the statement timeout.
+pub(crate) async fn purge_batch(
     conn: &mut AsyncPgConnection,
     cutoff: DateTime<Utc>,
+    batch: i64,
 ) -> QueryResult<usize> {
-    diesel::delete(tx_tokens::table.filter(tx_tokens::created_at.lt(cutoff)))
-        .execute(conn)
-        .await
+    use diesel::sql_types::{BigInt, Timestamptz};
+    diesel::sql_query(
+        "DELETE FROM tx_tokens WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM tx_tokens WHERE created_at < $1 LIMIT $2))",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await
 }

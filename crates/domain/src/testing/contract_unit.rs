@@ -327,6 +327,35 @@ pub async fn a_repository_call_inside_a_unit_is_refused<S: TestStore>(store: S) 
     );
 }
 
+/// On a store that keeps tokens for no time at all, a purge forgets them:
+/// the same token then creates again (the documented limit of retention).
+pub async fn expired_tokens_are_forgotten<S: TestStore>(store: S) {
+    let token = TxToken::generate();
+    let first = Counter::sample(CounterId::generate(), 1);
+    let repo = store.repository::<Counter>();
+    assert!(repo.create(token, first).await.expect("create").is_new());
+    let purged = store.purge_expired_tokens().await.expect("purge");
+    assert!(purged >= 1, "purged {purged}");
+    let again = Counter::sample(CounterId::generate(), 1);
+    let created = repo.create(token, again).await.expect("create again");
+    assert!(
+        created.is_new(),
+        "a forgotten token creates anew: {created:?}"
+    );
+}
+
+/// On a store with the default retention (a day), a purge keeps a token
+/// claimed just now: a retry still replays.
+pub async fn young_tokens_survive_a_purge<S: TestStore>(store: S) {
+    let token = TxToken::generate();
+    let repo = store.repository::<Counter>();
+    let counter = Counter::sample(CounterId::generate(), 1);
+    repo.create(token, counter.clone()).await.expect("create");
+    store.purge_expired_tokens().await.expect("purge");
+    let retried = repo.create(token, counter).await.expect("retry");
+    assert!(!retried.is_new(), "the token is still remembered");
+}
+
 /// A nested failure that the caller propagates rolls back the whole unit.
 pub async fn an_unrecovered_nested_failure_rolls_back_everything<S: TestStore>(store: S) {
     let result = store

@@ -98,6 +98,7 @@ macro_rules! unit_of_work_suite {
                 a_read_unit_refuses_writes,
                 writes_after_a_recovered_nested_failure_roll_back_with_the_unit,
                 a_repository_call_inside_a_unit_is_refused,
+                young_tokens_survive_a_purge,
             );
         }
     };
