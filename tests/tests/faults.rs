@@ -287,6 +287,60 @@ mod classification {
     }
 }
 
+/// Two units that lock two rows in opposite orders, held at a barrier
+/// until each has its first row: a certain deadlock. It is broken after
+/// `StoreConfig::lock_wait` (a lock timeout, retried with jitter) instead of
+/// Postgres's `deadlock_timeout` (1 s), and both units land once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_order_deadlock_between_units_is_broken_long_before_the_deadlock_timeout() {
+    let store = StoreWithDb::fresh().await;
+    let repo = store.store().repository::<Counter>();
+    let (a, b) = (new_counter(&repo, 0).await, new_counter(&repo, 0).await);
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let started = Instant::now();
+    let units: Vec<_> = [(a, b), (b, a)]
+        .into_iter()
+        .map(|(first, second)| {
+            let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+            let first_attempt = Arc::new(AtomicBool::new(true));
+            tokio::spawn(async move {
+                store
+                    .run(|tx| {
+                        let (barrier, first_attempt) = (barrier.clone(), first_attempt.clone());
+                        Box::pin(async move {
+                            let bump = |c: &mut Counter| {
+                                c.value += 1;
+                                Ok::<_, Infallible>(())
+                            };
+                            tx.of::<Counter>().update(first, bump).await?;
+                            if first_attempt.swap(false, Ordering::Relaxed) {
+                                barrier.wait().await;
+                            }
+                            tx.of::<Counter>().update(second, bump).await?;
+                            Ok::<_, RepositoryError>(())
+                        })
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for unit in units {
+        unit.await.expect("no panic").expect("both units land");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(900),
+        "broken by the lock wait, not by the 1 s deadlock detector: {took:?}"
+    );
+    assert_eq!(
+        (
+            repo.get(a).await.unwrap().value,
+            repo.get(b).await.unwrap().value
+        ),
+        (2, 2)
+    );
+}
+
 mod bank {
     //! Jepsen's bank test: transfers between accounts in units of work,
     //! snapshots by readers; the total never changes, no balance goes

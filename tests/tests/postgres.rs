@@ -161,6 +161,8 @@ async fn an_exhausted_pool_answers_unavailable_after_the_connection_timeout() {
             max_connections: 1,
             connection_timeout,
             deadline: Duration::from_secs(10),
+            // The premise: the only connection is stuck on a lock.
+            lock_wait: Duration::from_secs(10),
             ..StoreConfig::default()
         })
         .repository::<Counter>();
@@ -282,11 +284,7 @@ async fn a_purge_drains_a_large_backlog_in_bounded_batches() {
         )
         .await
         .expect("an expired backlog");
-    let store = db.store(StoreConfig {
-        deadline: Duration::from_millis(50),
-        ..StoreConfig::default()
-    });
-    let young = store.repository::<Counter>();
+    let young = db.store(StoreConfig::default()).repository::<Counter>();
     let token = TxToken::generate();
     let counter = Counter::sample(CounterId::generate(), 1);
     young
@@ -294,7 +292,12 @@ async fn a_purge_drains_a_large_backlog_in_bounded_batches() {
         .await
         .expect("a young token");
 
-    let purged = store
+    // Every purge statement must finish within this store's 50 ms.
+    let purger = db.store(StoreConfig {
+        deadline: Duration::from_millis(50),
+        ..StoreConfig::default()
+    });
+    let purged = purger
         .purge_expired_tokens()
         .await
         .expect("the purge drains");

@@ -33,6 +33,13 @@ pub struct StoreConfig {
     /// The whole budget of one repository operation: pool wait, statements,
     /// retries and backoff. Also set as the connections' `statement_timeout`.
     pub deadline: Duration,
+    /// The longest a statement waits for a row lock before it gives up
+    /// (55P03) and its operation or unit is retried with jitter. Units that
+    /// lock the same rows in opposite orders deadlock, and Postgres only
+    /// detects that after `deadlock_timeout` (1 s by default, which only a
+    /// superuser may change); this turns such a wait into a quick retry
+    /// within the deadline. Set as each connection's `lock_timeout`.
+    pub lock_wait: Duration,
     /// Most times an operation runs (including the first) when it meets
     /// transient faults or optimistic-lock conflicts.
     pub max_attempts: u32,
@@ -60,6 +67,7 @@ impl Default for StoreConfig {
             max_lifetime: Some(Duration::from_secs(1800)),
             recycling: Recycling::Fast,
             deadline: Duration::from_secs(2),
+            lock_wait: Duration::from_millis(50),
             max_attempts: 20,
             base_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(100),

@@ -48,16 +48,19 @@ impl PgStore {
     /// reports `Unavailable` until it is back.
     pub fn new(database_url: &str, config: StoreConfig) -> Self {
         let deadline_ms = config.deadline.as_millis();
+        let lock_wait_ms = config.lock_wait.as_millis().max(1);
         let mut manager_config = ManagerConfig::default();
         manager_config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             Box::pin(async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
-                // A statement can never outlive its operation's deadline, and a
-                // transaction left open by a vanished client is ended by the
-                // server instead of holding locks forever.
+                // A statement can never outlive its operation's deadline, a
+                // lock wait (a deadlock, say) is retried long before it, and
+                // a transaction left open by a vanished client is ended by
+                // the server instead of holding locks forever.
                 conn.batch_execute(&format!(
                     "SET statement_timeout = {deadline_ms}; \
+                     SET lock_timeout = {lock_wait_ms}; \
                      SET idle_in_transaction_session_timeout = {};",
                     deadline_ms * 5
                 ))
