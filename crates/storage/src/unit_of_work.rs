@@ -235,9 +235,13 @@ impl PgStore {
                     fault: None,
                     claimed: Vec::new(),
                 };
+                // Every path that backs off drops `tx` first: a unit waiting
+                // to retry must not hold a pooled connection while it sleeps,
+                // or waiting units starve the pool.
                 if let Err(error) =
                     AnsiTransactionManager::begin_transaction_sql(tx.conn(), begin).await
                 {
+                    drop(tx);
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
                 }
@@ -245,6 +249,7 @@ impl PgStore {
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
                         roll_back(tx.conn()).await;
+                        drop(tx);
                         retry.again::<Infallible>(retry_as).await?;
                     }
                     (Err(error), None) => {
@@ -268,7 +273,10 @@ impl PgStore {
                                 None => return Err(RepositoryError::OutcomeUnknown),
                             }
                         }
-                        Err(error) => retry.after(Fail::<Infallible>::Db(error)).await?,
+                        Err(error) => {
+                            drop(tx);
+                            retry.after(Fail::<Infallible>::Db(error)).await?;
+                        }
                     },
                 }
             }
