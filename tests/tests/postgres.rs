@@ -293,15 +293,58 @@ async fn a_purge_drains_a_large_backlog_in_bounded_batches() {
         .expect("a young token");
 
     // Every purge statement must finish within this store's 50 ms.
-    let purger = db.store(StoreConfig {
+    let short_deadline = db.store(StoreConfig {
         deadline: Duration::from_millis(50),
         ..StoreConfig::default()
     });
-    let purged = purger
+    let purged = short_deadline
         .purge_expired_tokens()
         .await
         .expect("the purge drains");
     assert_eq!(purged, 300_000);
     let retried = young.create(token, counter).await.expect("retry");
     assert!(!retried.is_new(), "the young token was kept");
+}
+
+/// Held keys use a budget of connections of their own: holding as many
+/// keys as the request pool has connections leaves requests served (they
+/// all answered 503 when each held key took a request connection), and a
+/// key beyond the lock budget is `Unavailable` at once, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_keys_do_not_take_connections_from_requests() {
+    use domain::ExclusiveAccess;
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig {
+        max_connections: 2,
+        max_lock_connections: 3,
+        connection_timeout: Duration::from_millis(200),
+        ..StoreConfig::default()
+    });
+    let repo = store.repository::<Counter>();
+    let id = new_counter(&repo).await;
+    let wait = Duration::from_secs(1);
+    let mut held = Vec::new();
+    for n in 0..3 {
+        held.push(
+            store
+                .lock(&format!("key-{n}"), wait)
+                .await
+                .expect("a key within the budget"),
+        );
+    }
+    assert!(repo.get(id).await.is_ok(), "requests are still served");
+    assert!(repo.update(id, bump).await.is_ok(), "and can write");
+    let beyond = store.lock("key-3", wait).await;
+    assert!(
+        matches!(beyond, Err(RepositoryError::Unavailable(_))),
+        "{beyond:?}"
+    );
+    for guard in held {
+        store.unlock(guard).await;
+    }
+    let again = store
+        .lock("key-3", wait)
+        .await
+        .expect("the budget is free again");
+    store.unlock(again).await;
 }

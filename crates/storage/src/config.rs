@@ -19,6 +19,10 @@ pub enum Recycling {
 pub struct StoreConfig {
     /// Most connections the pool opens.
     pub max_connections: u32,
+    /// Most keys held at once through [`ExclusiveAccess`](domain::ExclusiveAccess):
+    /// each held key keeps a session of its own, taken from a separate pool
+    /// of this size, so held keys never starve requests of connections.
+    pub max_lock_connections: u32,
     /// Idle connections the pool keeps ready (`None`: as many as it has).
     pub min_idle: Option<u32>,
     /// How long an operation waits for a pooled connection before failing
@@ -61,6 +65,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             max_connections: 10,
+            max_lock_connections: 4,
             min_idle: None,
             connection_timeout: Duration::from_millis(500),
             idle_timeout: Some(Duration::from_secs(600)),

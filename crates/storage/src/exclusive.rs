@@ -29,12 +29,13 @@ impl std::fmt::Debug for PgKeyGuard {
 impl ExclusiveAccess for PgStore {
     type Guard = PgKeyGuard;
 
-    /// One pooled connection per held key; two round trips to take it.
+    /// One session per held key, from the lock pool (never the operations'
+    /// pool); two round trips to take it.
     async fn lock(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
         let wait_ms = wait.as_millis().max(1);
         let hold_ms = self.config().max_lock_hold.as_millis().max(1);
         let take = async {
-            let mut conn = self.connection().await?;
+            let mut conn = self.lock_connection().await?;
             AnsiTransactionManager::begin_transaction(&mut *conn)
                 .await
                 .map_err(|e| failure(&e))?;

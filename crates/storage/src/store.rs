@@ -29,6 +29,8 @@ pub struct PgStore {
 
 pub(crate) struct Inner {
     pub(crate) pool: Pool<AsyncPgConnection>,
+    /// Sessions holding keyed locks, apart from the operations' pool.
+    pub(crate) locks: Pool<AsyncPgConnection>,
     pub(crate) config: StoreConfig,
 }
 
@@ -43,48 +45,12 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Builds the pool. Opens no connection up front unless `min_idle` asks
-    /// for some, so a service starts even while its database is down and
-    /// reports `Unavailable` until it is back.
+    /// Builds the pools: one for operations, and a separate one, of
+    /// `max_lock_connections`, for the sessions that hold keyed locks.
+    /// Opens no connection up front unless `min_idle` asks for some, so a
+    /// service starts even while its database is down and reports
+    /// `Unavailable` until it is back.
     pub fn new(database_url: &str, config: StoreConfig) -> Self {
-        let deadline_ms = config.deadline.as_millis();
-        let lock_wait_ms = config.lock_wait.as_millis().max(1);
-        let mut manager_config = ManagerConfig::default();
-        manager_config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
-            Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                // A statement can never outlive its operation's deadline, a
-                // lock wait (a deadlock, say) is retried long before it, and
-                // a transaction left open by a vanished client is ended by
-                // the server instead of holding locks forever.
-                conn.batch_execute(&format!(
-                    "SET statement_timeout = {deadline_ms}; \
-                     SET lock_timeout = {lock_wait_ms}; \
-                     SET idle_in_transaction_session_timeout = {};",
-                    deadline_ms * 5
-                ))
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            })
-        });
-        manager_config.recycling_method = match config.recycling {
-            Recycling::Verified => RecyclingMethod::Verified,
-            Recycling::Fast => RecyclingMethod::CustomFunction(Box::new(|conn| {
-                Box::pin(async move {
-                    if conn.is_broken() {
-                        Err(diesel::result::Error::BrokenTransactionManager)
-                    } else {
-                        Ok(())
-                    }
-                })
-            })),
-        };
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            database_url,
-            manager_config,
-        );
         let pool = Pool::builder()
             .max_size(config.max_connections)
             .min_idle(config.min_idle)
@@ -93,9 +59,22 @@ impl PgStore {
             .max_lifetime(config.max_lifetime)
             .test_on_check_out(true)
             .error_sink(Box::new(LogSink))
-            .build_unchecked(manager);
+            .build_unchecked(manager(database_url, &config));
+        let locks = Pool::builder()
+            .max_size(config.max_lock_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.connection_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .test_on_check_out(true)
+            .error_sink(Box::new(LogSink))
+            .build_unchecked(manager(database_url, &config));
         Self {
-            inner: Arc::new(Inner { pool, config }),
+            inner: Arc::new(Inner {
+                pool,
+                locks,
+                config,
+            }),
         }
     }
 
@@ -154,6 +133,16 @@ impl PgStore {
 
     /// The most tokens one purge statement deletes.
     pub const PURGE_BATCH: i64 = 5_000;
+
+    /// A session for a keyed lock, from the lock pool, or `Unavailable`
+    /// after `connection_timeout` when `max_lock_connections` keys are held.
+    pub(crate) async fn lock_connection(&self) -> Result<Conn, RepositoryError> {
+        self.inner
+            .locks
+            .get_owned()
+            .await
+            .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+    }
 
     /// A pooled connection, or `Unavailable` after `connection_timeout`.
     pub(crate) async fn connection<E>(&self) -> Result<Conn, RepositoryError<E>> {
@@ -237,6 +226,50 @@ impl<A: Mapped> Stores<A> for PgStore {
     fn repository_of(&self) -> PgRepository<A::Mapping> {
         self.repository::<A>()
     }
+}
+
+/// How the pools open and check connections: each session gets the
+/// deadline as its statement timeout, `lock_wait` as its lock timeout and a
+/// bound on idling inside a transaction.
+fn manager(
+    database_url: &str,
+    config: &StoreConfig,
+) -> AsyncDieselConnectionManager<AsyncPgConnection> {
+    let deadline_ms = config.deadline.as_millis();
+    let lock_wait_ms = config.lock_wait.as_millis().max(1);
+    let mut manager_config = ManagerConfig::default();
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            // A statement can never outlive its operation's deadline, a
+            // lock wait (a deadlock, say) is retried long before it, and a
+            // transaction left open by a vanished client is ended by the
+            // server instead of holding locks forever.
+            conn.batch_execute(&format!(
+                "SET statement_timeout = {deadline_ms}; \
+                 SET lock_timeout = {lock_wait_ms}; \
+                 SET idle_in_transaction_session_timeout = {};",
+                deadline_ms * 5
+            ))
+            .await
+            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    manager_config.recycling_method = match config.recycling {
+        Recycling::Verified => RecyclingMethod::Verified,
+        Recycling::Fast => RecyclingMethod::CustomFunction(Box::new(|conn| {
+            Box::pin(async move {
+                if conn.is_broken() {
+                    Err(diesel::result::Error::BrokenTransactionManager)
+                } else {
+                    Ok(())
+                }
+            })
+        })),
+    };
+    AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, manager_config)
 }
 
 /// bb8 sends connect and validation errors to a sink that drops them by
