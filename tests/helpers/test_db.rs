@@ -319,8 +319,12 @@ impl domain::ExclusiveAccess for StoreWithDb {
         self.store.lock(key, wait).await
     }
 
-    async fn unlock(&self, guard: Self::Guard) {
-        self.store.unlock(guard).await;
+    async fn still_held(&self, guard: &mut Self::Guard) -> Result<(), RepositoryError> {
+        self.store.still_held(guard).await
+    }
+
+    async fn unlock(&self, guard: Self::Guard) -> Result<(), RepositoryError> {
+        self.store.unlock(guard).await
     }
 }
 

@@ -32,11 +32,15 @@ domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
 domain::unit_of_work_suite!(units_on_postgres, StoreWithDb::fresh().await);
 
 domain::exclusive_access_suite!(locks_in_memory, {
-    let store = InMemoryStore::new();
+    let store = InMemoryStore::new().with_max_lock_hold(std::time::Duration::from_millis(300));
     (store.clone(), store.repository::<Counter>())
 });
 domain::exclusive_access_suite!(locks_on_postgres, {
-    let store = StoreWithDb::fresh().await;
+    let store = StoreWithDb::fresh_with(storage::StoreConfig {
+        max_lock_hold: std::time::Duration::from_millis(300),
+        ..storage::StoreConfig::default()
+    })
+    .await;
     let counters = store.store().repository::<Counter>();
     (store, counters)
 });

@@ -340,11 +340,11 @@ async fn held_keys_do_not_take_connections_from_requests() {
         "{beyond:?}"
     );
     for guard in held {
-        store.unlock(guard).await;
+        store.unlock(guard).await.expect("released");
     }
     let again = store
         .lock("key-3", wait)
         .await
         .expect("the budget is free again");
-    store.unlock(again).await;
+    store.unlock(again).await.expect("released");
 }

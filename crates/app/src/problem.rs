@@ -193,6 +193,9 @@ impl<E: Into<ApiError>> From<RepositoryError<E>> for ApiError {
                 "{kind} {id} kept changing concurrently ({attempts} attempts); try again"
             )),
             R::Timeout => Self::timeout(),
+            R::LockLost { .. } => Self::conflict(
+                "the request's hold on its key expired before it finished; re-read and retry",
+            ),
             R::OutcomeUnknown => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "outcome_unknown",

@@ -85,6 +85,16 @@ pub enum RepositoryError<E = Infallible> {
     #[error("the store stopped answering while committing; the write may or may not have landed")]
     OutcomeUnknown,
 
+    /// A keyed lock's hold expired (past the store's maximum hold) before
+    /// its holder released it: someone else may have held the key since,
+    /// so what was done under it may have overlapped. Maps to HTTP 409;
+    /// re-check the state before going on.
+    #[error("the hold on key {key:?} expired before it was released")]
+    LockLost {
+        /// The key.
+        key: String,
+    },
+
     /// No working connection to the store could be had in time (pool
     /// exhausted, database down). Nothing was written. Maps to HTTP 503.
     #[error("the store is unavailable")]
@@ -114,6 +124,7 @@ impl<E> RepositoryError<E> {
             }
             Self::Timeout => RepositoryError::Timeout,
             Self::OutcomeUnknown => RepositoryError::OutcomeUnknown,
+            Self::LockLost { key } => RepositoryError::LockLost { key },
             Self::Unavailable(source) => RepositoryError::Unavailable(source),
             Self::Domain(e) => RepositoryError::Domain(f(e)),
             Self::Storage(source) => RepositoryError::Storage(source),

@@ -56,6 +56,14 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// The same store with keyed-lock holds expiring after `max_hold`
+    /// (30 s by default, as on Postgres's `StoreConfig::max_lock_hold`).
+    #[must_use]
+    pub fn with_max_lock_hold(mut self, max_hold: Duration) -> Self {
+        self.locks = KeyedLocks::with_max_hold(max_hold);
+        self
+    }
+
     /// An empty store that remembers transaction tokens and idempotency
     /// keys for `retention`: [`Store::purge_expired_tokens`] forgets older
     /// ones, as on Postgres (`StoreConfig::token_retention`).
@@ -151,8 +159,12 @@ impl ExclusiveAccess for InMemoryStore {
         self.locks.lock(key, wait).await
     }
 
-    async fn unlock(&self, guard: KeyGuard) {
-        self.locks.unlock(guard).await;
+    async fn still_held(&self, guard: &mut KeyGuard) -> Result<(), RepositoryError> {
+        self.locks.still_held(guard).await
+    }
+
+    async fn unlock(&self, guard: KeyGuard) -> Result<(), RepositoryError> {
+        self.locks.unlock(guard).await
     }
 }
 

@@ -18,6 +18,7 @@ use crate::store::{Conn, PgStore};
 /// and the server frees the key.
 pub struct PgKeyGuard {
     conn: Conn,
+    key: String,
 }
 
 impl std::fmt::Debug for PgKeyGuard {
@@ -52,7 +53,10 @@ impl ExclusiveAccess for PgStore {
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| failure(&e))?;
-            Ok(PgKeyGuard { conn })
+            Ok(PgKeyGuard {
+                conn,
+                key: key.chars().take(64).collect(),
+            })
         };
         // The pool wait and the lock wait each have their own bound; this
         // one only guards against a server that stops answering.
@@ -62,12 +66,24 @@ impl ExclusiveAccess for PgStore {
             .unwrap_or(Err(RepositoryError::Timeout))
     }
 
-    async fn unlock(&self, guard: PgKeyGuard) {
-        let mut conn = guard.conn;
-        if let Err(error) = AnsiTransactionManager::commit_transaction(&mut *conn).await {
-            // The session is gone (say, it outlived max_lock_hold): its lock
-            // went with it, and the pool discards the connection.
-            tracing::warn!(%error, "releasing a keyed lock failed; the lock was already lost");
+    /// One round trip on the lock's own session: the server ends it when
+    /// the hold passes `max_lock_hold`, which frees the key.
+    async fn still_held(&self, guard: &mut PgKeyGuard) -> Result<(), RepositoryError> {
+        match guard.conn.batch_execute("SELECT 1").await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(RepositoryError::LockLost {
+                key: guard.key.clone(),
+            }),
+        }
+    }
+
+    async fn unlock(&self, guard: PgKeyGuard) -> Result<(), RepositoryError> {
+        let PgKeyGuard { mut conn, key } = guard;
+        match AnsiTransactionManager::commit_transaction(&mut *conn).await {
+            Ok(()) => Ok(()),
+            // The session is gone (it outlived max_lock_hold): its lock went
+            // with it, and the pool discards the connection.
+            Err(_) => Err(RepositoryError::LockLost { key }),
         }
     }
 }

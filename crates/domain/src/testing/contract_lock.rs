@@ -41,7 +41,7 @@ where
                     })
                     .await
                     .expect("write");
-                    locks.unlock(guard).await;
+                    locks.unlock(guard).await.expect("released in time");
                 }
             })
         })
@@ -87,12 +87,48 @@ where
         .lock(&format!("{key}-other"), Duration::from_millis(200))
         .await
         .expect("another key is free");
-    locks.unlock(other).await;
+    locks.unlock(other).await.expect("released");
 
     drop(held);
     let again = locks
         .lock(&key, Duration::from_secs(3))
         .await
         .expect("dropping the guard freed the key");
-    locks.unlock(again).await;
+    locks.unlock(again).await.expect("released");
+}
+
+/// A hold that outlived the store's maximum hold (these stores are built
+/// with 300 ms) is lost: another locker gets the key, and the first holder
+/// learns it, from `still_held` before acting and from `unlock`.
+pub async fn an_expired_hold_is_lost_and_its_holder_told<L, R>((locks, _repo): (L, R))
+where
+    L: ExclusiveAccess + Clone + 'static,
+    R: Repository<Counter> + Clone + 'static,
+{
+    let key = format!("account:{}", uuid::Uuid::new_v4());
+    let mut first = locks
+        .lock(&key, Duration::from_secs(1))
+        .await
+        .expect("lock");
+    assert!(locks.still_held(&mut first).await.is_ok(), "held at first");
+
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let checked = locks.still_held(&mut first).await;
+    assert!(
+        matches!(checked, Err(RepositoryError::LockLost { .. })),
+        "{checked:?}"
+    );
+    let second = locks
+        .lock(&key, Duration::from_secs(2))
+        .await
+        .expect("the expired hold freed the key");
+    let released = locks.unlock(first).await;
+    assert!(
+        matches!(released, Err(RepositoryError::LockLost { .. })),
+        "{released:?}"
+    );
+    locks
+        .unlock(second)
+        .await
+        .expect("the new holder releases it");
 }

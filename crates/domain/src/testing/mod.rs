@@ -115,7 +115,7 @@ macro_rules! unit_of_work_suite {
 
 /// Generates one `#[tokio::test]` per keyed-lock rule in a module `$name`;
 /// `$make` builds (and may `.await`) a `(locks, counter repository)` pair
-/// on the same store.
+/// on the same store, whose holds expire after 300 ms.
 #[macro_export]
 macro_rules! exclusive_access_suite {
     ($name:ident, $make:expr) => {
@@ -126,6 +126,11 @@ macro_rules! exclusive_access_suite {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_key_admits_one_holder_at_a_time() {
                 $crate::testing::contract::a_key_admits_one_holder_at_a_time($make).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_expired_hold_is_lost_and_its_holder_told() {
+                $crate::testing::contract::an_expired_hold_is_lost_and_its_holder_told($make).await;
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
