@@ -153,7 +153,10 @@ impl ExclusiveAccess for KeyedLocks {
         static GENERATION: Mutex<u64> = Mutex::new(0);
         let give_up = Instant::now() + wait;
         loop {
+            // Registered before looking, so a release in between still wakes us.
             let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             let taken = {
                 let mut generation = GENERATION.lock().unwrap_or_else(PoisonError::into_inner);
                 self.try_take(key, &mut generation)
