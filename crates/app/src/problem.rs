@@ -126,11 +126,6 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
-
-    /// The machine-readable code.
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -51,24 +51,18 @@ impl PgStore {
     /// service starts even while its database is down and reports
     /// `Unavailable` until it is back.
     pub fn new(database_url: &str, config: StoreConfig) -> Self {
-        let pool = Pool::builder()
-            .max_size(config.max_connections)
-            .min_idle(config.min_idle)
-            .connection_timeout(config.connection_timeout)
-            .idle_timeout(config.idle_timeout)
-            .max_lifetime(config.max_lifetime)
-            .test_on_check_out(true)
-            .error_sink(Box::new(LogSink))
-            .build_unchecked(manager(database_url, &config));
-        let locks = Pool::builder()
-            .max_size(config.max_lock_connections.max(1))
-            .min_idle(Some(0))
-            .connection_timeout(config.connection_timeout)
-            .idle_timeout(config.idle_timeout)
-            .max_lifetime(config.max_lifetime)
-            .test_on_check_out(true)
-            .error_sink(Box::new(LogSink))
-            .build_unchecked(manager(database_url, &config));
+        let pool = build_pool(
+            database_url,
+            &config,
+            config.max_connections,
+            config.min_idle,
+        );
+        let locks = build_pool(
+            database_url,
+            &config,
+            config.max_lock_connections.max(1),
+            Some(0),
+        );
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -226,6 +220,25 @@ impl<A: Mapped> Stores<A> for PgStore {
     fn repository_of(&self) -> PgRepository<A::Mapping> {
         self.repository::<A>()
     }
+}
+
+/// A pool of at most `max_size` connections, the store's settings for the
+/// rest.
+fn build_pool(
+    database_url: &str,
+    config: &StoreConfig,
+    max_size: u32,
+    min_idle: Option<u32>,
+) -> Pool<AsyncPgConnection> {
+    Pool::builder()
+        .max_size(max_size)
+        .min_idle(min_idle)
+        .connection_timeout(config.connection_timeout)
+        .idle_timeout(config.idle_timeout)
+        .max_lifetime(config.max_lifetime)
+        .test_on_check_out(true)
+        .error_sink(Box::new(LogSink))
+        .build_unchecked(manager(database_url, config))
 }
 
 /// How the pools open and check connections: each session gets the

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::example::{Action, Order, User};
-use domain::{Aggregate, AggregateId, PageRequest, Version};
+use domain::{Aggregate, AggregateId, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -31,25 +31,18 @@ pub struct UserView {
 }
 
 impl UserView {
-    /// `user` as stored at `version`.
-    pub fn at(user: &User, version: Version) -> Self {
+    /// `user` as stored.
+    pub fn of(user: &User) -> Self {
         Self {
             id: user.id().into(),
             username: user.username().as_str().to_owned(),
             first_name: user.profile().first_name.as_str().to_owned(),
             last_name: user.profile().last_name.as_str().to_owned(),
             score: user.score().get(),
-            version: version.get(),
+            version: user.version().get(),
             created_at: user.created_at().as_datetime(),
             updated_at: user.updated_at().as_datetime(),
         }
-    }
-}
-
-impl UserView {
-    /// `user` as stored.
-    pub fn of(user: &User) -> Self {
-        Self::at(user, user.version())
     }
 }
 
@@ -92,8 +85,8 @@ pub struct OrderView {
 }
 
 impl OrderView {
-    /// `order` as stored at `version`.
-    pub fn at(order: &Order, version: Version) -> Self {
+    /// `order` as stored.
+    pub fn of(order: &Order) -> Self {
         Self {
             id: order.id().into(),
             user_id: order.user_id().into(),
@@ -108,17 +101,10 @@ impl OrderView {
                 })
                 .collect(),
             total_cents: order.total_cents(),
-            version: version.get(),
+            version: order.version().get(),
             created_at: order.created_at().as_datetime(),
             updated_at: order.updated_at().as_datetime(),
         }
-    }
-}
-
-impl OrderView {
-    /// `order` as stored.
-    pub fn of(order: &Order) -> Self {
-        Self::at(order, order.version())
     }
 }
 
