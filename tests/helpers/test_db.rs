@@ -74,6 +74,15 @@ impl TestDb {
         PgStore::new(&self.url, config)
     }
 
+    /// Runs `sql` (statements without results) on a connection of its own.
+    pub async fn execute(&self, sql: &str) {
+        self.connect()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
     /// A plain connection outside any pool, for setting up faults.
     pub async fn connect(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)

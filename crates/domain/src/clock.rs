@@ -1,4 +1,8 @@
-//! Timestamps at the precision every store keeps.
+//! Timestamps at the precision every store keeps, and the clock stores
+//! read them from.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +36,79 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Self;
+
+    /// `retention` before this instant; the earliest representable instant
+    /// if that is out of range.
+    fn sub(self, by: Duration) -> Self {
+        let by = TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
+        Self(
+            self.0
+                .checked_sub_signed(by)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
+    }
+}
+
+/// Where a store reads the time it stamps transaction tokens and
+/// idempotency keys with, and judges their age by: the system clock, or a
+/// manual one that tests move forward, so token expiry is tested without
+/// waiting a day. Clones share the time.
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<Arc<Mutex<Timestamp>>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Self::default()
+    }
+
+    /// A clock that stands at `at` until moved.
+    pub fn manual(at: Timestamp) -> Self {
+        Self {
+            manual: Some(Arc::new(Mutex::new(at))),
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Timestamp {
+        match &self.manual {
+            Some(at) => *at.lock().unwrap_or_else(PoisonError::into_inner),
+            None => Timestamp::now(),
+        }
+    }
+
+    /// Moves a manual clock forward by `by`.
+    ///
+    /// # Panics
+    /// On the system clock, which only time moves.
+    pub fn advance(&self, by: Duration) {
+        let by = TimeDelta::from_std(by).expect("a duration a clock can add");
+        self.set(Timestamp(self.now().0 + by));
+    }
+
+    /// Sets a manual clock to `at`.
+    ///
+    /// # Panics
+    /// On the system clock.
+    pub fn set(&self, at: Timestamp) {
+        let manual = self.manual.as_ref().expect("only a manual clock is set");
+        *manual.lock().unwrap_or_else(PoisonError::into_inner) = at;
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.manual {
+            Some(_) => write!(f, "Clock::manual({:?})", self.now()),
+            None => f.write_str("Clock::system()"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +118,16 @@ mod tests {
         let at = DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap();
         let ts = Timestamp::from(at);
         assert_eq!(ts.as_datetime().timestamp_subsec_nanos(), 123_456_000);
+    }
+
+    #[test]
+    fn a_manual_clock_moves_only_when_told_and_clones_share_it() {
+        let start = Timestamp::now();
+        let clock = Clock::manual(start);
+        let shared = clock.clone();
+        assert_eq!(clock.now(), start);
+        shared.advance(Duration::from_secs(3600));
+        assert_eq!(clock.now(), Timestamp(start.0 + TimeDelta::hours(1)));
+        assert_eq!(clock.now() - Duration::from_secs(3600), start);
     }
 }

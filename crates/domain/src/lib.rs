@@ -28,7 +28,7 @@ mod unit_of_work;
 mod unit_scope;
 
 pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
-pub use clock::Timestamp;
+pub use clock::{Clock, Timestamp};
 pub use error::{BoxError, DomainError, RepositoryError};
 pub use exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 pub use fingerprint::Fingerprint;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::aggregate::{Aggregate, UniqueKey};
+use crate::clock::{Clock, Timestamp};
 use crate::error::RepositoryError;
 use crate::fingerprint::Fingerprint;
 use crate::outcome::{Created, Updated};
@@ -27,6 +28,8 @@ use crate::token::TxToken;
 pub struct InMemoryRepository<A: Aggregate> {
     state: Arc<Mutex<State<A>>>,
     gate: Option<Gate>,
+    /// Stamps claimed tokens, for the retention purge.
+    clock: Clock,
 }
 
 /// Held by a running unit of work of an [`InMemoryStore`](crate::InMemoryStore).
@@ -37,6 +40,7 @@ impl<A: Aggregate> Clone for InMemoryRepository<A> {
         Self {
             state: Arc::clone(&self.state),
             gate: self.gate.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -50,6 +54,7 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
                 unique: HashMap::new(),
             })),
             gate: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -59,7 +64,7 @@ pub(crate) struct State<A: Aggregate> {
     rows: BTreeMap<A::Id, A>,
     /// Each claimed token: the aggregate it created, the request's
     /// fingerprint, and when it was claimed (for the retention purge).
-    tokens: HashMap<TxToken, (A::Id, Fingerprint, std::time::SystemTime)>,
+    tokens: HashMap<TxToken, (A::Id, Fingerprint, Timestamp)>,
     unique: HashMap<UniqueKey, A::Id>,
 }
 
@@ -79,12 +84,19 @@ impl<A: Aggregate> InMemoryRepository<A> {
         self.len() == 0
     }
 
-    /// A repository whose operations wait for `gate`.
-    pub(crate) fn gated(gate: Gate) -> Self {
+    /// A repository whose operations wait for `gate`, stamping tokens
+    /// with `clock`'s time.
+    pub(crate) fn gated(gate: Gate, clock: Clock) -> Self {
         Self {
             gate: Some(gate),
+            clock,
             ..Self::default()
         }
+    }
+
+    /// The time tokens claimed now are stamped with.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Waits until no unit of work of the store is running; refuses a call
@@ -145,6 +157,7 @@ impl<A: Aggregate> State<A> {
         &mut self,
         token: TxToken,
         mut aggregate: A,
+        now: Timestamp,
     ) -> Result<Created<A>, RepositoryError> {
         let id = aggregate.id();
         if let Some((stored_id, fingerprint, _)) = self.tokens.get(&token) {
@@ -171,7 +184,7 @@ impl<A: Aggregate> State<A> {
         self.check_unique(id, &keys)?;
         aggregate.set_version(crate::Version::INITIAL);
         self.index_unique(id, &[], keys);
-        let claimed = (id, aggregate.fingerprint(), std::time::SystemTime::now());
+        let claimed = (id, aggregate.fingerprint(), now);
         self.tokens.insert(token, claimed);
         self.rows.insert(id, aggregate.clone());
         Ok(Created::New(aggregate))
@@ -232,7 +245,7 @@ impl<A: Aggregate> State<A> {
     }
 
     /// Forgets the tokens claimed before `cutoff`; returns how many.
-    pub(crate) fn purge_tokens_before(&mut self, cutoff: std::time::SystemTime) -> usize {
+    pub(crate) fn purge_tokens_before(&mut self, cutoff: Timestamp) -> usize {
         let before = self.tokens.len();
         self.tokens.retain(|_, (_, _, claimed)| *claimed >= cutoff);
         before - self.tokens.len()
@@ -274,7 +287,8 @@ impl<A: Aggregate> State<A> {
 impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
     async fn create(&self, token: TxToken, aggregate: A) -> Result<Created<A>, RepositoryError> {
         let _gate = self.enter().await?;
-        self.lock().create(token, aggregate)
+        let now = self.now();
+        self.lock().create(token, aggregate, now)
     }
 
     async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {

@@ -3,9 +3,10 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::aggregate::Aggregate;
+use crate::clock::{Clock, Timestamp};
 use crate::error::RepositoryError;
 use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::fingerprint::Fingerprint;
@@ -25,16 +26,17 @@ use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 pub struct InMemoryStore {
     gate: Gate,
     locks: KeyedLocks,
-    keys: Arc<Mutex<HashMap<TxToken, (Fingerprint, SystemTime)>>>,
+    keys: Arc<Mutex<HashMap<TxToken, (Fingerprint, Timestamp)>>>,
     repositories: Arc<Mutex<HashMap<TypeId, Slot>>>,
     token_retention: Duration,
+    clock: Clock,
 }
 
 /// One aggregate type's repository, and how to purge its expired tokens
 /// without knowing its type.
 struct Slot {
     repository: Box<dyn Any + Send + Sync>,
-    purge: Box<dyn Fn(SystemTime) -> usize + Send + Sync>,
+    purge: Box<dyn Fn(Timestamp) -> usize + Send + Sync>,
 }
 
 impl Default for InMemoryStore {
@@ -74,7 +76,17 @@ impl InMemoryStore {
             keys: Arc::default(),
             repositories: Arc::default(),
             token_retention: retention,
+            clock: Clock::system(),
         }
+    }
+
+    /// The same store stamping tokens and keys with `clock`'s time and
+    /// judging their age by it, as `StoreConfig::clock` does on Postgres.
+    /// Set it before taking repositories.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The store's repository of `A` (the same data on every call).
@@ -89,7 +101,8 @@ impl InMemoryStore {
         repositories
             .entry(TypeId::of::<A>())
             .or_insert_with(|| {
-                let repository = InMemoryRepository::<A>::gated(Arc::clone(&self.gate));
+                let repository =
+                    InMemoryRepository::<A>::gated(Arc::clone(&self.gate), self.clock.clone());
                 let purged = repository.clone();
                 Slot {
                     repository: Box::new(repository),
@@ -114,7 +127,7 @@ impl Store for InMemoryStore {
 
     async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
         let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        match keys.entry(key).or_insert((request, SystemTime::now())) {
+        match keys.entry(key).or_insert((request, self.clock.now())) {
             (bound, _) if *bound == request => Ok(()),
             _ => Err(RepositoryError::TokenMismatch {
                 kind: "request",
@@ -124,9 +137,7 @@ impl Store for InMemoryStore {
     }
 
     async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
-        let cutoff = SystemTime::now()
-            .checked_sub(self.token_retention)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = self.clock.now() - self.token_retention;
         let mut purged = {
             let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
             let before = keys.len();
@@ -227,9 +238,7 @@ impl MemoryTx {
     /// The repository of `A` for a write, or `Storage` in a read unit.
     fn writable<A: Aggregate>(&self) -> Result<InMemoryRepository<A>, RepositoryError> {
         if self.read_only {
-            return Err(RepositoryError::Storage(
-                format!("cannot write a {} in a read-only unit of work", A::KIND).into(),
-            ));
+            return Err(refused_in_read_unit::<A>());
         }
         Ok(self.store.repository::<A>())
     }
@@ -245,6 +254,14 @@ impl MemoryTx {
         self.undo
             .push(Box::new(move || repository.lock().put_back(id, previous)));
     }
+}
+
+/// What a write in a read unit gets, as Postgres refuses it in a READ ONLY
+/// transaction.
+fn refused_in_read_unit<A: Aggregate>() -> RepositoryError {
+    RepositoryError::Storage(
+        format!("cannot write a {} in a read-only unit of work", A::KIND).into(),
+    )
 }
 
 impl Drop for MemoryTx {
@@ -285,7 +302,8 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         aggregate: A,
     ) -> Result<Created<A>, RepositoryError> {
         let repository = self.writable::<A>()?;
-        let created = repository.lock().create(token, aggregate)?;
+        let now = repository.now();
+        let created = repository.lock().create(token, aggregate, now)?;
         if let Created::New(new) = &created {
             self.undo_to(&repository, new.id(), None);
             let tokens = repository.clone();
@@ -309,6 +327,18 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         R: Send,
         E: Send,
     {
+        if self.read_only {
+            // As on Postgres: the load and the closure run, then the write
+            // is refused.
+            let mut current = self
+                .store
+                .repository::<A>()
+                .lock()
+                .get(id)
+                .map_err(RepositoryError::widen)?;
+            f(&mut current).map_err(RepositoryError::Domain)?;
+            return Err(refused_in_read_unit::<A>().widen());
+        }
         let repository = self.writable::<A>().map_err(RepositoryError::widen)?;
         let (previous, updated) = {
             let mut state = repository.lock();
@@ -338,6 +368,10 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
     async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
         // All or nothing, like the one statement Postgres runs: what was
         // applied before a failing one is put back at once.
+        if changed.is_empty() {
+            // Postgres sends no statement, so even a read unit accepts it.
+            return Ok(());
+        }
         let repository = self.writable::<A>()?;
         let mut applied = Vec::with_capacity(changed.len());
         {

@@ -59,6 +59,10 @@ pub struct StoreConfig {
     /// is held: past it the server ends the lock's session, which frees it,
     /// so a forgotten or stuck holder cannot block its key for ever.
     pub max_lock_hold: Duration,
+    /// What tokens and idempotency keys are stamped with and their age
+    /// judged by: the system clock, or in tests a manual one
+    /// ([`Clock::manual`](domain::Clock::manual)) so expiry needs no wait.
+    pub clock: domain::Clock,
 }
 
 impl Default for StoreConfig {
@@ -78,6 +82,7 @@ impl Default for StoreConfig {
             max_backoff: Duration::from_millis(100),
             token_retention: Duration::from_secs(24 * 3600),
             max_lock_hold: Duration::from_secs(30),
+            clock: domain::Clock::system(),
         }
     }
 }

@@ -77,6 +77,7 @@ mod table_mapping;
 pub mod testing;
 mod tokens;
 mod unit_of_work;
+mod write_order;
 
 pub use config::{Recycling, StoreConfig};
 pub use error::StoreError;

@@ -3,7 +3,7 @@
 //! transactions below become savepoints.
 
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
-use domain::{Aggregate, Created, RepositoryError, TxToken, Updated};
+use domain::{Aggregate, Created, RepositoryError, Timestamp, TxToken, Updated};
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
@@ -31,12 +31,13 @@ pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
     aggregate: &Agg<M>,
+    now: Timestamp,
 ) -> Result<Created<Agg<M>>, Fail<E>> {
     let fingerprint = aggregate.fingerprint();
     let id: Uuid = aggregate.id().into();
     let top_level = begin(conn).await?;
     let claimed = async {
-        if tokens::claim(conn, Agg::<M>::KIND, token, id, &fingerprint).await? {
+        if tokens::claim(conn, Agg::<M>::KIND, token, id, &fingerprint, now).await? {
             M::insert(conn, aggregate).await?;
             Ok(None)
         } else {

@@ -87,7 +87,9 @@ impl<M: Mapping> PgRepository<M> {
         commit_lost: &mut bool,
     ) -> Result<Created<Agg<M>>, Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        match ops::create::<M, _>(&mut conn, token, aggregate).await {
+        match ops::create::<M, _>(&mut conn, token, aggregate, self.store.config().clock.now())
+            .await
+        {
             Err(Fail::CreateCommitLost(error)) => {
                 *commit_lost = true;
                 Err(Fail::CreateCommitLost(error))

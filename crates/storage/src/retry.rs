@@ -98,7 +98,9 @@ impl Retry<'_> {
             return Err(retry_as.give_up(&self.target, self.attempts));
         }
         tracing::debug!(attempts = self.attempts, ?retry_as, "retrying");
-        tokio::time::sleep(backoff(self.config, self.attempts)).await;
+        if !matches!(retry_as, RetryAs::Queued) {
+            tokio::time::sleep(backoff(self.config, self.attempts)).await;
+        }
         self.attempts += 1;
         Ok(())
     }
@@ -111,13 +113,16 @@ pub(crate) enum RetryAs {
     Conflict,
     /// The connection broke.
     Connection(diesel::result::Error),
+    /// A unit of this process holds a row this unit writes: the next attempt
+    /// waits for it in order (`write_order`), with no backoff first.
+    Queued,
 }
 
 impl RetryAs {
     /// The error to report when no attempt is left.
     pub(crate) fn give_up<E>(self, target: &Target, attempts: u32) -> RepositoryError<E> {
         match self {
-            Self::Conflict => RepositoryError::Conflict {
+            Self::Conflict | Self::Queued => RepositoryError::Conflict {
                 kind: target.kind,
                 id: target.id.clone(),
                 attempts,

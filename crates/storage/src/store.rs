@@ -32,6 +32,8 @@ pub(crate) struct Inner {
     /// Sessions holding keyed locks, apart from the operations' pool.
     pub(crate) locks: Pool<AsyncPgConnection>,
     pub(crate) config: StoreConfig,
+    /// The rows this process's units are writing (`write_order`).
+    pub(crate) write_claims: Arc<crate::write_order::WriteClaims>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -68,6 +70,7 @@ impl PgStore {
                 pool,
                 locks,
                 config,
+                write_claims: Arc::default(),
             }),
         }
     }
@@ -106,9 +109,8 @@ impl PgStore {
     /// each its own statement; a token younger than the retention is never
     /// removed. Returns how many went.
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
-        let retention = chrono::TimeDelta::from_std(self.inner.config.token_retention)
-            .map_err(|e| RepositoryError::Storage(Box::new(e)))?;
-        let cutoff = chrono::Utc::now() - retention;
+        let config = &self.inner.config;
+        let cutoff = (config.clock.now() - config.token_retention).as_datetime();
         let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
         loop {
@@ -199,7 +201,16 @@ impl PgStore {
     ) -> Result<(), Fail<Infallible>> {
         let mut conn = self.connection().await.map_err(Fail::Done)?;
         let id = key.as_uuid();
-        if crate::tokens::claim(&mut conn, REQUEST_KIND, key, id, request).await? {
+        if crate::tokens::claim(
+            &mut conn,
+            REQUEST_KIND,
+            key,
+            id,
+            request,
+            self.config().clock.now(),
+        )
+        .await?
+        {
             return Ok(());
         }
         let (_, bound) = crate::tokens::find(&mut conn, REQUEST_KIND, key).await?;

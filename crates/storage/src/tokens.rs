@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use domain::{Fingerprint, TxToken};
+use domain::{Fingerprint, Timestamp, TxToken};
 use uuid::Uuid;
 
 diesel::table! {
@@ -17,7 +17,8 @@ diesel::table! {
     }
 }
 
-/// Claims `token` for the aggregate `id` being created. Returns false when
+/// Claims `token` for the aggregate `id` being created, stamped `now` (the
+/// store's clock, which the purge judges ages by). Returns false when
 /// the token was already claimed; if another transaction holds an
 /// uncommitted claim, waits for it to finish first (the unique index does).
 pub(crate) async fn claim(
@@ -26,6 +27,7 @@ pub(crate) async fn claim(
     token: TxToken,
     id: Uuid,
     fingerprint: &Fingerprint,
+    now: Timestamp,
 ) -> QueryResult<bool> {
     let inserted = diesel::insert_into(tx_tokens::table)
         .values((
@@ -33,6 +35,7 @@ pub(crate) async fn claim(
             tx_tokens::token.eq(token.as_uuid()),
             tx_tokens::aggregate_id.eq(id),
             tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
+            tx_tokens::created_at.eq(now.as_datetime()),
         ))
         .on_conflict_do_nothing()
         .execute(conn)
@@ -74,6 +77,7 @@ pub(crate) async fn is_claimed(
         token,
         Uuid::nil(),
         &Fingerprint::from_bytes([0; 32]),
+        Timestamp::now(),
     )
     .await;
     AnsiTransactionManager::rollback_transaction(conn).await?;

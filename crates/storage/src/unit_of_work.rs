@@ -1,13 +1,14 @@
 //! Units of work on Postgres: one SERIALIZABLE transaction per attempt,
 //! re-run whole on conflicts and transient faults.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::{
-    Aggregate, BoxFuture, Created, Nested, RepositoryError, Transaction, TxToken, UnitOfWork,
-    Updated, Version,
+    Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, Transaction, TxToken,
+    UnitOfWork, Updated, Version,
 };
 use tracing::Instrument;
 
@@ -17,6 +18,7 @@ use crate::ops;
 use crate::repository::target;
 use crate::retry::{Fail, Retry, RetryAs, Target};
 use crate::store::{Conn, PgStore};
+use crate::write_order::Claims;
 
 /// The transaction handle of a [`PgStore`] unit of work. Operations on it run
 /// inside the unit's transaction (their own transactions become savepoints).
@@ -29,6 +31,10 @@ pub struct PgTx {
     /// The tokens this attempt's creates claimed: if its COMMIT reply is
     /// lost, any of them tells whether it landed.
     claimed: Vec<(&'static str, TxToken)>,
+    /// The rows this attempt writes, claimed in process (`write_order`).
+    rows: Claims,
+    /// Stamps the tokens its creates claim.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for PgTx {
@@ -55,7 +61,7 @@ impl PgTx {
             Err(error) => error,
             Ok(retry_as) => {
                 let error = match &retry_as {
-                    RetryAs::Conflict => RepositoryError::Conflict {
+                    RetryAs::Conflict | RetryAs::Queued => RepositoryError::Conflict {
                         kind: target.kind,
                         id: target.id.clone(),
                         attempts: 1,
@@ -65,6 +71,29 @@ impl PgTx {
                 self.fault.get_or_insert(retry_as);
                 error
             }
+        })
+    }
+}
+
+impl PgTx {
+    /// Ends the attempt: returns its connection to the pool, releases its
+    /// rows and says which ones the next attempt should take first.
+    fn end(self) -> BTreeSet<String> {
+        self.rows.into_wanted()
+    }
+
+    /// Claims the row `id` of `A` for this attempt before it is written;
+    /// if another unit of this process holds it, the attempt is doomed and
+    /// re-run once that unit is done.
+    fn claim<A: Aggregate, E>(&mut self, id: &A::Id) -> Result<(), RepositoryError<E>> {
+        if self.rows.try_claim(format!("{}:{id}", A::KIND)) {
+            return Ok(());
+        }
+        self.fault.get_or_insert(RetryAs::Queued);
+        Err(RepositoryError::Conflict {
+            kind: A::KIND,
+            id: id.to_string(),
+            attempts: 1,
         })
     }
 }
@@ -106,7 +135,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
     ) -> Result<Created<A>, RepositoryError> {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
-        let result = ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate).await;
+        let now = self.clock.now();
+        let result =
+            ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate, now).await;
         if let Ok(Created::New(_)) = &result {
             self.claimed.push((A::KIND, token));
         }
@@ -128,11 +159,13 @@ impl<A: Mapped> Transaction<A> for PgTx {
         R: Send,
         E: Send,
     {
+        self.claim::<A, E>(&id)?;
         let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        self.claim::<A, Infallible>(&id)?;
         let result = match A::Mapping::delete(self.conn(), id).await {
             Ok(0) => Err(Fail::Done(RepositoryError::not_found(A::KIND, id))),
             Ok(_) => Ok(()),
@@ -147,6 +180,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
     }
 
     async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
+        for a in &changed {
+            self.claim::<A, Infallible>(&a.id())?;
+        }
         let result = save_all::<A::Mapping>(self.conn(), changed).await;
         self.absorb(&target::<A::Mapping>("*"), result)
     }
@@ -228,12 +264,18 @@ impl PgStore {
                 config,
                 attempts: 1,
             };
+            // The rows the last attempt wrote or lost to another unit: the
+            // next one waits for them first, in order (`write_order`).
+            let mut wanted = BTreeSet::new();
             loop {
+                let rows = self.inner.write_claims.take_in_order(wanted).await;
                 let conn = self.connection::<Infallible>().await?;
                 let mut tx = PgTx {
                     conn,
                     fault: None,
                     claimed: Vec::new(),
+                    rows,
+                    clock: config.clock.clone(),
                 };
                 // Every path that backs off drops `tx` first: a unit waiting
                 // to retry must not hold a pooled connection while it sleeps,
@@ -241,7 +283,7 @@ impl PgStore {
                 if let Err(error) =
                     AnsiTransactionManager::begin_transaction_sql(tx.conn(), begin).await
                 {
-                    drop(tx);
+                    wanted = tx.end();
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
                 }
@@ -249,7 +291,7 @@ impl PgStore {
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
                         roll_back(tx.conn()).await;
-                        drop(tx);
+                        wanted = tx.end();
                         retry.again::<Infallible>(retry_as).await?;
                     }
                     (Err(error), None) => {
@@ -262,7 +304,7 @@ impl PgStore {
                             // The COMMIT reply is lost. A token the unit
                             // claimed exists if and only if it landed.
                             let claimed = std::mem::take(&mut tx.claimed);
-                            drop(tx);
+                            wanted = tx.end();
                             match self.landed(&claimed).await {
                                 Some(true) => return Ok(Ok(value)),
                                 Some(false) => {
@@ -274,7 +316,7 @@ impl PgStore {
                             }
                         }
                         Err(error) => {
-                            drop(tx);
+                            wanted = tx.end();
                             retry.after(Fail::<Infallible>::Db(error)).await?;
                         }
                     },

@@ -17,6 +17,7 @@ mod contract_rw;
 mod contract_unit;
 mod counter;
 mod ledger;
+pub mod model;
 mod subject;
 
 /// Every contract check, one async function per rule.

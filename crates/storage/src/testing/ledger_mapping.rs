@@ -160,6 +160,7 @@ impl Mapping for LedgerMapping {
         )
         .set((
             ledgers::version.eq(version_to_db(new.version)),
+            ledgers::owner.eq(new.owner.clone()),
             ledgers::handle.eq(new.handle.clone()),
         ))
         .execute(&mut &*conn);

@@ -1,0 +1,149 @@
+//! Lock-ordered retries: how units of one process that write the same rows
+//! stop deadlocking and starving each other.
+//!
+//! Every row a unit writes is first claimed here, in process, without
+//! waiting. A unit that finds a row claimed by another unit is doomed
+//! anyway (under SERIALIZABLE it would wait for the row lock and then fail
+//! with 40001, or deadlock if the other unit wants one of its rows), so it
+//! gives up at once, before touching the server. Its next attempt first
+//! takes every row it wanted, waiting in one global order (sorted keys)
+//! and before it opens a transaction, so its snapshot is taken after the
+//! rows are free. Waiting in one order cannot deadlock; the queue is FIFO,
+//! so no unit starves; the rows stay claimed until the attempt ends.
+//!
+//! This only orders units of one process. Units of other processes are
+//! still kept apart by Postgres, and their deadlocks broken after
+//! `StoreConfig::lock_wait`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+/// One process's claims on rows, by `kind:id` key.
+#[derive(Default)]
+pub(crate) struct WriteClaims {
+    rows: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+}
+
+/// The rows one attempt of a unit holds, and the ones it wanted.
+pub(crate) struct Claims {
+    process: Arc<WriteClaims>,
+    held: BTreeMap<String, OwnedMutexGuard<()>>,
+    /// Every row this attempt wrote or tried to: what its next attempt
+    /// takes up front.
+    wanted: BTreeSet<String>,
+}
+
+impl WriteClaims {
+    /// Takes `keys` in sorted order, waiting for each: the start of an
+    /// attempt that already lost to other units once.
+    pub(crate) async fn take_in_order(self: &Arc<Self>, keys: BTreeSet<String>) -> Claims {
+        let mut held = BTreeMap::new();
+        for key in keys {
+            let row = self.row(&key);
+            held.insert(key, row.lock_owned().await);
+        }
+        Claims {
+            process: Arc::clone(self),
+            wanted: held.keys().cloned().collect(),
+            held,
+        }
+    }
+
+    fn row(&self, key: &str) -> Arc<AsyncMutex<()>> {
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(rows.entry(key.to_owned()).or_default())
+    }
+
+    /// Forgets `key` if no one holds or awaits it any more.
+    fn release(&self, key: &str, guard: OwnedMutexGuard<()>) {
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(guard);
+        if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
+            rows.remove(key);
+        }
+    }
+}
+
+impl Claims {
+    /// Claims `key` for this attempt without waiting; `false` if another
+    /// unit holds it.
+    pub(crate) fn try_claim(&mut self, key: String) -> bool {
+        if self.held.contains_key(&key) {
+            return true;
+        }
+        self.wanted.insert(key.clone());
+        match self.process.row(&key).try_lock_owned() {
+            Ok(guard) => {
+                self.held.insert(key, guard);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Releases the held rows; returns the ones the next attempt takes.
+    pub(crate) fn into_wanted(mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.wanted)
+    }
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        for (key, guard) in std::mem::take(&mut self.held) {
+            self.process.release(&key, guard);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|k| (*k).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_claimed_row_is_refused_to_others_until_released() {
+        let claims = Arc::new(WriteClaims::default());
+        let mut first = claims.take_in_order(BTreeSet::new()).await;
+        let mut second = claims.take_in_order(BTreeSet::new()).await;
+        assert!(first.try_claim("a:1".into()));
+        assert!(first.try_claim("a:1".into()), "a holder may claim again");
+        assert!(!second.try_claim("a:1".into()));
+        assert_eq!(second.into_wanted(), keys(&["a:1"]));
+        drop(first);
+        let mut third = claims.take_in_order(BTreeSet::new()).await;
+        assert!(third.try_claim("a:1".into()));
+    }
+
+    #[tokio::test]
+    async fn released_rows_are_forgotten() {
+        let claims = Arc::new(WriteClaims::default());
+        let held = claims.take_in_order(keys(&["a:1", "b:2"])).await;
+        assert_eq!(claims.rows.lock().unwrap().len(), 2);
+        drop(held);
+        assert!(claims.rows.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn taking_in_order_waits_for_the_holder() {
+        let claims = Arc::new(WriteClaims::default());
+        let held = claims.take_in_order(keys(&["a:1"])).await;
+        let waiter = tokio::spawn({
+            let claims = Arc::clone(&claims);
+            async move {
+                claims
+                    .take_in_order(keys(&["a:1", "b:2"]))
+                    .await
+                    .into_wanted()
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(held);
+        assert_eq!(waiter.await.unwrap(), keys(&["a:1", "b:2"]));
+    }
+}
