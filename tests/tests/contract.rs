@@ -2,8 +2,9 @@
 //! the suite's own aggregates: `Counter` (one table on Postgres) and
 //! `Ledger` (two tables, a unique value).
 
+use domain::testing::model::{check_against_model, start_of_time};
 use domain::testing::{Counter, Ledger};
-use domain::{InMemoryRepository, InMemoryStore};
+use domain::{Clock, InMemoryRepository, InMemoryStore, Simulation};
 use integration_tests::{CounterMapping, LedgerMapping, StoreWithDb, WithDb};
 use storage::PgRepository;
 
@@ -30,6 +31,34 @@ domain::contract_suite!(
 
 domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
 domain::unit_of_work_suite!(units_on_postgres, StoreWithDb::fresh().await);
+domain::unit_of_work_suite!(
+    units_in_simulation,
+    InMemoryStore::simulated(Simulation::seed(rand::random()))
+);
+domain::contract_suite!(
+    counters_in_simulation,
+    Counter,
+    InMemoryStore::simulated(Simulation::seed(rand::random())).repository::<Counter>()
+);
+
+/// A simulated store re-runs closures and units, injects conflicts and
+/// interleaves callers; for the pure programs of the model check, none of
+/// it may show: same results, same final state as the plain store.
+#[test]
+fn a_simulated_store_agrees_with_the_model() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let seeds = std::cell::Cell::new(0);
+    check_against_model(&runtime, 500, || {
+        seeds.set(seeds.get() + 1);
+        let clock = Clock::manual(start_of_time());
+        let store =
+            InMemoryStore::simulated(Simulation::seed(seeds.get())).with_clock(clock.clone());
+        std::future::ready((store, clock))
+    });
+}
 
 domain::exclusive_access_suite!(locks_in_memory, {
     let store = InMemoryStore::new().with_max_lock_hold(std::time::Duration::from_millis(300));
@@ -75,4 +104,82 @@ async fn ledgers_on_postgres_reject_a_taken_unique_value() {
         WithDb::<PgRepository<LedgerMapping>>::fresh().await,
     )
     .await;
+}
+
+/// An update closure adding one.
+#[expect(clippy::unnecessary_wraps, reason = "an update closure")]
+fn bump(c: &mut Counter) -> Result<(), std::convert::Infallible> {
+    c.value += 1;
+    Ok(())
+}
+
+/// Units are re-run under a simulation (as after a serialization failure),
+/// also when the closure swallowed an injected conflict; the last run is
+/// the one that counts, so the pure part of the result never changes.
+#[tokio::test]
+async fn a_simulation_reruns_units_and_the_last_run_counts() {
+    use domain::{Repository, RepositoryError, TxExt, TxToken, UnitOfWork};
+    let mut most_runs = 0;
+    for seed in 0..20 {
+        let store = InMemoryStore::simulated(Simulation::seed(seed));
+        let id = domain::testing::CounterId::generate();
+        let counter = <Counter as domain::testing::ContractSubject>::sample(id, 0);
+        store
+            .repository::<Counter>()
+            .create(TxToken::generate(), counter)
+            .await
+            .expect("create");
+        let runs = std::sync::atomic::AtomicU32::new(0);
+        let value = store
+            .run(|tx| {
+                runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Box::pin(async move {
+                    // A closure that ignores its errors: the store re-runs
+                    // the unit anyway if one was an injected conflict.
+                    let _ = tx.of::<Counter>().get(id).await;
+                    let bumped = tx.of::<Counter>().update(id, bump).await?;
+                    Ok::<_, RepositoryError>(bumped.aggregate.value)
+                })
+            })
+            .await
+            .expect("the last run always lands");
+        assert_eq!(value, 1, "seed {seed}");
+        let stored = store.repository::<Counter>().get(id).await.expect("get");
+        assert_eq!(stored.value, 1, "seed {seed}: one run's write survives");
+        most_runs = most_runs.max(runs.into_inner());
+    }
+    assert!(most_runs > 1, "some seed re-ran the unit");
+}
+
+/// Asked to lose replies, a simulation answers `OutcomeUnknown` for writes
+/// that did land; creates and units that claimed a token are resolved by
+/// it, as on Postgres.
+#[tokio::test]
+async fn a_simulation_losing_replies_answers_outcome_unknown_for_landed_writes() {
+    use domain::{Repository, RepositoryError, TxExt, TxToken, UnitOfWork};
+    let store = InMemoryStore::simulated(Simulation::seed(1).with_lost_replies(1.0));
+    let counters = store.repository::<Counter>();
+    let id = domain::testing::CounterId::generate();
+    let counter = <Counter as domain::testing::ContractSubject>::sample(id, 0);
+    assert!(
+        counters
+            .create(TxToken::generate(), counter)
+            .await
+            .expect("a create's token resolves a lost reply")
+            .is_new()
+    );
+    let bumped = counters.update(id, bump).await;
+    assert!(matches!(bumped, Err(RepositoryError::OutcomeUnknown)));
+    assert_eq!(counters.get(id).await.expect("get").value, 1, "it landed");
+
+    let unit = store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Counter>().update(id, bump).await?;
+                Ok::<_, RepositoryError>(())
+            })
+        })
+        .await;
+    assert!(matches!(unit, Err(RepositoryError::OutcomeUnknown)));
+    assert_eq!(counters.get(id).await.expect("get").value, 2, "it landed");
 }

@@ -20,6 +20,7 @@ mod outcome;
 mod page;
 mod precondition;
 mod repository;
+mod simulation;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -38,6 +39,7 @@ pub use outcome::{Created, Updated};
 pub use page::{Page, PageRequest};
 pub use precondition::{IfVersion, StaleVersion};
 pub use repository::Repository;
+pub use simulation::Simulation;
 pub use store::{Store, StoreExt, Stores};
 pub use token::{InvalidToken, TxToken};
 pub use unit_of_work::{

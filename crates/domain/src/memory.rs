@@ -11,6 +11,7 @@ use crate::fingerprint::Fingerprint;
 use crate::outcome::{Created, Updated};
 use crate::page::{Page, PageRequest};
 use crate::repository::Repository;
+use crate::simulation::Simulator;
 use crate::token::TxToken;
 
 /// A strongly consistent, in-process [`Repository`]. Clones share the same
@@ -30,6 +31,8 @@ pub struct InMemoryRepository<A: Aggregate> {
     gate: Option<Gate>,
     /// Stamps claimed tokens, for the retention purge.
     clock: Clock,
+    /// Re-runs closures and loses replies, in a simulated store.
+    sim: Option<Simulator>,
 }
 
 /// Held by a running unit of work of an [`InMemoryStore`](crate::InMemoryStore).
@@ -41,6 +44,7 @@ impl<A: Aggregate> Clone for InMemoryRepository<A> {
             state: Arc::clone(&self.state),
             gate: self.gate.clone(),
             clock: self.clock.clone(),
+            sim: self.sim.clone(),
         }
     }
 }
@@ -55,6 +59,7 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
             })),
             gate: None,
             clock: Clock::system(),
+            sim: None,
         }
     }
 }
@@ -86,10 +91,11 @@ impl<A: Aggregate> InMemoryRepository<A> {
 
     /// A repository whose operations wait for `gate`, stamping tokens
     /// with `clock`'s time.
-    pub(crate) fn gated(gate: Gate, clock: Clock) -> Self {
+    pub(crate) fn gated(gate: Gate, clock: Clock, sim: Option<Simulator>) -> Self {
         Self {
             gate: Some(gate),
             clock,
+            sim,
             ..Self::default()
         }
     }
@@ -105,10 +111,22 @@ impl<A: Aggregate> InMemoryRepository<A> {
         &self,
     ) -> Result<Option<tokio::sync::MutexGuard<'_, ()>>, RepositoryError<E>> {
         crate::unit_scope::refuse_inside_unit(A::KIND)?;
+        if let Some(sim) = &self.sim {
+            sim.interleave().await;
+        }
         Ok(match &self.gate {
             Some(gate) => Some(gate.lock().await),
             None => None,
         })
+    }
+
+    /// `value`, or in a simulation losing replies, `OutcomeUnknown` for a
+    /// write that was applied.
+    fn reply_maybe_lost<T, E>(&self, value: T) -> Result<T, RepositoryError<E>> {
+        match &self.sim {
+            Some(sim) if sim.lose_reply() => Err(RepositoryError::OutcomeUnknown),
+            _ => Ok(value),
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State<A>> {
@@ -303,12 +321,25 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
         E: Send,
     {
         let _gate = self.enter().await?;
-        self.lock().update(id, f)
+        let mut f = f;
+        let mut state = self.lock();
+        if let Some(sim) = &self.sim {
+            // Runs that lost to a simulated concurrent writer: discarded.
+            for _ in 0..sim.reruns() {
+                let Ok(mut scratch) = state.get(id) else {
+                    break;
+                };
+                let _discarded = f(&mut scratch);
+            }
+        }
+        let updated = state.update(id, f)?;
+        self.reply_maybe_lost(updated)
     }
 
     async fn delete(&self, id: A::Id) -> Result<(), RepositoryError> {
         let _gate = self.enter().await?;
-        self.lock().delete(id)
+        self.lock().delete(id)?;
+        self.reply_maybe_lost(())
     }
 
     async fn list(&self, page: PageRequest<A::Id>) -> Result<Page<A>, RepositoryError> {

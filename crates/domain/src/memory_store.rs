@@ -12,6 +12,7 @@ use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::fingerprint::Fingerprint;
 use crate::memory::{Gate, InMemoryRepository};
 use crate::outcome::{Created, Updated};
+use crate::simulation::{MAX_RERUNS, Simulation, Simulator};
 use crate::store::{Store, Stores};
 use crate::token::TxToken;
 use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
@@ -21,7 +22,8 @@ use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
 /// recording how to undo it, and undone in reverse if the unit fails,
 /// panics or is dropped half-way (a failed nested unit undoes its own).
 ///
-/// Units never conflict here, so their closures run exactly once.
+/// Units never conflict here, so their closures run exactly once, unless
+/// the store is [simulated](InMemoryStore::simulated).
 #[derive(Clone)]
 pub struct InMemoryStore {
     gate: Gate,
@@ -30,6 +32,7 @@ pub struct InMemoryStore {
     repositories: Arc<Mutex<HashMap<TypeId, Slot>>>,
     token_retention: Duration,
     clock: Clock,
+    sim: Option<Simulator>,
 }
 
 /// One aggregate type's repository, and how to purge its expired tokens
@@ -77,6 +80,18 @@ impl InMemoryStore {
             repositories: Arc::default(),
             token_retention: retention,
             clock: Clock::system(),
+            sim: None,
+        }
+    }
+
+    /// An empty store that simulates, reproducibly from `plan`'s seed, what
+    /// Postgres may do: re-run closures, fail a unit's operations with
+    /// conflicts, interleave concurrent callers (see [`Simulation`]). Run a
+    /// use case's tests on a few seeds: an impure closure fails them.
+    pub fn simulated(plan: Simulation) -> Self {
+        Self {
+            sim: Some(Simulator::new(plan)),
+            ..Self::new()
         }
     }
 
@@ -101,8 +116,11 @@ impl InMemoryStore {
         repositories
             .entry(TypeId::of::<A>())
             .or_insert_with(|| {
-                let repository =
-                    InMemoryRepository::<A>::gated(Arc::clone(&self.gate), self.clock.clone());
+                let repository = InMemoryRepository::<A>::gated(
+                    Arc::clone(&self.gate),
+                    self.clock.clone(),
+                    self.sim.clone(),
+                );
                 let purged = repository.clone();
                 Slot {
                     repository: Box::new(repository),
@@ -206,17 +224,47 @@ impl InMemoryStore {
     where
         F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
     {
-        let gate = Arc::clone(&self.gate).lock_owned().await;
-        let mut tx = MemoryTx {
-            store: self.clone(),
-            read_only,
-            undo: Vec::new(),
-            committed: false,
-            _gate: gate,
-        };
-        let result = crate::unit_scope::within_unit(work(&mut tx)).await;
-        tx.committed = result.is_ok();
-        result
+        if let Some(sim) = &self.sim {
+            sim.interleave().await;
+        }
+        // Held across re-runs; declared before `tx`, so dropped after it:
+        // a unit dropped half-way rolls back before the next one starts.
+        let _gate = Arc::clone(&self.gate).lock_owned().await;
+        let mut reruns = self.sim.as_ref().map_or(0, |_| MAX_RERUNS);
+        loop {
+            let mut tx = MemoryTx {
+                store: self.clone(),
+                read_only,
+                undo: Vec::new(),
+                committed: false,
+                faults: if reruns > 0 {
+                    Faults::Possible
+                } else {
+                    Faults::Off
+                },
+                claimed_token: false,
+            };
+            let result = crate::unit_scope::within_unit(work(&mut tx)).await;
+            let rerun = match tx.faults {
+                Faults::Off => false,
+                Faults::Doomed => true,
+                Faults::Possible => self.sim.as_ref().is_some_and(Simulator::rerun_unit),
+            };
+            if rerun {
+                // Dropping `tx` uncommitted rolls the attempt back.
+                reruns -= 1;
+                continue;
+            }
+            tx.committed = result.is_ok();
+            let lost = result.is_ok()
+                && !tx.claimed_token
+                && self.sim.as_ref().is_some_and(Simulator::lose_reply);
+            return if lost {
+                Err(RepositoryError::OutcomeUnknown)
+            } else {
+                result
+            };
+        }
     }
 }
 
@@ -231,10 +279,35 @@ pub struct MemoryTx {
     /// what the unit changed, not copies of whole tables.
     undo: Vec<Box<dyn FnOnce() + Send>>,
     committed: bool,
-    _gate: tokio::sync::OwnedMutexGuard<()>,
+    /// Whether this attempt may get injected conflicts, or got one.
+    faults: Faults,
+    /// A create claimed a token, which would resolve a lost COMMIT reply.
+    claimed_token: bool,
 }
 
 impl MemoryTx {
+    /// In a simulation, now and then, a conflict that dooms the attempt (and
+    /// every operation after it, as in an aborted Postgres transaction).
+    fn simulated_conflict<A: Aggregate, E>(
+        &mut self,
+        id: &dyn std::fmt::Display,
+    ) -> Result<(), RepositoryError<E>> {
+        let conflict = match self.faults {
+            Faults::Off => false,
+            Faults::Doomed => true,
+            Faults::Possible => self.store.sim.as_ref().is_some_and(Simulator::conflict),
+        };
+        if !conflict {
+            return Ok(());
+        }
+        self.faults = Faults::Doomed;
+        Err(RepositoryError::Conflict {
+            kind: A::KIND,
+            id: id.to_string(),
+            attempts: 1,
+        })
+    }
+
     /// The repository of `A` for a write, or `Storage` in a read unit.
     fn writable<A: Aggregate>(&self) -> Result<InMemoryRepository<A>, RepositoryError> {
         if self.read_only {
@@ -254,6 +327,17 @@ impl MemoryTx {
         self.undo
             .push(Box::new(move || repository.lock().put_back(id, previous)));
     }
+}
+
+/// Injected faults in one attempt of a simulated unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    /// Not simulated, or the last attempt, which always counts.
+    Off,
+    /// Operations may fail with a conflict.
+    Possible,
+    /// One did: the attempt is rolled back and re-run, whatever it returns.
+    Doomed,
 }
 
 /// What a write in a read unit gets, as Postgres refuses it in a READ ONLY
@@ -301,10 +385,12 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         token: TxToken,
         aggregate: A,
     ) -> Result<Created<A>, RepositoryError> {
+        self.simulated_conflict::<A, _>(&aggregate.id())?;
         let repository = self.writable::<A>()?;
         let now = repository.now();
         let created = repository.lock().create(token, aggregate, now)?;
         if let Created::New(new) = &created {
+            self.claimed_token = true;
             self.undo_to(&repository, new.id(), None);
             let tokens = repository.clone();
             self.undo
@@ -314,6 +400,7 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
     }
 
     async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
+        self.simulated_conflict::<A, _>(&id)?;
         self.store.repository::<A>().lock().get(id)
     }
 
@@ -327,6 +414,7 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         R: Send,
         E: Send,
     {
+        self.simulated_conflict::<A, _>(&id)?;
         if self.read_only {
             // As on Postgres: the load and the closure run, then the write
             // is refused.
@@ -350,6 +438,7 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
+        self.simulated_conflict::<A, _>(&id)?;
         let repository = self.writable::<A>()?;
         let previous = {
             let mut state = repository.lock();
@@ -362,12 +451,14 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
     }
 
     async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
+        self.simulated_conflict::<A, _>(&"*")?;
         Ok(self.store.repository::<A>().lock().all())
     }
 
     async fn save_all(&mut self, changed: Vec<A>) -> Result<(), RepositoryError> {
         // All or nothing, like the one statement Postgres runs: what was
         // applied before a failing one is put back at once.
+        self.simulated_conflict::<A, _>(&"*")?;
         if changed.is_empty() {
             // Postgres sends no statement, so even a read unit accepts it.
             return Ok(());

@@ -102,10 +102,12 @@ async fn move_money<Tx: Transaction<Account>>(
 
 #[cfg(test)]
 mod tests {
-    use domain::{Aggregate, InMemoryStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use domain::{Aggregate, InMemoryStore, Simulation};
 
     use super::*;
-    use crate::example::use_cases::fixtures::registered;
+    use crate::example::use_cases::fixtures::{SEEDS, registered, stores};
 
     async fn funded(store: &InMemoryStore, owner: &str, cents: i64) -> AccountId {
         let owner = registered(store, owner).await;
@@ -120,40 +122,79 @@ mod tests {
 
     #[tokio::test]
     async fn an_account_needs_an_existing_user() {
-        let store = InMemoryStore::new();
-        let refused = open(&store, TxToken::generate(), UserId::generate()).await;
-        assert!(matches!(
-            refused,
-            Err(RepositoryError::Domain(AccountRefusal::UnknownUser(_)))
-        ));
+        for store in stores() {
+            let refused = open(&store, TxToken::generate(), UserId::generate()).await;
+            assert!(matches!(
+                refused,
+                Err(RepositoryError::Domain(AccountRefusal::UnknownUser(_)))
+            ));
+        }
     }
 
     #[tokio::test]
     async fn a_transfer_moves_money_both_ways_or_not_at_all() {
-        let store = InMemoryStore::new();
-        let (a, b) = (
-            funded(&store, "ada", 500).await,
-            funded(&store, "alan", 100).await,
-        );
-        let (from, to) = transfer(&store, a, b, 200).await.expect("transfer");
-        assert_eq!((from.balance_cents(), to.balance_cents()), (300, 300));
+        for store in stores() {
+            let (a, b) = (
+                funded(&store, "ada", 500).await,
+                funded(&store, "alan", 100).await,
+            );
+            let (from, to) = transfer(&store, a, b, 200).await.expect("transfer");
+            assert_eq!((from.balance_cents(), to.balance_cents()), (300, 300));
 
-        let refused = transfer(&store, b, a, 301).await;
-        assert!(matches!(
-            refused,
-            Err(RepositoryError::Domain(AccountRefusal::Rule(
-                AccountError::Insufficient { .. }
-            )))
-        ));
-        let same = transfer(&store, a, a, 1).await;
-        assert!(matches!(
-            same,
-            Err(RepositoryError::Domain(AccountRefusal::SameAccount))
-        ));
-        let balances = (get(&store, a).await.unwrap(), get(&store, b).await.unwrap());
-        assert_eq!(
-            (balances.0.balance_cents(), balances.1.balance_cents()),
-            (300, 300)
-        );
+            let refused = transfer(&store, b, a, 301).await;
+            assert!(matches!(
+                refused,
+                Err(RepositoryError::Domain(AccountRefusal::Rule(
+                    AccountError::Insufficient { .. }
+                )))
+            ));
+            let same = transfer(&store, a, a, 1).await;
+            assert!(matches!(
+                same,
+                Err(RepositoryError::Domain(AccountRefusal::SameAccount))
+            ));
+            let balances = (get(&store, a).await.unwrap(), get(&store, b).await.unwrap());
+            assert_eq!(
+                (balances.0.balance_cents(), balances.1.balance_cents()),
+                (300, 300)
+            );
+        }
+    }
+
+    /// A deposit that sends a receipt from inside its update closure: the
+    /// mistake the simulation is there to catch. Postgres runs the closure
+    /// again when a concurrent write got there first, and every run sends.
+    async fn deposit_sending_receipts(store: &InMemoryStore, id: AccountId, sent: &AtomicU32) {
+        store
+            .repository::<Account>()
+            .update(id, |account| {
+                sent.fetch_add(1, Ordering::Relaxed); // impure: do not copy
+                account.deposit(100)
+            })
+            .await
+            .expect("deposit");
+    }
+
+    /// What a test of that use case asserts: one deposit, one receipt.
+    async fn one_receipt_per_deposit(store: InMemoryStore) -> Result<(), String> {
+        let id = funded(&store, "ada", 1).await;
+        let sent = AtomicU32::new(0);
+        deposit_sending_receipts(&store, id, &sent).await;
+        match sent.into_inner() {
+            1 => Ok(()),
+            n => Err(format!("{n} receipts for one deposit")),
+        }
+    }
+
+    /// Kept on purpose: the impure deposit above passes on the plain store
+    /// and fails under the simulation, the same way for the same seed.
+    #[tokio::test]
+    async fn an_impure_closure_passes_in_memory_and_fails_under_simulation() {
+        assert_eq!(one_receipt_per_deposit(InMemoryStore::new()).await, Ok(()));
+        let seed = Simulation::seed(SEEDS[1]);
+        let failed = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;
+        assert_eq!(failed, Err("3 receipts for one deposit".to_owned()));
+        let again = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;
+        assert_eq!(again, failed, "a seed replays the same run");
     }
 }

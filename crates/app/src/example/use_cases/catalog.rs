@@ -31,10 +31,10 @@ pub async fn list<S: ExampleStore>(store: &S) -> Result<Vec<Product>, Repository
 
 #[cfg(test)]
 mod tests {
-    use domain::InMemoryStore;
     use domain::example::{Cents, ProductName, Sku};
 
     use super::*;
+    use crate::example::use_cases::fixtures::stores;
 
     fn product(sku: &str, price: i64) -> Product {
         Product::new(
@@ -46,28 +46,29 @@ mod tests {
 
     #[tokio::test]
     async fn an_import_inserts_rewrites_and_removes_and_lists_by_sku() {
-        let store = InMemoryStore::new();
-        replace(&store, vec![product("PEN", 150), product("INK", 500)])
-            .await
-            .expect("first import");
-        let report = replace(&store, vec![product("INK", 550), product("CAP", 90)])
-            .await
-            .expect("second import");
-        assert_eq!(
-            report,
-            Replaced {
-                created: 1,
-                updated: 1,
-                unchanged: 0,
-                deleted: 1
-            }
-        );
-        let listed: Vec<(String, i64)> = list(&store)
-            .await
-            .expect("list")
-            .iter()
-            .map(|p| (p.sku().as_str().to_owned(), p.price().get()))
-            .collect();
-        assert_eq!(listed, [("CAP".to_owned(), 90), ("INK".to_owned(), 550)]);
+        for store in stores() {
+            replace(&store, vec![product("PEN", 150), product("INK", 500)])
+                .await
+                .expect("first import");
+            let report = replace(&store, vec![product("INK", 550), product("CAP", 90)])
+                .await
+                .expect("second import");
+            assert_eq!(
+                report,
+                Replaced {
+                    created: 1,
+                    updated: 1,
+                    unchanged: 0,
+                    deleted: 1
+                }
+            );
+            let listed: Vec<(String, i64)> = list(&store)
+                .await
+                .expect("list")
+                .iter()
+                .map(|p| (p.sku().as_str().to_owned(), p.price().get()))
+                .collect();
+            assert_eq!(listed, [("CAP".to_owned(), 90), ("INK".to_owned(), 550)]);
+        }
     }
 }

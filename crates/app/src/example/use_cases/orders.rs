@@ -200,10 +200,10 @@ async fn change_and_log<Tx: Transaction<Order> + Transaction<Action>>(
 #[cfg(test)]
 mod tests {
     use domain::example::{Cents, OrderStatus, Quantity, Sku};
-    use domain::{Aggregate, InMemoryStore, Version};
+    use domain::{Aggregate, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{actions, profile, registered, username};
+    use crate::example::use_cases::fixtures::{actions, profile, registered, stores, username};
 
     fn line(sku: &str) -> OrderLine {
         OrderLine {
@@ -215,132 +215,135 @@ mod tests {
 
     #[tokio::test]
     async fn an_order_needs_an_existing_user_and_is_logged_once() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let nobody = open(&store, TxToken::generate(), UserId::generate(), vec![], now).await;
-        assert!(matches!(
-            nobody,
-            Err(RepositoryError::Domain(OrderRefusal::UnknownUser(_)))
-        ));
+        for store in stores() {
+            let now = Timestamp::now();
+            let nobody = open(&store, TxToken::generate(), UserId::generate(), vec![], now).await;
+            assert!(matches!(
+                nobody,
+                Err(RepositoryError::Domain(OrderRefusal::UnknownUser(_)))
+            ));
 
-        let ada = registered(&store, "ada").await;
-        let token = TxToken::generate();
-        let first = open(&store, token, ada, vec![line("PEN")], now)
-            .await
-            .expect("open");
-        let retried = open(&store, token, ada, vec![line("PEN")], now)
-            .await
-            .expect("retry");
-        assert!(first.is_new() && !retried.is_new());
-        assert_eq!(retried.aggregate().id(), first.aggregate().id());
-        assert_eq!(actions(&store).await, ["user.created", "order.created"]);
+            let ada = registered(&store, "ada").await;
+            let token = TxToken::generate();
+            let first = open(&store, token, ada, vec![line("PEN")], now)
+                .await
+                .expect("open");
+            let retried = open(&store, token, ada, vec![line("PEN")], now)
+                .await
+                .expect("retry");
+            assert!(first.is_new() && !retried.is_new());
+            assert_eq!(retried.aggregate().id(), first.aggregate().id());
+            assert_eq!(actions(&store).await, ["user.created", "order.created"]);
+        }
     }
 
     #[tokio::test]
     async fn orders_follow_their_rules_and_every_change_is_logged() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let ada = registered(&store, "ada").await;
-        let id = open(&store, TxToken::generate(), ada, vec![], now)
+        for store in stores() {
+            let now = Timestamp::now();
+            let ada = registered(&store, "ada").await;
+            let id = open(&store, TxToken::generate(), ada, vec![], now)
+                .await
+                .expect("open")
+                .aggregate()
+                .id();
+            let empty = change(&store, id, IfVersion::Any, OrderChange::Place, now).await;
+            assert!(matches!(
+                empty,
+                Err(RepositoryError::Domain(OrderRefusal::Rule(
+                    OrderError::Empty
+                )))
+            ));
+            change(
+                &store,
+                id,
+                IfVersion::Any,
+                OrderChange::AddLine(line("INK")),
+                now,
+            )
             .await
-            .expect("open")
-            .aggregate()
-            .id();
-        let empty = change(&store, id, IfVersion::Any, OrderChange::Place, now).await;
-        assert!(matches!(
-            empty,
-            Err(RepositoryError::Domain(OrderRefusal::Rule(
-                OrderError::Empty
-            )))
-        ));
-        change(
-            &store,
-            id,
-            IfVersion::Any,
-            OrderChange::AddLine(line("INK")),
-            now,
-        )
-        .await
-        .expect("add a line");
-        let stale = change(
-            &store,
-            id,
-            IfVersion::exactly(Version::INITIAL),
-            OrderChange::Place,
-            now,
-        )
-        .await;
-        assert!(matches!(
-            stale,
-            Err(RepositoryError::Domain(OrderRefusal::Stale(_)))
-        ));
-        let placed = change(
-            &store,
-            id,
-            IfVersion::exactly(Version::new(2)),
-            OrderChange::Place,
-            now,
-        )
-        .await
-        .expect("place");
-        assert_eq!(placed.status(), OrderStatus::Placed);
-        assert_eq!(
-            actions(&store).await,
-            [
-                "user.created",
-                "order.created",
-                "order.line_added",
-                "order.placed"
-            ]
-        );
+            .expect("add a line");
+            let stale = change(
+                &store,
+                id,
+                IfVersion::exactly(Version::INITIAL),
+                OrderChange::Place,
+                now,
+            )
+            .await;
+            assert!(matches!(
+                stale,
+                Err(RepositoryError::Domain(OrderRefusal::Stale(_)))
+            ));
+            let placed = change(
+                &store,
+                id,
+                IfVersion::exactly(Version::new(2)),
+                OrderChange::Place,
+                now,
+            )
+            .await
+            .expect("place");
+            assert_eq!(placed.status(), OrderStatus::Placed);
+            assert_eq!(
+                actions(&store).await,
+                [
+                    "user.created",
+                    "order.created",
+                    "order.line_added",
+                    "order.placed"
+                ]
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_user_and_their_first_order_come_together_or_not_at_all() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let token = TxToken::generate();
-        let (user, order) = open_with_new_user(
-            &store,
-            token,
-            (username("grace"), profile("Grace")),
-            vec![line("PEN")],
-            now,
-        )
-        .await
-        .expect("both");
-        assert_eq!(order.aggregate().user_id(), user.aggregate().id());
-        let (user_again, order_again) = open_with_new_user(
-            &store,
-            token,
-            (username("grace"), profile("Grace")),
-            vec![line("PEN")],
-            now,
-        )
-        .await
-        .expect("retry");
-        assert!(!user_again.is_new() && !order_again.is_new());
-        assert_eq!(order_again.aggregate().id(), order.aggregate().id());
+        for store in stores() {
+            let now = Timestamp::now();
+            let token = TxToken::generate();
+            let (user, order) = open_with_new_user(
+                &store,
+                token,
+                (username("grace"), profile("Grace")),
+                vec![line("PEN")],
+                now,
+            )
+            .await
+            .expect("both");
+            assert_eq!(order.aggregate().user_id(), user.aggregate().id());
+            let (user_again, order_again) = open_with_new_user(
+                &store,
+                token,
+                (username("grace"), profile("Grace")),
+                vec![line("PEN")],
+                now,
+            )
+            .await
+            .expect("retry");
+            assert!(!user_again.is_new() && !order_again.is_new());
+            assert_eq!(order_again.aggregate().id(), order.aggregate().id());
 
-        let too_many = vec![line("PEN"); Order::MAX_LINES + 1];
-        let refused = open_with_new_user(
-            &store,
-            TxToken::generate(),
-            (username("alan"), profile("Alan")),
-            too_many,
-            now,
-        )
-        .await;
-        assert!(matches!(
-            refused,
-            Err(RepositoryError::Domain(OrderRefusal::Rule(
-                OrderError::TooManyLines
-            )))
-        ));
-        assert_eq!(
-            actions(&store).await,
-            ["user.created", "order.created"],
-            "nothing of the refused registration was written"
-        );
+            let too_many = vec![line("PEN"); Order::MAX_LINES + 1];
+            let refused = open_with_new_user(
+                &store,
+                TxToken::generate(),
+                (username("alan"), profile("Alan")),
+                too_many,
+                now,
+            )
+            .await;
+            assert!(matches!(
+                refused,
+                Err(RepositoryError::Domain(OrderRefusal::Rule(
+                    OrderError::TooManyLines
+                )))
+            ));
+            assert_eq!(
+                actions(&store).await,
+                ["user.created", "order.created"],
+                "nothing of the refused registration was written"
+            );
+        }
     }
 }

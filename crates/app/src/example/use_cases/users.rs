@@ -120,104 +120,109 @@ async fn delete_and_log<Tx: Transaction<User> + Transaction<Action>>(
 #[cfg(test)]
 mod tests {
     use domain::example::expected_score_sum;
-    use domain::{Aggregate, InMemoryStore, Version};
+    use domain::{Aggregate, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{actions, name, profile, registered, username};
+    use crate::example::use_cases::fixtures::{
+        actions, name, profile, registered, stores, username,
+    };
 
     #[tokio::test]
     async fn a_registration_scores_everyone_and_logs_once_even_when_retried() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let token = TxToken::generate();
-        let ada = register(&store, token, username("ada"), profile("Ada"), now)
+        for store in stores() {
+            let now = Timestamp::now();
+            let token = TxToken::generate();
+            let ada = register(&store, token, username("ada"), profile("Ada"), now)
+                .await
+                .expect("register");
+            assert!(ada.is_new());
+            register(
+                &store,
+                TxToken::generate(),
+                username("alan"),
+                profile("Alan"),
+                now,
+            )
             .await
             .expect("register");
-        assert!(ada.is_new());
-        register(
-            &store,
-            TxToken::generate(),
-            username("alan"),
-            profile("Alan"),
-            now,
-        )
-        .await
-        .expect("register");
 
-        let retried = register(&store, token, username("ada"), profile("Ada"), now)
-            .await
-            .expect("retry");
-        assert_eq!(retried.aggregate().id(), ada.aggregate().id());
-        assert!(!retried.is_new(), "a retry replays");
-        let users = list(&store, PageRequest::first(10))
-            .await
-            .expect("list")
-            .items;
-        let sum: f64 = users.iter().map(|u| u.score().get()).sum();
-        assert!(
-            (sum - expected_score_sum(2)).abs() < 1e-9,
-            "rescored once, not twice"
-        );
-        assert_eq!(actions(&store).await, ["user.created", "user.created"]);
+            let retried = register(&store, token, username("ada"), profile("Ada"), now)
+                .await
+                .expect("retry");
+            assert_eq!(retried.aggregate().id(), ada.aggregate().id());
+            assert!(!retried.is_new(), "a retry replays");
+            let users = list(&store, PageRequest::first(10))
+                .await
+                .expect("list")
+                .items;
+            let sum: f64 = users.iter().map(|u| u.score().get()).sum();
+            assert!(
+                (sum - expected_score_sum(2)).abs() < 1e-9,
+                "rescored once, not twice"
+            );
+            assert_eq!(actions(&store).await, ["user.created", "user.created"]);
+        }
     }
 
     #[tokio::test]
     async fn a_profile_change_honours_the_expected_version_and_is_logged() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let id = registered(&store, "ada").await;
-        let changed = change_profile(
-            &store,
-            id,
-            IfVersion::exactly(Version::INITIAL),
-            Some(name("Augusta")),
-            None,
-            now,
-        )
-        .await
-        .expect("change");
-        assert_eq!(changed.profile().first_name.as_str(), "Augusta");
-        assert_eq!(changed.version(), Version::new(2));
+        for store in stores() {
+            let now = Timestamp::now();
+            let id = registered(&store, "ada").await;
+            let changed = change_profile(
+                &store,
+                id,
+                IfVersion::exactly(Version::INITIAL),
+                Some(name("Augusta")),
+                None,
+                now,
+            )
+            .await
+            .expect("change");
+            assert_eq!(changed.profile().first_name.as_str(), "Augusta");
+            assert_eq!(changed.version(), Version::new(2));
 
-        let stale = change_profile(
-            &store,
-            id,
-            IfVersion::exactly(Version::INITIAL),
-            Some(name("Ada")),
-            None,
-            now,
-        )
-        .await;
-        assert!(
-            matches!(
-                stale,
-                Err(RepositoryError::Domain(UserRefusal::Stale(StaleVersion { current })))
-                    if current == Version::new(2)
-            ),
-            "{stale:?}"
-        );
-        assert_eq!(actions(&store).await, ["user.created", "user.updated"]);
+            let stale = change_profile(
+                &store,
+                id,
+                IfVersion::exactly(Version::INITIAL),
+                Some(name("Ada")),
+                None,
+                now,
+            )
+            .await;
+            assert!(
+                matches!(
+                    stale,
+                    Err(RepositoryError::Domain(UserRefusal::Stale(StaleVersion { current })))
+                        if current == Version::new(2)
+                ),
+                "{stale:?}"
+            );
+            assert_eq!(actions(&store).await, ["user.created", "user.updated"]);
+        }
     }
 
     #[tokio::test]
     async fn a_deletion_is_logged_and_a_stale_one_changes_nothing() {
-        let store = InMemoryStore::new();
-        let now = Timestamp::now();
-        let id = registered(&store, "ada").await;
-        let stale = delete(&store, id, IfVersion::exactly(Version::new(7)), now).await;
-        assert!(matches!(
-            stale,
-            Err(RepositoryError::Domain(UserRefusal::Stale(_)))
-        ));
-        assert!(get(&store, id).await.is_ok(), "still there");
+        for store in stores() {
+            let now = Timestamp::now();
+            let id = registered(&store, "ada").await;
+            let stale = delete(&store, id, IfVersion::exactly(Version::new(7)), now).await;
+            assert!(matches!(
+                stale,
+                Err(RepositoryError::Domain(UserRefusal::Stale(_)))
+            ));
+            assert!(get(&store, id).await.is_ok(), "still there");
 
-        delete(&store, id, IfVersion::Any, now)
-            .await
-            .expect("delete");
-        assert!(matches!(
-            get(&store, id).await,
-            Err(RepositoryError::NotFound { .. })
-        ));
-        assert_eq!(actions(&store).await, ["user.created", "user.deleted"]);
+            delete(&store, id, IfVersion::Any, now)
+                .await
+                .expect("delete");
+            assert!(matches!(
+                get(&store, id).await,
+                Err(RepositoryError::NotFound { .. })
+            ));
+            assert_eq!(actions(&store).await, ["user.created", "user.deleted"]);
+        }
     }
 }
