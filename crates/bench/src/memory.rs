@@ -4,8 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::example::{Account, AccountError, AccountId, UserId};
 use domain::testing::{ContractSubject, Counter, CounterId};
-use domain::{InMemoryRepository, Repository, TxToken};
+use domain::{
+    Aggregate, InMemoryRepository, InMemoryStore, Repository, RepositoryError, TxExt, TxToken,
+    UnitOfWork,
+};
 use rand::Rng;
 
 use crate::measure::{self, Counters, Figures};
@@ -62,5 +66,49 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
         ("get", get),
         ("update", update),
         ("create (with token)", create),
+        (
+            "unit: transfer, 300 accounts",
+            transfers(300, duration, &counters).await,
+        ),
+        (
+            "unit: transfer, 30 000 accounts",
+            transfers(30_000, duration, &counters).await,
+        ),
     ]
+}
+
+/// A unit of work moving money between two of `accounts` accounts in an
+/// `InMemoryStore`: its cost must not grow with the store, since a unit
+/// undoes its own writes instead of copying whole tables.
+async fn transfers(accounts: usize, duration: Duration, counters: &Arc<Counters>) -> Figures {
+    let store = InMemoryStore::new();
+    let repo = store.repository::<Account>();
+    let owner = UserId::generate();
+    let mut ids = Vec::with_capacity(accounts);
+    for _ in 0..accounts {
+        let mut account = Account::open(AccountId::generate(), owner);
+        account.deposit(1_000_000).expect("deposit");
+        let opened = repo.create(TxToken::generate(), account).await;
+        ids.push(opened.expect("open").aggregate().id());
+    }
+    let ids = Arc::new(ids);
+    measure::run(1, duration, counters, move |_, _| {
+        let (store, ids) = (store.clone(), Arc::clone(&ids));
+        async move {
+            let from = rand::rng().random_range(0..ids.len());
+            let to = (from + rand::rng().random_range(1..ids.len())) % ids.len();
+            let (from, to) = (ids[from], ids[to]);
+            store
+                .run(|tx| {
+                    Box::pin(async move {
+                        tx.of::<Account>().update(from, |a| a.withdraw(1)).await?;
+                        tx.of::<Account>().update(to, |a| a.deposit(1)).await?;
+                        Ok::<_, RepositoryError<AccountError>>(())
+                    })
+                })
+                .await?;
+            Ok(())
+        }
+    })
+    .await
 }
