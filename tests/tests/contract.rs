@@ -31,15 +31,20 @@ domain::contract_suite!(
 
 domain::unit_of_work_suite!(units_in_memory, InMemoryStore::new());
 domain::unit_of_work_suite!(units_on_postgres, StoreWithDb::fresh().await);
-domain::unit_of_work_suite!(
-    units_in_simulation,
-    InMemoryStore::simulated(Simulation::seed(rand::random()))
-);
+domain::unit_of_work_suite!(units_in_simulation, simulated());
 domain::contract_suite!(
     counters_in_simulation,
     Counter,
-    InMemoryStore::simulated(Simulation::seed(rand::random())).repository::<Counter>()
+    simulated().repository::<Counter>()
 );
+
+/// A simulated store on a new seed each run, printed so that a failure can
+/// be replayed (`Simulation::seed(<seed>)`).
+fn simulated() -> InMemoryStore {
+    let seed = rand::random();
+    eprintln!("simulation seed {seed}");
+    InMemoryStore::simulated(Simulation::seed(seed))
+}
 
 /// A simulated store re-runs closures and units, injects conflicts and
 /// interleaves callers; for the pure programs of the model check, none of
