@@ -328,6 +328,14 @@ impl domain::ExclusiveAccess for StoreWithDb {
         self.store.lock(key, wait).await
     }
 
+    async fn lock_shared(
+        &self,
+        key: &str,
+        wait: std::time::Duration,
+    ) -> Result<Self::Guard, RepositoryError> {
+        self.store.lock_shared(key, wait).await
+    }
+
     async fn still_held(&self, guard: &mut Self::Guard) -> Result<(), RepositoryError> {
         self.store.still_held(guard).await
     }

@@ -188,6 +188,10 @@ impl ExclusiveAccess for InMemoryStore {
         self.locks.lock(key, wait).await
     }
 
+    async fn lock_shared(&self, key: &str, wait: Duration) -> Result<KeyGuard, RepositoryError> {
+        self.locks.lock_shared(key, wait).await
+    }
+
     async fn still_held(&self, guard: &mut KeyGuard) -> Result<(), RepositoryError> {
         self.locks.still_held(guard).await
     }

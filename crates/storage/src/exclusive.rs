@@ -1,4 +1,5 @@
-//! Keyed exclusive access on Postgres: transaction-scoped advisory locks.
+//! Keyed access on Postgres: transaction-scoped advisory locks, exclusive
+//! or shared.
 
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use crate::classify::{Fault, Transient, classify};
 use crate::store::{Conn, PgStore};
 
 /// Holds a key: a pooled connection inside a transaction that took
-/// `pg_advisory_xact_lock` on the key's hash. [`ExclusiveAccess::unlock`]
+/// `pg_advisory_xact_lock` (or `pg_advisory_xact_lock_shared`) on the key's
+/// hash. [`ExclusiveAccess::unlock`]
 /// commits, which frees the key; a guard dropped without it leaves its
 /// connection inside the transaction, so the pool closes the connection
 /// and the server frees the key.
@@ -33,37 +35,13 @@ impl ExclusiveAccess for PgStore {
     /// One session per held key, from the lock pool (never the operations'
     /// pool); two round trips to take it.
     async fn lock(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
-        let wait_ms = wait.as_millis().max(1);
-        let hold_ms = self.config().max_lock_hold.as_millis().max(1);
-        let take = async {
-            let mut conn = self.lock_connection().await?;
-            AnsiTransactionManager::begin_transaction(&mut *conn)
-                .await
-                .map_err(|e| failure(&e))?;
-            conn.batch_execute(&format!(
-                "SET LOCAL lock_timeout = {wait_ms}; \
-                 SET LOCAL statement_timeout = {}; \
-                 SET LOCAL idle_in_transaction_session_timeout = {hold_ms};",
-                wait_ms + 1000
-            ))
-            .await
-            .map_err(|e| failure(&e))?;
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind::<Text, _>(key)
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| failure(&e))?;
-            Ok(PgKeyGuard {
-                conn,
-                key: key.chars().take(64).collect(),
-            })
-        };
-        // The pool wait and the lock wait each have their own bound; this
-        // one only guards against a server that stops answering.
-        let bound = wait + self.config().connection_timeout + Duration::from_secs(1);
-        tokio::time::timeout(bound, take)
-            .await
-            .unwrap_or(Err(RepositoryError::Timeout))
+        self.take(key, "pg_advisory_xact_lock", wait).await
+    }
+
+    /// As [`Self::lock`], in shared mode: the server's lock queue puts a
+    /// shared locker behind a waiting exclusive one, as the trait asks.
+    async fn lock_shared(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
+        self.take(key, "pg_advisory_xact_lock_shared", wait).await
     }
 
     /// One round trip on the lock's own session: the server ends it when
@@ -85,6 +63,48 @@ impl ExclusiveAccess for PgStore {
             // with it, and the pool discards the connection.
             Err(_) => Err(RepositoryError::LockLost { key }),
         }
+    }
+}
+
+impl PgStore {
+    /// Takes `key` with the advisory lock `function` (exclusive or shared).
+    async fn take(
+        &self,
+        key: &str,
+        function: &'static str,
+        wait: Duration,
+    ) -> Result<PgKeyGuard, RepositoryError> {
+        let wait_ms = wait.as_millis().max(1);
+        let hold_ms = self.config().max_lock_hold.as_millis().max(1);
+        let take = async {
+            let mut conn = self.lock_connection().await?;
+            AnsiTransactionManager::begin_transaction(&mut *conn)
+                .await
+                .map_err(|e| failure(&e))?;
+            conn.batch_execute(&format!(
+                "SET LOCAL lock_timeout = {wait_ms}; \
+                 SET LOCAL statement_timeout = {}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {hold_ms};",
+                wait_ms + 1000
+            ))
+            .await
+            .map_err(|e| failure(&e))?;
+            diesel::sql_query(format!("SELECT {function}(hashtextextended($1, 0))"))
+                .bind::<Text, _>(key)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| failure(&e))?;
+            Ok(PgKeyGuard {
+                conn,
+                key: key.chars().take(64).collect(),
+            })
+        };
+        // The pool wait and the lock wait each have their own bound; this
+        // one only guards against a server that stops answering.
+        let bound = wait + self.config().connection_timeout + Duration::from_secs(1);
+        tokio::time::timeout(bound, take)
+            .await
+            .unwrap_or(Err(RepositoryError::Timeout))
     }
 }
 

@@ -132,3 +132,60 @@ where
         .await
         .expect("the new holder releases it");
 }
+
+/// Shared holders of a key coexist and keep an exclusive locker out; a
+/// shared locker who comes while an exclusive one waits queues behind it
+/// (so readers cannot starve a writer); an exclusive holder keeps shared
+/// lockers out. Holds at most 3 keys at once, none longer than the 300 ms
+/// these stores let a hold last.
+pub async fn shared_holders_coexist_and_queue_behind_a_waiting_writer<L, R>((locks, _repo): (L, R))
+where
+    L: ExclusiveAccess + Clone + 'static,
+    R: Repository<Counter> + Clone + 'static,
+{
+    let key = format!("catalog:{}", uuid::Uuid::new_v4());
+    let short = Duration::from_millis(60);
+    let reader = locks
+        .lock_shared(&key, short)
+        .await
+        .expect("a free key is shared at once");
+    let second = locks
+        .lock_shared(&key, short)
+        .await
+        .expect("a shared key admits another shared holder");
+    let refused = locks.lock(&key, short).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::Timeout)),
+        "an exclusive locker waits for shared holders: {refused:?}"
+    );
+    locks.unlock(second).await.expect("released");
+    locks.unlock(reader).await.expect("released");
+
+    let reader = locks.lock_shared(&key, short).await.expect("free again");
+    let writer = tokio::spawn({
+        let (locks, key) = (locks.clone(), key.clone());
+        async move { locks.lock(&key, Duration::from_secs(5)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(60)).await; // the writer waits now
+    let late = locks.lock_shared(&key, short).await;
+    assert!(
+        matches!(late, Err(RepositoryError::Timeout)),
+        "a shared locker queues behind a waiting writer: {late:?}"
+    );
+    locks.unlock(reader).await.expect("released");
+    let writer = writer
+        .await
+        .expect("no panic")
+        .expect("the writer gets the key once the readers are gone");
+    let kept_out = locks.lock_shared(&key, short).await;
+    assert!(
+        matches!(kept_out, Err(RepositoryError::Timeout)),
+        "an exclusive holder keeps shared lockers out: {kept_out:?}"
+    );
+    locks.unlock(writer).await.expect("released");
+    let after = locks
+        .lock_shared(&key, short)
+        .await
+        .expect("free again once the writer is done");
+    locks.unlock(after).await.expect("released");
+}

@@ -135,6 +135,12 @@ macro_rules! exclusive_access_suite {
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn shared_holders_coexist_and_queue_behind_a_waiting_writer() {
+                $crate::testing::contract::shared_holders_coexist_and_queue_behind_a_waiting_writer($make)
+                    .await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_held_key_times_out_others_and_a_dropped_guard_frees_it() {
                 $crate::testing::contract::a_held_key_times_out_others_and_a_dropped_guard_frees_it($make)
                     .await;
