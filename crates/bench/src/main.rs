@@ -9,6 +9,7 @@ mod handwritten;
 mod measure;
 mod memory;
 mod raw;
+mod round_trips;
 mod setup;
 
 use std::sync::Arc;
@@ -176,41 +177,34 @@ async fn main() -> anyhow::Result<()> {
     let users = Arc::new(users);
     let orders = Arc::new(orders);
 
-    let store_with = |recycling| {
-        storage::PgStore::new(
-            &db.url,
-            storage::StoreConfig {
-                max_connections: args.connections,
-                deadline: Duration::from_secs(10),
-                // The same pool wait as the hand-written pool: the bench
-                // compares costs, not fail-fast policies.
-                connection_timeout: Duration::from_secs(5),
-                recycling,
-                ..storage::StoreConfig::default()
-            },
-        )
-    };
-    let (store, verified_store) = (
-        store_with(storage::Recycling::Fast),
-        store_with(storage::Recycling::Verified),
-    );
     let counters: [Arc<Counters>; 4] = Default::default();
-    let hand =
-        handwritten::HandWritten::new(&db.url, args.connections, counters[0].clone()).await?;
-    let framework = framework::Framework::new(&store, counters[1].clone());
-    let verified = framework::Framework::new(&verified_store, counters[2].clone());
-    let raw = raw::Raw::new(&db.url, args.connections as usize, counters[3].clone()).await?;
+    let direct = Contenders::on(&db.url, args.connections, &counters).await?;
+    // The same implementations again, talking through a relay that counts
+    // round trips; one connection each, as a single task needs no more.
+    let relay = round_trips::Relay::start(&db.url).await?;
+    let relayed = Contenders::on(&relay.url, 1, &counters).await?;
 
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
-        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | retries/op | client CPU µs/op | allocs/op | vs diesel |"
+        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | round trips/op | retries/op | client CPU µs/op | allocs/op | vs diesel | vs raw |"
     );
-    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
     let mut run = 0;
+    let data = |run| Data {
+        users: users.clone(),
+        orders: orders.clone(),
+        created: Arc::new(Vec::new()),
+        run,
+        url: Arc::from(db.url.as_str()),
+    };
     for scenario in SCENARIOS
         .iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == *s))
     {
+        let round_trips =
+            round_trips_of(&relayed, &args, &db, scenario, &mut run, &counters, &data).await?;
         for &tasks in &args.tasks {
             // Several rounds, the contenders in a rotated order each round,
             // and the median round reported: a single run in a fixed order
@@ -227,42 +221,44 @@ async fn main() -> anyhow::Result<()> {
                     if *scenario == "order-update" {
                         db.reset_orders(args.orders).await?;
                     }
-                    let data = Data {
-                        users: users.clone(),
-                        orders: orders.clone(),
-                        created: Arc::new(Vec::new()),
-                        run,
-                        url: Arc::from(db.url.as_str()),
-                    };
-                    let counters = &counters[which];
-                    let figures = match which {
-                        0 => bench(scenario, tasks, duration, counters, hand.clone(), data).await?,
-                        1 => {
-                            bench(scenario, tasks, duration, counters, framework.clone(), data)
-                                .await?
-                        }
-                        2 => {
-                            bench(scenario, tasks, duration, counters, verified.clone(), data)
-                                .await?
-                        }
-                        _ => bench(scenario, tasks, duration, counters, raw.clone(), data).await?,
-                    };
+                    let figures = direct
+                        .bench(
+                            which,
+                            scenario,
+                            tasks,
+                            duration,
+                            &counters[which],
+                            data(run),
+                        )
+                        .await?;
                     rounds[which].push(figures);
                 }
             }
             let cost: Vec<ClientCost> = rounds.iter().map(|r| client_cost(r)).collect();
-            let ratios: Vec<Option<f64>> =
+            let vs_diesel: Vec<Option<f64>> =
                 rounds.iter().map(|r| paired_ratio(r, &rounds[0])).collect();
+            let vs_raw: Vec<Option<f64>> =
+                rounds.iter().map(|r| paired_ratio(r, &rounds[3])).collect();
             let medians: Vec<Option<Figures>> = rounds.iter_mut().map(|r| median(r)).collect();
             for (which, (_, name)) in CONTENDERS.iter().enumerate() {
                 if let Some(figures) = medians[which] {
-                    print_row(scenario, tasks, name, &figures, cost[which], ratios[which]);
+                    let row = Row {
+                        scenario,
+                        tasks,
+                        name,
+                        figures,
+                        cost: cost[which],
+                        round_trips: round_trips[which],
+                        vs_diesel: vs_diesel[which],
+                        vs_raw: vs_raw[which],
+                    };
+                    row.print();
                 }
             }
         }
     }
     // Close every connection before the database goes.
-    drop((hand, framework, verified, raw, store, verified_store));
+    drop((direct, relayed));
     tokio::time::sleep(Duration::from_millis(200)).await;
     db.drop_database().await?;
 
@@ -287,30 +283,155 @@ async fn print_memory(duration: Duration) {
     }
 }
 
-fn print_row(
+/// Round trips per operation of each implementation `args` selects: one
+/// task, through the relay.
+async fn round_trips_of(
+    relayed: &Contenders,
+    args: &Args,
+    db: &setup::BenchDb,
     scenario: &str,
+    run: &mut u32,
+    counters: &[Arc<Counters>; 4],
+    data: &dyn Fn(u32) -> Data,
+) -> anyhow::Result<[Option<f64>; 4]> {
+    let mut round_trips = [None; 4];
+    for (which, (name, _)) in CONTENDERS.iter().enumerate() {
+        if !args.runs(name) {
+            continue;
+        }
+        *run += 1;
+        if scenario == "order-update" {
+            db.reset_orders(args.orders).await?;
+        }
+        let short = Duration::from_millis(300);
+        let figures = relayed
+            .bench(which, scenario, 1, short, &counters[which], data(*run))
+            .await?;
+        round_trips[which] = Some(figures.round_trips_per_op);
+    }
+    Ok(round_trips)
+}
+
+/// One line of the table.
+struct Row<'a> {
+    scenario: &'a str,
     tasks: usize,
-    name: &str,
-    f: &Figures,
+    name: &'a str,
+    figures: Figures,
     cost: ClientCost,
-    ratio: Option<f64>,
-) {
-    let errors = if f.errors > 0 {
-        format!(" ({} errors)", f.errors)
-    } else {
-        String::new()
-    };
-    println!(
-        "| {scenario} | {tasks} | {name} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.0} | {} |",
-        f.ops_per_second,
-        f.p50.as_secs_f64() * 1e3,
-        f.p99.as_secs_f64() * 1e3,
-        f.statements_per_op,
-        f.retries_per_op,
-        cost.cpu.as_secs_f64() * 1e6,
-        cost.allocations,
-        ratio.map_or_else(|| "n/a".to_owned(), |r| format!("{r:.2}"))
-    );
+    round_trips: Option<f64>,
+    vs_diesel: Option<f64>,
+    vs_raw: Option<f64>,
+}
+
+impl Row<'_> {
+    fn print(&self) {
+        let f = &self.figures;
+        let errors = if f.errors > 0 {
+            format!(" ({} errors)", f.errors)
+        } else {
+            String::new()
+        };
+        let figure = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2}"));
+        println!(
+            "| {} | {} | {} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.0} | {} | {} |",
+            self.scenario,
+            self.tasks,
+            self.name,
+            f.ops_per_second,
+            f.p50.as_secs_f64() * 1e3,
+            f.p99.as_secs_f64() * 1e3,
+            f.statements_per_op,
+            figure(self.round_trips),
+            f.retries_per_op,
+            self.cost.cpu.as_secs_f64() * 1e6,
+            self.cost.allocations,
+            figure(self.vs_diesel),
+            figure(self.vs_raw),
+        );
+    }
+}
+
+/// One of each implementation, on one server address.
+struct Contenders {
+    hand: handwritten::HandWritten,
+    framework: framework::Framework,
+    verified: framework::Framework,
+    raw: raw::Raw,
+}
+
+impl Contenders {
+    /// Each with a pool of `connections` to `url`.
+    async fn on(
+        url: &str,
+        connections: u32,
+        counters: &[Arc<Counters>; 4],
+    ) -> anyhow::Result<Self> {
+        let store_with = |recycling| {
+            storage::PgStore::new(
+                url,
+                storage::StoreConfig {
+                    max_connections: connections,
+                    deadline: Duration::from_secs(10),
+                    // The same pool wait as the hand-written pool: the bench
+                    // compares costs, not fail-fast policies.
+                    connection_timeout: Duration::from_secs(5),
+                    recycling,
+                    ..storage::StoreConfig::default()
+                },
+            )
+        };
+        Ok(Self {
+            hand: handwritten::HandWritten::new(url, connections, counters[0].clone()).await?,
+            framework: framework::Framework::new(
+                &store_with(storage::Recycling::Fast),
+                counters[1].clone(),
+            ),
+            verified: framework::Framework::new(
+                &store_with(storage::Recycling::Verified),
+                counters[2].clone(),
+            ),
+            raw: raw::Raw::new(url, connections as usize, counters[3].clone()).await?,
+        })
+    }
+
+    /// Runs `scenario` on the implementation `CONTENDERS[which]`.
+    async fn bench(
+        &self,
+        which: usize,
+        scenario: &str,
+        tasks: usize,
+        duration: Duration,
+        counters: &Arc<Counters>,
+        data: Data,
+    ) -> anyhow::Result<Figures> {
+        match which {
+            0 => bench(scenario, tasks, duration, counters, self.hand.clone(), data).await,
+            1 => {
+                bench(
+                    scenario,
+                    tasks,
+                    duration,
+                    counters,
+                    self.framework.clone(),
+                    data,
+                )
+                .await
+            }
+            2 => {
+                bench(
+                    scenario,
+                    tasks,
+                    duration,
+                    counters,
+                    self.verified.clone(),
+                    data,
+                )
+                .await
+            }
+            _ => bench(scenario, tasks, duration, counters, self.raw.clone(), data).await,
+        }
+    }
 }
 
 /// Runs one scenario with `tasks` tasks on one implementation.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 
+use crate::round_trips::FLIGHTS;
+
 /// Statements sent by every diesel connection of this process.
 pub static DIESEL_STATEMENTS: AtomicU64 = AtomicU64::new(0);
 
@@ -44,6 +46,9 @@ pub struct Figures {
     pub p50: Duration,
     pub p99: Duration,
     pub statements_per_op: f64,
+    /// Round trips per operation, when the contender talks through a
+    /// counting [`Relay`](crate::round_trips::Relay); 0 otherwise.
+    pub round_trips_per_op: f64,
     /// Extra modify steps per operation (conflict retries); 0 where the
     /// scenario has none.
     pub retries_per_op: f64,
@@ -106,6 +111,7 @@ where
     let statements_before =
         DIESEL_STATEMENTS.load(Ordering::Relaxed) + counters.statements.load(Ordering::Relaxed);
     let attempts_before = counters.attempts.load(Ordering::Relaxed);
+    let flights_before = FLIGHTS.load(Ordering::Relaxed);
     let cpu_before = process_cpu();
     let allocations_before = allocations();
     let started = Instant::now();
@@ -117,6 +123,7 @@ where
         + counters.statements.load(Ordering::Relaxed)
         - statements_before;
     let attempts = counters.attempts.load(Ordering::Relaxed) - attempts_before;
+    let flights = FLIGHTS.load(Ordering::Relaxed) - flights_before;
 
     latencies.sort_unstable();
     let ops = latencies.len().max(1);
@@ -136,6 +143,7 @@ where
         p50: at(0.50),
         p99: at(0.99),
         statements_per_op: statements as f64 / ops as f64,
+        round_trips_per_op: flights as f64 / ops as f64,
         retries_per_op: if attempts == 0 {
             0.0
         } else {
