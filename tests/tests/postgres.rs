@@ -90,7 +90,7 @@ async fn two_times_fifty_concurrent_updates_on_one_hot_aggregate_lose_nothing() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_dropped_mid_transaction_leaves_no_open_transaction_and_a_working_pool() {
+async fn an_update_dropped_while_it_waits_never_lands_and_the_pool_still_works() {
     let db = TestDb::new().await;
     let store = db.store(StoreConfig {
         max_connections: 2,
@@ -99,8 +99,9 @@ async fn an_update_dropped_mid_transaction_leaves_no_open_transaction_and_a_work
     let repo = store.repository::<Counter>();
     let id = new_counter(&repo).await;
 
-    // The update blocks inside its transaction on the row lock; the caller
-    // gives up and drops the future there.
+    // The update (one statement, no transaction) blocks on the row lock;
+    // the caller gives up and drops the future there. The statement is
+    // cancelled on the server, and its connection leaves the pool.
     let locker = lock_row(&db, id).await;
     let dropped = tokio::time::timeout(Duration::from_millis(300), repo.update(id, bump)).await;
     assert!(

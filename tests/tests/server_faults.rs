@@ -14,7 +14,7 @@ use storage::StoreConfig;
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_whose_commit_reply_is_lost_is_retried_into_the_stored_aggregate() {
+async fn lost_write_replies_are_settled_by_token_or_version() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let scenario = fail::FailScenario::setup();
     let db = TestDb::new().await;
@@ -32,8 +32,9 @@ async fn a_create_whose_commit_reply_is_lost_is_retried_into_the_stored_aggregat
     assert_eq!(created.id(), sample.id());
     assert_eq!(created.version(), Version::INITIAL);
 
-    // An update cannot be retried blindly: its outcome is reported unknown,
-    // and re-reading shows it landed exactly once.
+    // An update cannot be retried blindly: once it may have landed (the
+    // version moved), its outcome is reported unknown, and re-reading shows
+    // it landed exactly once.
     fail::cfg("storage::commit-reply-lost", "1*return").unwrap();
     let updated = repo
         .update(sample.id(), |c| {
@@ -47,6 +48,21 @@ async fn a_create_whose_commit_reply_is_lost_is_retried_into_the_stored_aggregat
     );
     let stored = repo.get(sample.id()).await.unwrap();
     assert_eq!((stored.value, stored.version()), (1, Version::new(2)));
+
+    // Broken before it landed, the version has not moved: the retry runs
+    // the closure again on the same state, and the update lands once.
+    fail::cfg("storage::write-lost-before", "1*return").unwrap();
+    let updated = repo
+        .update(sample.id(), |c| {
+            c.value += 1;
+            Ok::<_, Infallible>(())
+        })
+        .await
+        .expect("a write that never landed is retried");
+    assert_eq!(
+        (updated.aggregate.value, updated.aggregate.version()),
+        (2, Version::new(3))
+    );
 
     let page = repo.list(domain::PageRequest::first(10)).await.unwrap();
     assert_eq!(page.items.len(), 1, "never a second row");

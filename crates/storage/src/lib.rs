@@ -56,6 +56,7 @@
 //! instead of handing it out again.
 #![deny(missing_docs)]
 
+mod cached;
 mod classify;
 mod config;
 mod error;
@@ -79,6 +80,7 @@ mod tokens;
 mod unit_of_work;
 mod write_order;
 
+pub use cached::{Cached, cached};
 pub use config::{Recycling, StoreConfig};
 pub use error::StoreError;
 pub use exclusive::PgKeyGuard;

@@ -63,6 +63,17 @@ pub trait Mapping: Send + Sync + 'static {
         new: &Self::Aggregate,
     ) -> impl Future<Output = QueryResult<usize>> + Send;
 
+    /// Whether [`Mapping::update`] writes `new` over `old` with a single
+    /// statement (the root row's, say, when no child row changed). A
+    /// repository update then sends it alone, atomic by itself, with no
+    /// BEGIN and COMMIT around it: two round trips fewer. Answer `true`
+    /// only when it is so: a second statement would commit on its own.
+    /// [`table_mapping!`](crate::table_mapping) answers `true`.
+    fn updates_in_one_statement(old: &Self::Aggregate, new: &Self::Aggregate) -> bool {
+        let _ = (old, new);
+        false
+    }
+
     /// The stored aggregates among `ids`, in any order. The default loads
     /// them one by one; override it with one statement (`eq_any`) for
     /// aggregates that batch operations touch.

@@ -2,6 +2,7 @@
 //! one for a repository operation, or a unit of work's, where the
 //! transactions below become savepoints.
 
+use diesel::connection::TransactionManagerStatus;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::{Aggregate, Created, RepositoryError, Timestamp, TxToken, Updated};
 use uuid::Uuid;
@@ -45,7 +46,7 @@ pub(crate) async fn create<M: Mapping, E>(
         }
     }
     .await;
-    let claimed_before = finish(conn, claimed, top_level, Fail::CreateCommitLost).await?;
+    let claimed_before = finish(conn, claimed, top_level, Fail::ReplyLost).await?;
     let Some((stored_id, stored_fingerprint)) = claimed_before else {
         return Ok(Created::New(aggregate.clone()));
     };
@@ -62,12 +63,24 @@ pub(crate) async fn create<M: Mapping, E>(
 
 /// Loads, runs `f` with no transaction open (unless in a unit), and writes
 /// the result under the optimistic lock.
+///
+/// `unsettled` is the version an earlier attempt wrote over when its reply
+/// was lost (and this attempt records its own there). Still stored, that
+/// version proves the write did not land, and `f` runs again; moved on, the
+/// write may have landed (or another writer's did): `OutcomeUnknown`. A
+/// write still running on the server when the version is read holds its
+/// row lock, so this attempt's write then misses, and the next one sees the
+/// version moved.
 pub(crate) async fn update<M: Mapping, R, E>(
     conn: &mut AsyncPgConnection,
     id: IdOf<M>,
     f: impl FnOnce(&mut Agg<M>) -> Result<R, E>,
+    unsettled: &mut Option<domain::Version>,
 ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
     let old = load::<M, E>(conn, id).await?;
+    if unsettled.is_some_and(|version| version != old.version()) {
+        return Err(Fail::Done(RepositoryError::OutcomeUnknown));
+    }
     let mut new = old.clone();
     let output = f(&mut new).map_err(|e| Fail::Done(RepositoryError::Domain(e)))?;
     if new.id() != id {
@@ -81,17 +94,35 @@ pub(crate) async fn update<M: Mapping, R, E>(
     }
     new.set_version(old.version().next());
     let pair = [(old, new)];
-    write_all::<M, E>(conn, &pair).await?;
+    if let Err(failure) = write_all::<M, E>(conn, &pair).await {
+        if let Fail::ReplyLost(_) = &failure {
+            *unsettled = Some(pair[0].0.version());
+        }
+        return Err(failure);
+    }
     let [(_, aggregate)] = pair;
     Ok(Updated { aggregate, output })
 }
 
 /// Writes each `(old, new)` pair in one transaction, checking before COMMIT
-/// that every root row was still at its old version.
+/// that every root row was still at its old version. One pair the mapping
+/// writes in one statement, outside a unit, needs no transaction: that
+/// statement is sent alone.
 pub(crate) async fn write_all<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     pairs: &[(Agg<M>, Agg<M>)],
 ) -> Result<(), Fail<E>> {
+    if let [(old, new)] = pairs
+        && M::updates_in_one_statement(old, new)
+        && outside_transaction(conn)
+    {
+        return match one_statement::<M>(conn, old, new).await {
+            Ok(1) => Ok(()),
+            Ok(_) => Err(Fail::VersionMiss),
+            Err(error) if is_connection_fault(&error) => Err(Fail::ReplyLost(error)),
+            Err(error) => Err(settle_failed_write::<M, E>(conn, pairs, error).await),
+        };
+    }
     let top_level = begin(conn).await?;
     // One aggregate takes the mapping's typed update, whose prepared
     // statement diesel caches; `update_many` overrides may be `sql_query`
@@ -105,35 +136,121 @@ pub(crate) async fn write_all<M: Mapping, E>(
         Ok(_) => Err(Fail::VersionMiss),
         Err(error) => Err(Fail::Db(error)),
     };
-    let lost_commit = |_| Fail::Done(RepositoryError::OutcomeUnknown);
-    match finish(conn, written, top_level, lost_commit).await {
+    match finish(conn, written, top_level, Fail::ReplyLost).await {
         Err(Fail::Db(error)) if !is_connection_fault(&error) => {
-            // A write can fail because a concurrent writer changed the rows
-            // it touches (say, took the line position it appends). If a
-            // version moved, that is a conflict to retry.
-            let ids: Vec<_> = pairs.iter().map(|(old, _)| old.id()).collect();
-            let now = M::load_many(conn, &ids).await?;
-            let moved = pairs.iter().any(|(old, _)| {
-                !now.iter()
-                    .any(|a| a.id() == old.id() && a.version() == old.version())
-            });
-            Err(if moved {
-                Fail::VersionMiss
-            } else {
-                Fail::Db(error)
-            })
+            Err(settle_failed_write::<M, E>(conn, pairs, error).await)
         }
         other => other,
     }
 }
 
+/// The single statement of a write outside a transaction: it commits by
+/// itself. The failpoints (for tests) break the connection before it is
+/// sent, or lose its reply after it landed.
+async fn one_statement<M: Mapping>(
+    conn: &mut AsyncPgConnection,
+    old: &Agg<M>,
+    new: &Agg<M>,
+) -> diesel::QueryResult<usize> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::write-lost-before", |_| {
+        Err(lost_connection(
+            "failpoint: connection lost before the write",
+        ))
+    });
+    let cancel = CancelOnDrop::arm(conn);
+    let matched = M::update(conn, old, new).await;
+    cancel.disarm();
+    // Returned: the connection is sound again (a broken socket is seen apart).
+    *AnsiTransactionManager::transaction_manager_status_mut(conn) =
+        TransactionManagerStatus::default();
+    let matched = matched?;
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::commit-reply-lost", |_| {
+        Err(lost_connection("failpoint: the write's reply lost"))
+    });
+    Ok(matched)
+}
+
+/// A lone statement runs and commits on the server whether or not its
+/// caller still waits: dropped while it waits for a row lock, it would land
+/// later. This guard, alive while the statement is out, covers that: it
+/// marks the connection broken, so a drop sends it out of the pool rather
+/// than back in, and on a drop it asks the server to cancel the statement
+/// (from a connection of its own, as the protocol wants). A statement that
+/// had already finished by then has simply landed: its caller gave up only
+/// after sending it.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl CancelOnDrop {
+    fn arm(conn: &mut AsyncPgConnection) -> Self {
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+        Self(Some(conn.cancel_token()))
+    }
+
+    /// The statement's reply came: nothing to cancel.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(%error, "could not cancel a dropped write");
+                }
+            });
+        }
+    }
+}
+
+#[cfg(feature = "failpoints")]
+fn lost_connection(why: &str) -> diesel::result::Error {
+    diesel::result::Error::DatabaseError(
+        diesel::result::DatabaseErrorKind::ClosedConnection,
+        Box::new(why.to_owned()),
+    )
+}
+
+/// A write can fail because a concurrent writer changed the rows it
+/// touches (say, took the line position it appends): if a version moved,
+/// that is a conflict to retry; otherwise the error stands.
+async fn settle_failed_write<M: Mapping, E>(
+    conn: &mut AsyncPgConnection,
+    pairs: &[(Agg<M>, Agg<M>)],
+    error: diesel::result::Error,
+) -> Fail<E> {
+    let ids: Vec<_> = pairs.iter().map(|(old, _)| old.id()).collect();
+    let now = match M::load_many(conn, &ids).await {
+        Ok(now) => now,
+        Err(error) => return Fail::Db(error),
+    };
+    let moved = pairs.iter().any(|(old, _)| {
+        !now.iter()
+            .any(|a| a.id() == old.id() && a.version() == old.version())
+    });
+    if moved {
+        Fail::VersionMiss
+    } else {
+        Fail::Db(error)
+    }
+}
+
+/// Whether no transaction is open on `conn`: outside a unit of work.
+fn outside_transaction(conn: &mut AsyncPgConnection) -> bool {
+    matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    )
+}
+
 /// Opens a transaction, or a savepoint inside an open one. Returns whether
 /// it is the outermost transaction, whose COMMIT decides the outcome.
 async fn begin<E>(conn: &mut AsyncPgConnection) -> Result<bool, Fail<E>> {
-    let top_level = matches!(
-        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
-        Ok(None)
-    );
+    let top_level = outside_transaction(conn);
     AnsiTransactionManager::begin_transaction(conn).await?;
     Ok(top_level)
 }
@@ -154,10 +271,7 @@ async fn finish<T, E>(
                 // For tests: the COMMIT landed but its reply is "lost".
                 #[cfg(feature = "failpoints")]
                 fail::fail_point!("storage::commit-reply-lost", |_| {
-                    Err(lost_commit(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::ClosedConnection,
-                        Box::new("connection closed (failpoint: commit reply lost)".to_owned()),
-                    )))
+                    Err(lost_commit(lost_connection("failpoint: COMMIT reply lost")))
                 });
                 Ok(value)
             }

@@ -90,9 +90,9 @@ impl<M: Mapping> PgRepository<M> {
         match ops::create::<M, _>(&mut conn, token, aggregate, self.store.config().clock.now())
             .await
         {
-            Err(Fail::CreateCommitLost(error)) => {
+            Err(Fail::ReplyLost(error)) => {
                 *commit_lost = true;
-                Err(Fail::CreateCommitLost(error))
+                Err(Fail::ReplyLost(error))
             }
             Ok(Created::Replayed(stored)) if *commit_lost && stored.id() == aggregate.id() => {
                 Ok(Created::New(stored))
@@ -101,13 +101,16 @@ impl<M: Mapping> PgRepository<M> {
         }
     }
 
+    /// One attempt. `unsettled` remembers the version an earlier attempt
+    /// of the same call wrote over when its reply was lost.
     async fn try_update<R, E>(
         &self,
         id: IdOf<M>,
         f: &mut (impl FnMut(&mut Agg<M>) -> Result<R, E> + Send),
+        unsettled: &mut Option<Version>,
     ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        ops::update::<M, R, E>(&mut conn, id, f).await
+        ops::update::<M, R, E>(&mut conn, id, f, unsettled).await
     }
 
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
@@ -177,8 +180,13 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         R: Send,
         E: Send,
     {
-        let mut f = f;
-        retrying!(self, "update", id, self.try_update(id, &mut f))
+        let (mut f, mut unsettled) = (f, None);
+        retrying!(
+            self,
+            "update",
+            id,
+            self.try_update(id, &mut f, &mut unsettled)
+        )
     }
 
     async fn delete(&self, id: IdOf<M>) -> Result<(), RepositoryError> {

@@ -20,9 +20,10 @@ pub(crate) enum Fail<E> {
     VersionMiss,
     /// A final answer: no retry can change it.
     Done(RepositoryError<E>),
-    /// The connection broke at a create's COMMIT: it may have landed.
-    /// Retried like any broken connection; the retry's token lookup tells.
-    CreateCommitLost(diesel::result::Error),
+    /// The connection broke before a write's outcome was known: it may have
+    /// landed. Retried like any broken connection; the retry settles it, a
+    /// create by its token, an update by its version.
+    ReplyLost(diesel::result::Error),
 }
 
 impl<E> From<diesel::result::Error> for Fail<E> {
@@ -45,7 +46,7 @@ impl Target {
         let error = match failure {
             Fail::Done(error) => return Err(error),
             Fail::VersionMiss => return Ok(RetryAs::Conflict),
-            Fail::Db(error) | Fail::CreateCommitLost(error) => error,
+            Fail::Db(error) | Fail::ReplyLost(error) => error,
         };
         match classify(&error) {
             Fault::Transient(Transient::Contention) => Ok(RetryAs::Conflict),

@@ -115,7 +115,9 @@ macro_rules! table_mapping {
                 conn: &mut $crate::diesel_async::AsyncPgConnection,
                 aggregate: &$aggregate,
             ) -> $crate::diesel::QueryResult<()> {
-                let insert = $crate::diesel::insert_into($table::table).values(Row::of(aggregate));
+                let insert = $crate::cached(
+                    $crate::diesel::insert_into($table::table).values(Row::of(aggregate)),
+                );
                 $crate::diesel_async::RunQueryDsl::execute(insert, conn).await.map(drop)
             }
 
@@ -127,13 +129,17 @@ macro_rules! table_mapping {
                 let id = $crate::__private::uuid($crate::__private::Aggregate::id(new));
                 let old_version =
                     $crate::version_to_db($crate::__private::Aggregate::version(old));
-                let update = $crate::diesel::update(
+                let update = $crate::cached($crate::diesel::update(
                     $table::table
                         .filter($table::id.eq(id))
                         .filter($table::version.eq(old_version)),
                 )
-                .set(Row::of(new));
+                .set(Row::of(new)));
                 $crate::diesel_async::RunQueryDsl::execute(update, conn).await
+            }
+
+            fn updates_in_one_statement(_: &$aggregate, _: &$aggregate) -> bool {
+                true
             }
 
             async fn load_many(

@@ -29,7 +29,7 @@ pub(crate) async fn claim(
     fingerprint: &Fingerprint,
     now: Timestamp,
 ) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(tx_tokens::table)
+    let claim = diesel::insert_into(tx_tokens::table)
         .values((
             tx_tokens::aggregate_kind.eq(kind),
             tx_tokens::token.eq(token.as_uuid()),
@@ -37,9 +37,8 @@ pub(crate) async fn claim(
             tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
             tx_tokens::created_at.eq(now.as_datetime()),
         ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
+        .on_conflict_do_nothing();
+    let inserted = crate::cached(claim).execute(conn).await?;
     Ok(inserted == 1)
 }
 

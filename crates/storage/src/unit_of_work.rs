@@ -160,7 +160,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
         E: Send,
     {
         self.claim::<A, E>(&id)?;
-        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f).await;
+        // Inside the unit's transaction no reply is lost on its own: the
+        // unit settles a lost COMMIT.
+        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f, &mut None).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 

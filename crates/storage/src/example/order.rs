@@ -8,6 +8,7 @@ use domain::example::{Cents, Order, OrderId, OrderLine, OrderStatus, Quantity, S
 use uuid::Uuid;
 
 use super::{corrupt, ts};
+use crate::cached;
 use crate::mapping::{
     Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
 };
@@ -142,13 +143,15 @@ impl Mapping for OrderMapping {
 
     async fn insert(conn: &mut AsyncPgConnection, order: &Order) -> QueryResult<()> {
         let conn = &*conn;
-        let root = diesel::insert_into(orders::table)
-            .values(OrderRow::of(order))
+        let root = cached(diesel::insert_into(orders::table).values(OrderRow::of(order)))
             .execute(&mut &*conn);
         let mut children: Vec<Pipelined<'_>> = Vec::new();
         if !order.lines().is_empty() {
-            let lines =
-                diesel::insert_into(order_lines::table).values(line_rows(order, order.lines(), 0));
+            let lines = cached(diesel::insert_into(order_lines::table).values(line_rows(
+                order,
+                order.lines(),
+                0,
+            )));
             children.push(Box::pin(lines.execute(&mut &*conn)));
         }
         write_root_then_children(root, children).await.map(drop)
@@ -160,16 +163,18 @@ impl Mapping for OrderMapping {
     async fn update(conn: &mut AsyncPgConnection, old: &Order, new: &Order) -> QueryResult<usize> {
         let conn = &*conn;
         let id: Uuid = new.id().into();
-        let root = diesel::update(
-            orders::table
-                .filter(orders::id.eq(id))
-                .filter(orders::version.eq(version_to_db(old.version()))),
+        let root = cached(
+            diesel::update(
+                orders::table
+                    .filter(orders::id.eq(id))
+                    .filter(orders::version.eq(version_to_db(old.version()))),
+            )
+            .set((
+                orders::version.eq(version_to_db(new.version())),
+                orders::status.eq(new.status().as_str()),
+                orders::updated_at.eq(new.updated_at().as_datetime()),
+            )),
         )
-        .set((
-            orders::version.eq(version_to_db(new.version())),
-            orders::status.eq(new.status().as_str()),
-            orders::updated_at.eq(new.updated_at().as_datetime()),
-        ))
         .execute(&mut &*conn);
 
         let mut children: Vec<Pipelined<'_>> = Vec::new();
@@ -182,7 +187,8 @@ impl Mapping for OrderMapping {
         };
         if new.lines().len() > kept {
             let added = line_rows(new, &new.lines()[kept..], kept);
-            let insert = diesel::insert_into(order_lines::table).values(added);
+            // At most `Order::MAX_LINES` shapes: bounded, so cached.
+            let insert = cached(diesel::insert_into(order_lines::table).values(added));
             children.push(Box::pin(insert.execute(&mut &*conn)));
         }
         write_root_then_children(root, children).await

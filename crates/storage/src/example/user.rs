@@ -8,6 +8,7 @@ use domain::example::{PersonName, Profile, Score, User, UserId, Username};
 use uuid::Uuid;
 
 use super::{corrupt, ts};
+use crate::cached;
 use crate::mapping::{
     Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
 };
@@ -111,12 +112,11 @@ impl Mapping for UserMapping {
 
     async fn insert(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<()> {
         let conn = &*conn;
-        let user_row = diesel::insert_into(users::table)
-            .values(UserRow::of(user))
+        let user_row = cached(diesel::insert_into(users::table).values(UserRow::of(user)))
             .execute(&mut &*conn);
-        let profile_row = diesel::insert_into(user_profiles::table)
-            .values(ProfileRow::of(user))
-            .execute(&mut &*conn);
+        let profile_row =
+            cached(diesel::insert_into(user_profiles::table).values(ProfileRow::of(user)))
+                .execute(&mut &*conn);
         write_root_then_children(user_row, vec![Box::pin(profile_row)])
             .await
             .map(drop)
@@ -125,27 +125,34 @@ impl Mapping for UserMapping {
     async fn update(conn: &mut AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
         let conn = &*conn;
         let id: Uuid = new.id().into();
-        let root = diesel::update(
-            users::table
-                .filter(users::id.eq(id))
-                .filter(users::version.eq(version_to_db(old.version()))),
+        let root = cached(
+            diesel::update(
+                users::table
+                    .filter(users::id.eq(id))
+                    .filter(users::version.eq(version_to_db(old.version()))),
+            )
+            .set((
+                users::version.eq(version_to_db(new.version())),
+                users::username.eq(new.username().as_str()),
+                users::score.eq(new.score().get()),
+                users::updated_at.eq(new.updated_at().as_datetime()),
+            )),
         )
-        .set((
-            users::version.eq(version_to_db(new.version())),
-            users::username.eq(new.username().as_str()),
-            users::score.eq(new.score().get()),
-            users::updated_at.eq(new.updated_at().as_datetime()),
-        ))
         .execute(&mut &*conn);
         let mut children: Vec<Pipelined<'_>> = Vec::new();
         if old.profile() != new.profile() {
-            let profile = diesel::update(user_profiles::table.find(id)).set((
+            let profile = cached(diesel::update(user_profiles::table.find(id)).set((
                 user_profiles::first_name.eq(new.profile().first_name.as_str()),
                 user_profiles::last_name.eq(new.profile().last_name.as_str()),
-            ));
+            )));
             children.push(Box::pin(profile.execute(&mut &*conn)));
         }
         write_root_then_children(root, children).await
+    }
+
+    /// The profile changes seldom: most updates write the `users` row alone.
+    fn updates_in_one_statement(old: &User, new: &User) -> bool {
+        old.profile() == new.profile()
     }
 
     async fn load_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
