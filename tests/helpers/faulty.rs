@@ -92,38 +92,35 @@ impl Mapping for FaultyCounters {
     type Aggregate = Counter;
     const PRIMARY_KEY: &'static str = CounterMapping::PRIMARY_KEY;
 
-    async fn load(conn: &mut AsyncPgConnection, id: CounterId) -> QueryResult<Option<Counter>> {
+    async fn load(conn: &AsyncPgConnection, id: CounterId) -> QueryResult<Option<Counter>> {
         CounterMapping::load(conn, id).await
     }
 
     async fn load_page(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         after: Option<CounterId>,
         limit: i64,
     ) -> QueryResult<Vec<Counter>> {
         CounterMapping::load_page(conn, after, limit).await
     }
 
-    async fn insert(conn: &mut AsyncPgConnection, counter: &Counter) -> QueryResult<()> {
+    async fn insert(conn: &AsyncPgConnection, counter: &Counter) -> QueryResult<()> {
         CounterMapping::insert(conn, counter).await
     }
 
-    async fn update(
-        conn: &mut AsyncPgConnection,
-        old: &Counter,
-        new: &Counter,
-    ) -> QueryResult<usize> {
+    async fn update(conn: &AsyncPgConnection, old: &Counter, new: &Counter) -> QueryResult<usize> {
         if let Some(fault) = next_fault(new.id()) {
-            conn.batch_execute(&format!(
-                "DO $$ BEGIN RAISE EXCEPTION '{}' USING ERRCODE = '{}'; END $$",
-                fault.message, fault.code
-            ))
-            .await?;
+            (&mut &*conn)
+                .batch_execute(&format!(
+                    "DO $$ BEGIN RAISE EXCEPTION '{}' USING ERRCODE = '{}'; END $$",
+                    fault.message, fault.code
+                ))
+                .await?;
         }
         CounterMapping::update(conn, old, new).await
     }
 
-    async fn delete(conn: &mut AsyncPgConnection, id: CounterId) -> QueryResult<usize> {
+    async fn delete(conn: &AsyncPgConnection, id: CounterId) -> QueryResult<usize> {
         CounterMapping::delete(conn, id).await
     }
 }

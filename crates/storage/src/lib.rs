@@ -62,6 +62,7 @@ mod config;
 mod error;
 pub mod example; // example-only
 mod exclusive;
+mod flight;
 mod mapping;
 mod migrate;
 mod ops;

@@ -21,6 +21,10 @@ use domain::Aggregate;
 ///   `ON DELETE CASCADE`.
 /// * Unique constraints are named as in [`Aggregate::unique_keys`].
 ///
+/// Every method takes a shared connection, so that the framework can send
+/// its own statements (BEGIN, the token claim, ROLLBACK) in the same round
+/// trip as the mapping's. Run each statement on `&mut &*conn`.
+///
 /// Pipelining: statements whose futures are polled together (`tokio::join!`)
 /// share one round trip. Check their results in statement order, and when
 /// the root update matched nothing return `Ok(0)` without looking further:
@@ -39,26 +43,26 @@ pub trait Mapping: Send + Sync + 'static {
 
     /// The aggregate with this id, if stored.
     fn load(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         id: <Self::Aggregate as Aggregate>::Id,
     ) -> impl Future<Output = QueryResult<Option<Self::Aggregate>>> + Send;
 
     /// At most `limit` aggregates with ids above `after`, in id order.
     fn load_page(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         after: Option<<Self::Aggregate as Aggregate>::Id>,
         limit: i64,
     ) -> impl Future<Output = QueryResult<Vec<Self::Aggregate>>> + Send;
 
     /// Inserts a new aggregate (its root row and child rows).
     fn insert(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         aggregate: &Self::Aggregate,
     ) -> impl Future<Output = QueryResult<()>> + Send;
 
     /// Writes `new` over `old`; returns the root rows matched (0 or 1).
     fn update(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         old: &Self::Aggregate,
         new: &Self::Aggregate,
     ) -> impl Future<Output = QueryResult<usize>> + Send;
@@ -78,7 +82,7 @@ pub trait Mapping: Send + Sync + 'static {
     /// them one by one; override it with one statement (`eq_any`) for
     /// aggregates that batch operations touch.
     fn load_many(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         ids: &[<Self::Aggregate as Aggregate>::Id],
     ) -> impl Future<Output = QueryResult<Vec<Self::Aggregate>>> + Send {
         async move {
@@ -95,7 +99,7 @@ pub trait Mapping: Send + Sync + 'static {
     /// default runs `update` per pair; override it with one statement for
     /// aggregates that batch operations touch.
     fn update_many(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         pairs: &[(Self::Aggregate, Self::Aggregate)],
     ) -> impl Future<Output = QueryResult<usize>> + Send {
         async move {
@@ -109,7 +113,7 @@ pub trait Mapping: Send + Sync + 'static {
 
     /// Deletes the aggregate; returns the root rows removed (0 or 1).
     fn delete(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         id: <Self::Aggregate as Aggregate>::Id,
     ) -> impl Future<Output = QueryResult<usize>> + Send;
 }
@@ -148,7 +152,6 @@ pub type Pipelined<'c> = std::pin::Pin<Box<dyn Future<Output = QueryResult<usize
 /// them can be in flight at once:
 ///
 /// ```ignore
-/// let conn = &*conn;
 /// let root = diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::version.eq(old_version)))
 ///     .set(..).execute(&mut &*conn);
 /// let lines = diesel::insert_into(order_lines::table).values(added).execute(&mut &*conn);

@@ -8,6 +8,7 @@ use domain::{Aggregate, Created, RepositoryError, Timestamp, TxToken, Updated};
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
+use crate::flight::{self, End};
 use crate::mapping::Mapping;
 use crate::retry::Fail;
 use crate::tokens;
@@ -28,21 +29,135 @@ pub(crate) async fn load<M: Mapping, E>(
 /// Claims the token and inserts, in one transaction; or, if the token was
 /// claimed before, answers from it. A lost COMMIT reply is retried: the
 /// token makes the retry find what the first attempt stored.
+///
+/// Outside a unit, two round trips: BEGIN, the claim, a lookup of the token
+/// (for the replay) and the inserts in one flight, then COMMIT; a replay
+/// rolls back and loads what the token names in the second.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
     aggregate: &Agg<M>,
     now: Timestamp,
 ) -> Result<Created<Agg<M>>, Fail<E>> {
-    let fingerprint = aggregate.fingerprint();
-    let id: Uuid = aggregate.id().into();
+    if !outside_transaction(conn) {
+        return create_in_savepoint::<M, E>(conn, token, aggregate, now).await;
+    }
+    let request = Claim::new::<M>(aggregate);
+    flight::open(conn);
+    let shared = &*conn;
+    let (begun, (claimed, found, inserted)) = flight::begin_with(shared, async {
+        tokio::join!(
+            tokens::claim(
+                shared,
+                request.kind,
+                token,
+                request.id,
+                &request.fingerprint,
+                now
+            ),
+            tokens::find(shared, request.kind, token),
+            M::insert(shared, aggregate),
+        )
+    })
+    .await;
+    let found = match (begun, claimed) {
+        (Ok(()), Ok(true)) => match inserted {
+            Ok(()) => return commit_create::<M, E>(conn, aggregate).await,
+            Err(error) => Err(Fail::Db(error)),
+        },
+        (Ok(()), Ok(false)) => found.map_err(Fail::Db),
+        (Err(error), _) | (_, Err(error)) => Err(Fail::Db(error)),
+    };
+    let stored = match &found {
+        Ok(Some((stored_id, fingerprint))) if *fingerprint == request.fingerprint => {
+            Some((*stored_id).into())
+        }
+        _ => None,
+    };
+    // Roll back, and in the same flight load what the token names.
+    let (rolled_back, loaded) = flight::end_with(shared, End::RollBack, async {
+        match stored {
+            Some(stored_id) => M::load(shared, stored_id).await,
+            None => Ok(None),
+        }
+    })
+    .await;
+    rolled_back?;
+    flight::closed(conn);
+    match found? {
+        Some((_, fingerprint)) if fingerprint != request.fingerprint => {
+            Err(Fail::Done(RepositoryError::TokenMismatch {
+                kind: request.kind,
+                token,
+            }))
+        }
+        Some(_) => match loaded? {
+            Some(stored) => Ok(Created::Replayed(stored)),
+            None => Err(Fail::Done(RepositoryError::not_found(
+                request.kind,
+                aggregate.id(),
+            ))),
+        },
+        // Claimed by a transaction our lookup ran before (it was sent
+        // ahead of the claim): it has committed now; look again.
+        None => Err(Fail::VersionMiss),
+    }
+}
+
+/// Commits a first create. A lost reply is for the retry to settle.
+async fn commit_create<M: Mapping, E>(
+    conn: &mut AsyncPgConnection,
+    aggregate: &Agg<M>,
+) -> Result<Created<Agg<M>>, Fail<E>> {
+    let (committed, ()) = flight::end_with(&*conn, End::Commit, async {}).await;
+    match committed {
+        Ok(()) => flight::closed(conn),
+        Err(error) if is_connection_fault(&error) => return Err(Fail::ReplyLost(error)),
+        Err(error) => return Err(Fail::Db(error)),
+    }
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::commit-reply-lost", |_| {
+        Err(Fail::ReplyLost(lost_connection(
+            "failpoint: COMMIT reply lost",
+        )))
+    });
+    Ok(Created::New(aggregate.clone()))
+}
+
+/// What a create claims its token with.
+struct Claim {
+    kind: &'static str,
+    id: Uuid,
+    fingerprint: domain::Fingerprint,
+}
+
+impl Claim {
+    fn new<M: Mapping>(aggregate: &Agg<M>) -> Self {
+        Self {
+            kind: Agg::<M>::KIND,
+            id: aggregate.id().into(),
+            fingerprint: aggregate.fingerprint(),
+        }
+    }
+}
+
+/// A create inside a unit of work: a savepoint around the claim and the
+/// inserts, one statement after the other.
+async fn create_in_savepoint<M: Mapping, E>(
+    conn: &mut AsyncPgConnection,
+    token: TxToken,
+    aggregate: &Agg<M>,
+    now: Timestamp,
+) -> Result<Created<Agg<M>>, Fail<E>> {
+    let request = Claim::new::<M>(aggregate);
     let top_level = begin(conn).await?;
     let claimed = async {
-        if tokens::claim(conn, Agg::<M>::KIND, token, id, &fingerprint, now).await? {
+        let (kind, id) = (request.kind, request.id);
+        if tokens::claim(conn, kind, token, id, &request.fingerprint, now).await? {
             M::insert(conn, aggregate).await?;
             Ok(None)
         } else {
-            Ok(Some(tokens::find(conn, Agg::<M>::KIND, token).await?))
+            Ok(tokens::find(conn, kind, token).await?)
         }
     }
     .await;
@@ -50,9 +165,9 @@ pub(crate) async fn create<M: Mapping, E>(
     let Some((stored_id, stored_fingerprint)) = claimed_before else {
         return Ok(Created::New(aggregate.clone()));
     };
-    if stored_fingerprint != fingerprint {
+    if stored_fingerprint != request.fingerprint {
         return Err(Fail::Done(RepositoryError::TokenMismatch {
-            kind: Agg::<M>::KIND,
+            kind: request.kind,
             token,
         }));
     }
@@ -123,24 +238,83 @@ pub(crate) async fn write_all<M: Mapping, E>(
             Err(error) => Err(settle_failed_write::<M, E>(conn, pairs, error).await),
         };
     }
+    if outside_transaction(conn) {
+        return write_in_flight::<M, E>(conn, pairs).await;
+    }
     let top_level = begin(conn).await?;
-    // One aggregate takes the mapping's typed update, whose prepared
-    // statement diesel caches; `update_many` overrides may be `sql_query`
-    // batches, which are prepared afresh each time.
-    let matched = match pairs {
-        [(old, new)] => M::update(conn, old, new).await,
-        _ => M::update_many(conn, pairs).await,
-    };
-    let written = match matched {
-        Ok(matched) if matched == pairs.len() => Ok(()),
-        Ok(_) => Err(Fail::VersionMiss),
-        Err(error) => Err(Fail::Db(error)),
-    };
+    let written = written(pairs.len(), update_all::<M>(conn, pairs).await);
     match finish(conn, written, top_level, Fail::ReplyLost).await {
         Err(Fail::Db(error)) if !is_connection_fault(&error) => {
             Err(settle_failed_write::<M, E>(conn, pairs, error).await)
         }
         other => other,
+    }
+}
+
+/// The mapping's writes of every pair; returns the root rows matched. One
+/// aggregate takes the mapping's `update`, several its `update_many`.
+async fn update_all<M: Mapping>(
+    conn: &AsyncPgConnection,
+    pairs: &[(Agg<M>, Agg<M>)],
+) -> diesel::QueryResult<usize> {
+    match pairs {
+        [(old, new)] => M::update(conn, old, new).await,
+        _ => M::update_many(conn, pairs).await,
+    }
+}
+
+/// Whether the writes of `pairs` roots matched every one of them.
+fn written<E>(pairs: usize, matched: diesel::QueryResult<usize>) -> Result<(), Fail<E>> {
+    match matched {
+        Ok(matched) if matched == pairs => Ok(()),
+        Ok(_) => Err(Fail::VersionMiss),
+        Err(error) => Err(Fail::Db(error)),
+    }
+}
+
+/// Outside a unit: BEGIN and the writes in one flight, then COMMIT (or
+/// ROLLBACK after a miss or a failure).
+async fn write_in_flight<M: Mapping, E>(
+    conn: &mut AsyncPgConnection,
+    pairs: &[(Agg<M>, Agg<M>)],
+) -> Result<(), Fail<E>> {
+    flight::open(conn);
+    let shared = &*conn;
+    let (begun, matched) = flight::begin_with(shared, update_all::<M>(shared, pairs)).await;
+    let written = begun
+        .map_err(Fail::Db)
+        .and_then(|()| written(pairs.len(), matched));
+    let end = if written.is_ok() {
+        End::Commit
+    } else {
+        End::RollBack
+    };
+    let (ended, ()) = flight::end_with(shared, end, async {}).await;
+    match (ended, written) {
+        (Ok(()), Ok(())) => {
+            flight::closed(conn);
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("storage::commit-reply-lost", |_| {
+                Err(Fail::ReplyLost(lost_connection(
+                    "failpoint: COMMIT reply lost",
+                )))
+            });
+            Ok(())
+        }
+        (Err(error), Ok(())) if is_connection_fault(&error) => Err(Fail::ReplyLost(error)),
+        (Err(error), Ok(())) => Err(Fail::Db(error)),
+        (ended, Err(Fail::Db(error))) if !is_connection_fault(&error) => {
+            if ended.is_ok() {
+                flight::closed(conn);
+            }
+            Err(settle_failed_write::<M, E>(conn, pairs, error).await)
+        }
+        (ended, Err(failure)) => {
+            if ended.is_ok() {
+                flight::closed(conn);
+            }
+            Err(failure)
+        }
     }
 }
 

@@ -114,8 +114,8 @@ impl<M: Mapping> PgRepository<M> {
     }
 
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
-        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        match M::delete(&mut conn, id).await? {
+        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        match M::delete(&conn, id).await? {
             0 => Err(Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id))),
             _ => Ok(()),
         }
@@ -123,8 +123,8 @@ impl<M: Mapping> PgRepository<M> {
 
     async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {
         let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
-        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        Ok(M::load_page(&mut conn, page.cursor(), limit).await?)
+        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        Ok(M::load_page(&conn, page.cursor(), limit).await?)
     }
 }
 

@@ -199,10 +199,10 @@ impl PgStore {
         key: TxToken,
         request: &Fingerprint,
     ) -> Result<(), Fail<Infallible>> {
-        let mut conn = self.connection().await.map_err(Fail::Done)?;
+        let conn = self.connection().await.map_err(Fail::Done)?;
         let id = key.as_uuid();
         if crate::tokens::claim(
-            &mut conn,
+            &conn,
             REQUEST_KIND,
             key,
             id,
@@ -213,7 +213,10 @@ impl PgStore {
         {
             return Ok(());
         }
-        let (_, bound) = crate::tokens::find(&mut conn, REQUEST_KIND, key).await?;
+        // Claimed, then gone: purged in between. Try again.
+        let Some((_, bound)) = crate::tokens::find(&conn, REQUEST_KIND, key).await? else {
+            return Err(Fail::VersionMiss);
+        };
         if bound == *request {
             Ok(())
         } else {

@@ -84,18 +84,18 @@ macro_rules! table_mapping {
             const PRIMARY_KEY: &'static str = concat!(stringify!($table), "_pkey");
 
             async fn load(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 id: <$aggregate as $crate::__private::Aggregate>::Id,
             ) -> $crate::diesel::QueryResult<Option<$aggregate>> {
                 let query = $table::table
                     .find($crate::__private::uuid(id))
                     .select(Row::as_select());
-                let row: Option<Row> = $crate::diesel_async::RunQueryDsl::first(query, conn).await.optional()?;
+                let row: Option<Row> = $crate::diesel_async::RunQueryDsl::first(query, &mut &*conn).await.optional()?;
                 row.map(Row::restore).transpose()
             }
 
             async fn load_page(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 after: Option<<$aggregate as $crate::__private::Aggregate>::Id>,
                 limit: i64,
             ) -> $crate::diesel::QueryResult<Vec<$aggregate>> {
@@ -107,22 +107,22 @@ macro_rules! table_mapping {
                 if let Some(after) = after {
                     query = query.filter($table::id.gt($crate::__private::uuid(after)));
                 }
-                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
+                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, &mut &*conn).await?;
                 rows.into_iter().map(Row::restore).collect()
             }
 
             async fn insert(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 aggregate: &$aggregate,
             ) -> $crate::diesel::QueryResult<()> {
                 let insert = $crate::cached(
                     $crate::diesel::insert_into($table::table).values(Row::of(aggregate)),
                 );
-                $crate::diesel_async::RunQueryDsl::execute(insert, conn).await.map(drop)
+                $crate::diesel_async::RunQueryDsl::execute(insert, &mut &*conn).await.map(drop)
             }
 
             async fn update(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 old: &$aggregate,
                 new: &$aggregate,
             ) -> $crate::diesel::QueryResult<usize> {
@@ -135,7 +135,7 @@ macro_rules! table_mapping {
                         .filter($table::version.eq(old_version)),
                 )
                 .set(Row::of(new)));
-                $crate::diesel_async::RunQueryDsl::execute(update, conn).await
+                $crate::diesel_async::RunQueryDsl::execute(update, &mut &*conn).await
             }
 
             fn updates_in_one_statement(_: &$aggregate, _: &$aggregate) -> bool {
@@ -143,23 +143,23 @@ macro_rules! table_mapping {
             }
 
             async fn load_many(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 ids: &[<$aggregate as $crate::__private::Aggregate>::Id],
             ) -> $crate::diesel::QueryResult<Vec<$aggregate>> {
                 let ids: Vec<_> = ids.iter().copied().map($crate::__private::uuid).collect();
                 let query = $table::table
                     .filter($table::id.eq_any(ids))
                     .select(Row::as_select());
-                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, conn).await?;
+                let rows: Vec<Row> = $crate::diesel_async::RunQueryDsl::load(query, &mut &*conn).await?;
                 rows.into_iter().map(Row::restore).collect()
             }
 
             async fn delete(
-                conn: &mut $crate::diesel_async::AsyncPgConnection,
+                conn: &$crate::diesel_async::AsyncPgConnection,
                 id: <$aggregate as $crate::__private::Aggregate>::Id,
             ) -> $crate::diesel::QueryResult<usize> {
                 let delete = $crate::diesel::delete($table::table.find($crate::__private::uuid(id)));
-                $crate::diesel_async::RunQueryDsl::execute(delete, conn).await
+                $crate::diesel_async::RunQueryDsl::execute(delete, &mut &*conn).await
             }
         }
 

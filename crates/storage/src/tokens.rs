@@ -22,7 +22,7 @@ diesel::table! {
 /// the token was already claimed; if another transaction holds an
 /// uncommitted claim, waits for it to finish first (the unique index does).
 pub(crate) async fn claim(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     kind: &str,
     token: TxToken,
     id: Uuid,
@@ -38,25 +38,30 @@ pub(crate) async fn claim(
             tx_tokens::created_at.eq(now.as_datetime()),
         ))
         .on_conflict_do_nothing();
-    let inserted = crate::cached(claim).execute(conn).await?;
+    let inserted = crate::cached(claim).execute(&mut &*conn).await?;
     Ok(inserted == 1)
 }
 
-/// The aggregate id and request fingerprint a claimed token recorded.
+/// The aggregate id and request fingerprint a claimed token recorded, if
+/// it is claimed (and committed, or claimed by this transaction).
 pub(crate) async fn find(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     kind: &str,
     token: TxToken,
-) -> QueryResult<(Uuid, Fingerprint)> {
-    let (id, bytes): (Uuid, Vec<u8>) = tx_tokens::table
+) -> QueryResult<Option<(Uuid, Fingerprint)>> {
+    let found: Option<(Uuid, Vec<u8>)> = tx_tokens::table
         .find((kind, token.as_uuid()))
         .select((tx_tokens::aggregate_id, tx_tokens::fingerprint))
-        .first(conn)
-        .await?;
+        .first(&mut &*conn)
+        .await
+        .optional()?;
+    let Some((id, bytes)) = found else {
+        return Ok(None);
+    };
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
         diesel::result::Error::DeserializationError("fingerprint is not 32 bytes".into())
     })?;
-    Ok((id, Fingerprint::from_bytes(bytes)))
+    Ok(Some((id, Fingerprint::from_bytes(bytes))))
 }
 
 /// Whether `token` is claimed by a committed transaction. Claims it in a

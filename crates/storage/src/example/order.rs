@@ -106,19 +106,19 @@ impl Mapping for OrderMapping {
     type Aggregate = Order;
     const PRIMARY_KEY: &'static str = "orders_pkey";
 
-    async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<Option<Order>> {
+    async fn load(conn: &AsyncPgConnection, id: OrderId) -> QueryResult<Option<Order>> {
         let rows = orders::table
             .left_join(order_lines::table)
             .filter(orders::id.eq(id.as_uuid()))
             .order(order_lines::position)
             .select((OrderRow::as_select(), Option::<LineRow>::as_select()))
-            .load(conn)
+            .load(&mut &*conn)
             .await?;
         Ok(restore(rows)?.pop())
     }
 
     async fn load_page(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         after: Option<OrderId>,
         limit: i64,
     ) -> QueryResult<Vec<Order>> {
@@ -136,13 +136,12 @@ impl Mapping for OrderMapping {
             .filter(orders::id.eq_any(page))
             .order((orders::id, order_lines::position))
             .select((OrderRow::as_select(), Option::<LineRow>::as_select()))
-            .load(conn)
+            .load(&mut &*conn)
             .await?;
         restore(rows)
     }
 
-    async fn insert(conn: &mut AsyncPgConnection, order: &Order) -> QueryResult<()> {
-        let conn = &*conn;
+    async fn insert(conn: &AsyncPgConnection, order: &Order) -> QueryResult<()> {
         let root = cached(diesel::insert_into(orders::table).values(OrderRow::of(order)))
             .execute(&mut &*conn);
         let mut children: Vec<Pipelined<'_>> = Vec::new();
@@ -160,8 +159,7 @@ impl Mapping for OrderMapping {
     /// Rewrites only what changed: appended lines are inserted, any other
     /// change to the lines replaces them in two statements, and the root row
     /// takes the version check. All pipelined into one round trip.
-    async fn update(conn: &mut AsyncPgConnection, old: &Order, new: &Order) -> QueryResult<usize> {
-        let conn = &*conn;
+    async fn update(conn: &AsyncPgConnection, old: &Order, new: &Order) -> QueryResult<usize> {
         let id: Uuid = new.id().into();
         let root = cached(
             diesel::update(
@@ -194,9 +192,9 @@ impl Mapping for OrderMapping {
         write_root_then_children(root, children).await
     }
 
-    async fn delete(conn: &mut AsyncPgConnection, id: OrderId) -> QueryResult<usize> {
+    async fn delete(conn: &AsyncPgConnection, id: OrderId) -> QueryResult<usize> {
         diesel::delete(orders::table.find(id.as_uuid()))
-            .execute(conn)
+            .execute(&mut &*conn)
             .await
     }
 }

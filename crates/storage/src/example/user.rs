@@ -81,19 +81,19 @@ impl Mapping for UserMapping {
     type Aggregate = User;
     const PRIMARY_KEY: &'static str = "users_pkey";
 
-    async fn load(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
+    async fn load(conn: &AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
         let row: Option<(UserRow, ProfileRow)> = users::table
             .inner_join(user_profiles::table)
             .filter(users::id.eq(id.as_uuid()))
             .select((UserRow::as_select(), ProfileRow::as_select()))
-            .first(conn)
+            .first(&mut &*conn)
             .await
             .optional()?;
         row.map(restore).transpose()
     }
 
     async fn load_page(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         after: Option<UserId>,
         limit: i64,
     ) -> QueryResult<Vec<User>> {
@@ -106,12 +106,11 @@ impl Mapping for UserMapping {
         if let Some(after) = after {
             query = query.filter(users::id.gt(after.as_uuid()));
         }
-        let rows: Vec<(UserRow, ProfileRow)> = query.load(conn).await?;
+        let rows: Vec<(UserRow, ProfileRow)> = query.load(&mut &*conn).await?;
         rows.into_iter().map(restore).collect()
     }
 
-    async fn insert(conn: &mut AsyncPgConnection, user: &User) -> QueryResult<()> {
-        let conn = &*conn;
+    async fn insert(conn: &AsyncPgConnection, user: &User) -> QueryResult<()> {
         let user_row = cached(diesel::insert_into(users::table).values(UserRow::of(user)))
             .execute(&mut &*conn);
         let profile_row =
@@ -122,8 +121,7 @@ impl Mapping for UserMapping {
             .map(drop)
     }
 
-    async fn update(conn: &mut AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
-        let conn = &*conn;
+    async fn update(conn: &AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
         let id: Uuid = new.id().into();
         let root = cached(
             diesel::update(
@@ -155,13 +153,13 @@ impl Mapping for UserMapping {
         old.profile() == new.profile()
     }
 
-    async fn load_many(conn: &mut AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
+    async fn load_many(conn: &AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
         let ids: Vec<Uuid> = ids.iter().map(UserId::as_uuid).collect();
         let rows: Vec<(UserRow, ProfileRow)> = users::table
             .inner_join(user_profiles::table)
             .filter(users::id.eq_any(ids))
             .select((UserRow::as_select(), ProfileRow::as_select()))
-            .load(conn)
+            .load(&mut &*conn)
             .await?;
         rows.into_iter().map(restore).collect()
     }
@@ -169,15 +167,11 @@ impl Mapping for UserMapping {
     /// One statement for every root row (and, pipelined, one for the
     /// profiles that changed), however many users: a batch rule such as the
     /// score recompute costs one round trip.
-    async fn update_many(
-        conn: &mut AsyncPgConnection,
-        pairs: &[(User, User)],
-    ) -> QueryResult<usize> {
+    async fn update_many(conn: &AsyncPgConnection, pairs: &[(User, User)]) -> QueryResult<usize> {
         use diesel::sql_types::{Array, BigInt, Double, Text, Timestamptz};
         if pairs.is_empty() {
             return Ok(0);
         }
-        let conn = &*conn;
         let news = pairs.iter().map(|(_, new)| UserRow::of(new));
         let (mut ids, mut versions, mut usernames, mut scores, mut updated) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -235,9 +229,9 @@ impl Mapping for UserMapping {
         }
     }
 
-    async fn delete(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<usize> {
+    async fn delete(conn: &AsyncPgConnection, id: UserId) -> QueryResult<usize> {
         diesel::delete(users::table.find(id.as_uuid()))
-            .execute(conn)
+            .execute(&mut &*conn)
             .await
     }
 }

@@ -91,19 +91,19 @@ impl Mapping for LedgerMapping {
     type Aggregate = Ledger;
     const PRIMARY_KEY: &'static str = "ledgers_pkey";
 
-    async fn load(conn: &mut AsyncPgConnection, id: LedgerId) -> QueryResult<Option<Ledger>> {
+    async fn load(conn: &AsyncPgConnection, id: LedgerId) -> QueryResult<Option<Ledger>> {
         let rows = ledgers::table
             .left_join(ledger_entries::table)
             .filter(ledgers::id.eq(id.as_uuid()))
             .order(ledger_entries::position)
             .select((LedgerRow::as_select(), Option::<EntryRow>::as_select()))
-            .load(conn)
+            .load(&mut &*conn)
             .await?;
         Ok(restore(rows).pop())
     }
 
     async fn load_page(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         after: Option<LedgerId>,
         limit: i64,
     ) -> QueryResult<Vec<Ledger>> {
@@ -120,13 +120,12 @@ impl Mapping for LedgerMapping {
             .filter(ledgers::id.eq_any(page))
             .order((ledgers::id, ledger_entries::position))
             .select((LedgerRow::as_select(), Option::<EntryRow>::as_select()))
-            .load(conn)
+            .load(&mut &*conn)
             .await?;
         Ok(restore(rows))
     }
 
-    async fn insert(conn: &mut AsyncPgConnection, ledger: &Ledger) -> QueryResult<()> {
-        let conn = &*conn;
+    async fn insert(conn: &AsyncPgConnection, ledger: &Ledger) -> QueryResult<()> {
         let root = diesel::insert_into(ledgers::table)
             .values(LedgerRow {
                 id: ledger.id.into(),
@@ -146,12 +145,7 @@ impl Mapping for LedgerMapping {
 
     /// Appended entries are inserted; any other change to them replaces
     /// them. One round trip with the versioned root update.
-    async fn update(
-        conn: &mut AsyncPgConnection,
-        old: &Ledger,
-        new: &Ledger,
-    ) -> QueryResult<usize> {
-        let conn = &*conn;
+    async fn update(conn: &AsyncPgConnection, old: &Ledger, new: &Ledger) -> QueryResult<usize> {
         let id = new.id().as_uuid();
         let root = diesel::update(
             ledgers::table
@@ -181,9 +175,9 @@ impl Mapping for LedgerMapping {
         write_root_then_children(root, children).await
     }
 
-    async fn delete(conn: &mut AsyncPgConnection, id: LedgerId) -> QueryResult<usize> {
+    async fn delete(conn: &AsyncPgConnection, id: LedgerId) -> QueryResult<usize> {
         diesel::delete(ledgers::table.find(id.as_uuid()))
-            .execute(conn)
+            .execute(&mut &*conn)
             .await
     }
 }
