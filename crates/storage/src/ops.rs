@@ -30,9 +30,11 @@ pub(crate) async fn load<M: Mapping, E>(
 /// claimed before, answers from it. A lost COMMIT reply is retried: the
 /// token makes the retry find what the first attempt stored.
 ///
-/// Outside a unit, two round trips: BEGIN, the claim, a lookup of the token
-/// (for the replay) and the inserts in one flight, then COMMIT; a replay
-/// rolls back and loads what the token names in the second.
+/// Outside a unit, two round trips: BEGIN, a lookup of the token (for a
+/// replay), the claim and the inserts in one flight, then COMMIT. A claim
+/// made before fails the claim, which aborts the transaction (the inserts
+/// after it cost nothing); the replay then rolls back and loads what the
+/// token names in the second flight.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
@@ -45,27 +47,21 @@ pub(crate) async fn create<M: Mapping, E>(
     let request = Claim::new::<M>(aggregate);
     flight::open(conn);
     let shared = &*conn;
-    let (begun, (claimed, found, inserted)) = flight::begin_with(shared, async {
+    let (kind, id, fingerprint) = (request.kind, request.id, &request.fingerprint);
+    let (begun, (found, claimed, inserted)) = flight::begin_with(shared, async {
         tokio::join!(
-            tokens::claim(
-                shared,
-                request.kind,
-                token,
-                request.id,
-                &request.fingerprint,
-                now
-            ),
-            tokens::find(shared, request.kind, token),
+            tokens::find(shared, kind, token),
+            tokens::claim_or_fail(shared, kind, token, id, fingerprint, now),
             M::insert(shared, aggregate),
         )
     })
     .await;
     let found = match (begun, claimed) {
-        (Ok(()), Ok(true)) => match inserted {
+        (Ok(()), Ok(())) => match inserted {
             Ok(()) => return commit_create::<M, E>(conn, aggregate).await,
             Err(error) => Err(Fail::Db(error)),
         },
-        (Ok(()), Ok(false)) => found.map_err(Fail::Db),
+        (Ok(()), Err(error)) if tokens::claimed_before(&error) => found.map_err(Fail::Db),
         (Err(error), _) | (_, Err(error)) => Err(Fail::Db(error)),
     };
     let stored = match &found {
@@ -98,8 +94,8 @@ pub(crate) async fn create<M: Mapping, E>(
                 aggregate.id(),
             ))),
         },
-        // Claimed by a transaction our lookup ran before (it was sent
-        // ahead of the claim): it has committed now; look again.
+        // Claimed by a transaction that committed after our lookup ran:
+        // look again.
         None => Err(Fail::VersionMiss),
     }
 }

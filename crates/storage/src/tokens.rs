@@ -42,6 +42,37 @@ pub(crate) async fn claim(
     Ok(inserted == 1)
 }
 
+/// Claims `token` as [`claim`] does, but fails (a unique violation on
+/// `tx_tokens_pkey`) when it was claimed before: the transaction is then
+/// aborted, and the statements pipelined after this one cost the server
+/// nothing.
+pub(crate) async fn claim_or_fail(
+    conn: &AsyncPgConnection,
+    kind: &str,
+    token: TxToken,
+    id: Uuid,
+    fingerprint: &Fingerprint,
+    now: Timestamp,
+) -> QueryResult<()> {
+    let claim = diesel::insert_into(tx_tokens::table).values((
+        tx_tokens::aggregate_kind.eq(kind),
+        tx_tokens::token.eq(token.as_uuid()),
+        tx_tokens::aggregate_id.eq(id),
+        tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
+        tx_tokens::created_at.eq(now.as_datetime()),
+    ));
+    crate::cached(claim).execute(&mut &*conn).await.map(drop)
+}
+
+/// Whether `error` is [`claim_or_fail`]'s: the token was claimed before.
+pub(crate) fn claimed_before(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some("tx_tokens_pkey")
+    )
+}
+
 /// The aggregate id and request fingerprint a claimed token recorded, if
 /// it is claimed (and committed, or claimed by this transaction).
 pub(crate) async fn find(
