@@ -6,11 +6,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{LazyLock, Mutex, PoisonError};
 
 use diesel::QueryResult;
-use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::AsyncPgConnection;
 use domain::Aggregate;
 use domain::testing::{Counter, CounterId};
-use storage::Mapping;
 use storage::testing::CounterMapping;
+use storage::{Mapping, Writes};
 
 /// A server error to raise: SQLSTATE and message.
 #[derive(Debug, Clone, Copy)]
@@ -104,23 +104,24 @@ impl Mapping for FaultyCounters {
         CounterMapping::load_page(conn, after, limit).await
     }
 
-    async fn insert(conn: &AsyncPgConnection, counter: &Counter) -> QueryResult<()> {
-        CounterMapping::insert(conn, counter).await
+    fn insert(writes: &mut Writes<'_>, counter: &Counter) {
+        CounterMapping::insert(writes, counter);
     }
 
-    async fn update(conn: &AsyncPgConnection, old: &Counter, new: &Counter) -> QueryResult<usize> {
+    /// A planned fault goes first, as a statement that raises it: the
+    /// update after it then fails too ("transaction is aborted"), and the
+    /// framework judges the write by the first failure.
+    fn update(writes: &mut Writes<'_>, old: &Counter, new: &Counter) {
         if let Some(fault) = next_fault(new.id()) {
-            (&mut &*conn)
-                .batch_execute(&format!(
-                    "DO $$ BEGIN RAISE EXCEPTION '{}' USING ERRCODE = '{}'; END $$",
-                    fault.message, fault.code
-                ))
-                .await?;
+            writes.child(diesel::sql_query(format!(
+                "DO $$ BEGIN RAISE EXCEPTION '{}' USING ERRCODE = '{}'; END $$",
+                fault.message, fault.code
+            )));
         }
-        CounterMapping::update(conn, old, new).await
+        CounterMapping::update(writes, old, new);
     }
 
-    async fn delete(conn: &AsyncPgConnection, id: CounterId) -> QueryResult<usize> {
-        CounterMapping::delete(conn, id).await
+    fn delete(writes: &mut Writes<'_>, id: CounterId) {
+        CounterMapping::delete(writes, id);
     }
 }

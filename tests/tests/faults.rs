@@ -361,7 +361,7 @@ async fn opposite_transfers_between_two_aggregates_all_land_well_inside_the_dead
             let store = store.clone();
             let (from, to) = if worker % 2 == 0 { (a, b) } else { (b, a) };
             tokio::spawn(async move {
-                let mut slowest = Duration::ZERO;
+                let mut took = Vec::with_capacity(TRANSFERS);
                 for _ in 0..TRANSFERS {
                     let began = Instant::now();
                     store
@@ -380,28 +380,31 @@ async fn opposite_transfers_between_two_aggregates_all_land_well_inside_the_dead
                         })
                         .await
                         .expect("every transfer lands");
-                    slowest = slowest.max(began.elapsed());
+                    took.push(began.elapsed());
                 }
-                slowest
+                took
             })
         })
         .collect();
-    let mut slowest = Duration::ZERO;
+    let mut took = Vec::new();
     for worker in workers {
-        slowest = slowest.max(worker.await.unwrap());
+        took.extend(worker.await.unwrap());
     }
-    let took = started.elapsed();
+    took.sort_unstable();
+    let (p99, slowest) = (took[took.len() * 99 / 100], took[took.len() - 1]);
     eprintln!(
-        "{} opposite transfers in {took:?}, slowest {slowest:?}",
-        WORKERS * TRANSFERS
+        "{} opposite transfers in {:?}, p99 {p99:?}, slowest {slowest:?}",
+        WORKERS * TRANSFERS,
+        started.elapsed()
     );
-    // Alone, the slowest takes under 100 ms; half the deadline leaves room
-    // for the server's stalls (a checkpoint's fsync) while the suites that
-    // ran before still write.
+    // Every one landed inside the deadline (none failed). Alone, the
+    // slowest takes under 100 ms; the bound is on the 99th percentile, as
+    // a test that ran beside this one may drop its database, and the
+    // checkpoint Postgres takes then stalls every commit for a moment.
     let deadline = StoreConfig::default().deadline;
     assert!(
-        slowest < deadline / 2,
-        "the slowest transfer took {slowest:?}, the deadline is {deadline:?}"
+        p99 < deadline / 4,
+        "99% of transfers took up to {p99:?}, the deadline is {deadline:?}"
     );
     let total = repo.get(a).await.unwrap().value + repo.get(b).await.unwrap().value;
     assert_eq!(total, 2000);

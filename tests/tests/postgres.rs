@@ -101,13 +101,17 @@ async fn an_update_dropped_while_it_waits_never_lands_and_the_pool_still_works()
 
     // The update (one statement, no transaction) blocks on the row lock;
     // the caller gives up and drops the future there. The statement is
-    // cancelled on the server, and its connection leaves the pool.
+    // cancelled on the server, and its connection leaves the pool. (Had
+    // the lock gone in the cancel's own round trip, the update would have
+    // landed then: a caller that drops a write it sent gets no promise but
+    // that nothing lands later. `Timeout` is a promise: see the next test.)
     let locker = lock_row(&db, id).await;
     let dropped = tokio::time::timeout(Duration::from_millis(300), repo.update(id, bump)).await;
     assert!(
         dropped.is_err(),
         "the update was still waiting: {dropped:?}"
     );
+    tokio::time::sleep(Duration::from_millis(200)).await; // the cancel lands
     drop(locker); // closing the session rolls its transaction back
 
     assert_no_session_left_in_a_transaction(&db).await;
@@ -137,6 +141,8 @@ async fn an_operation_past_its_deadline_is_a_timeout_and_writes_nothing() {
         .repository::<Counter>();
     let id = new_counter(&repo).await;
 
+    // The lock goes the moment the caller has its answer: a `Timeout`
+    // means the write was cancelled, never that it may land.
     let locker = lock_row(&db, id).await;
     let started = Instant::now();
     let result = repo.update(id, bump).await.map(|u| u.output);
@@ -348,4 +354,35 @@ async fn held_keys_do_not_take_connections_from_requests() {
         .await
         .expect("the budget is free again");
     store.unlock(again).await.expect("released");
+}
+
+/// A create sends BEGIN, its claim, its inserts and COMMIT in one flight.
+/// The ledger's entries go in a statement diesel prepares afresh each time
+/// (a round trip of its own before it is sent): the COMMIT must still wait
+/// behind it. Were it overtaken, a create refused for an id already taken
+/// would add its entries to the existing ledger, outside the transaction.
+/// Each create runs on a fresh connection, where nothing is prepared yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_create_writes_none_of_its_rows_even_where_nothing_is_prepared() {
+    use domain::testing::{Ledger, LedgerId};
+    let db = TestDb::new().await;
+    let first = db.store(StoreConfig::default()).repository::<Ledger>();
+    let id = LedgerId::generate();
+    first
+        .create(TxToken::generate(), Ledger::open(id, "first"))
+        .await
+        .expect("create");
+    for n in 0..20 {
+        let mut intruder = Ledger::open(id, "second");
+        intruder.entries = (0..=n).collect();
+        // A store of its own: a connection that has prepared nothing.
+        let repo = db.store(StoreConfig::default()).repository::<Ledger>();
+        let refused = repo.create(TxToken::generate(), intruder).await;
+        assert!(
+            matches!(refused, Err(RepositoryError::AlreadyExists { .. })),
+            "{refused:?}"
+        );
+    }
+    let stored = first.get(id).await.expect("get");
+    assert_eq!((stored.owner.as_str(), stored.entries), ("first", vec![]));
 }

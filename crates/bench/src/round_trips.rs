@@ -84,7 +84,9 @@ mod tests {
     use super::*;
 
     /// Needs the local Postgres (`DATABASE_URL`, default 127.0.0.1:5432).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// One thread: the client's connection task then runs only once both
+    /// queries are queued, as it does inside diesel-async's connections.
+    #[tokio::test]
     async fn a_pipelined_pair_is_one_flight_and_a_sequential_pair_two() {
         let url = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());

@@ -1,38 +1,90 @@
-//! A write's transaction in as few round trips as ordering allows: BEGIN
-//! goes out in the same flight as the write's statements, and COMMIT (or
-//! ROLLBACK, with a read after it) once their replies have been read.
+//! Sending a write's statements in as few round trips as ordering allows.
 //!
-//! Why COMMIT is not in the first flight too: a statement diesel has not
-//! prepared on this connection yet (its first use, or a shape not cached)
-//! is sent only after a `Parse` round trip, so a COMMIT sent at once could
-//! overtake it, and the statement would then run outside the transaction.
-//! BEGIN cannot be overtaken: it is sent as the flight is first polled,
-//! before any statement of it.
+//! BEGIN goes out in the same flight as the statements: it is sent as the
+//! flight is first polled, before any of them. COMMIT joins the flight too
+//! when nothing can overtake it: it is sent as a prepared statement, so it
+//! queues behind any statement of the flight still being prepared (diesel
+//! holds its statement cache, a fair lock, while it prepares), and a write
+//! whose statements bind custom SQL types (which may first wait for a type
+//! lookup) commits only once their replies are in. Otherwise a statement
+//! overtaken by COMMIT would run outside the transaction.
 //!
-//! diesel's transaction manager does not see these transactions. From
-//! [`open`] until [`closed`], the connection is marked broken instead: a
-//! flight dropped half-way (a cancelled request, a deadline) sends its
-//! connection out of the pool, and the server rolls the transaction back
-//! when the session closes.
+//! diesel's transaction manager does not see these transactions, nor a
+//! lone statement that commits by itself. While one is out, a [`Guard`]
+//! marks the connection broken and holds a way to cancel it: a flight
+//! dropped half-way (a cancelled request, a deadline) sends its connection
+//! out of the pool, and asks the server to cancel what still runs, so that
+//! nothing lands after its caller gave up waiting (a statement that had
+//! already finished by then simply landed: the caller gave up only after
+//! sending it).
 
 use std::future::Future;
 
 use diesel::QueryResult;
 use diesel::connection::TransactionManagerStatus;
 use diesel_async::{
-    AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+    AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection,
+    TransactionManager,
 };
 
-/// Marks `conn` (with no transaction open) broken until [`closed`].
-pub(crate) fn open(conn: &mut AsyncPgConnection) {
-    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+/// Armed while a flight is out: see the module's documentation.
+pub(crate) struct Guard(Option<tokio_postgres::CancelToken>);
+
+impl Guard {
+    /// Marks `conn` (with no transaction open) broken until [`Self::landed`].
+    pub(crate) fn arm(conn: &mut AsyncPgConnection) -> Self {
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+        Self(Some(conn.cancel_token()))
+    }
+
+    /// Every reply of the flight came. If the flight ended its transaction
+    /// (or had none), the connection is sound again; if it failed on the
+    /// way, it stays marked and leaves the pool.
+    pub(crate) fn landed(mut self, conn: &mut AsyncPgConnection, sound: bool) {
+        self.0 = None;
+        if sound {
+            *AnsiTransactionManager::transaction_manager_status_mut(conn) =
+                TransactionManagerStatus::default();
+        }
+    }
 }
 
-/// The flight's transaction ended (committed or rolled back): the
-/// connection is sound again.
-pub(crate) fn closed(conn: &mut AsyncPgConnection) {
-    *AnsiTransactionManager::transaction_manager_status_mut(conn) =
-        TransactionManagerStatus::default();
+impl Guard {
+    /// Awaits `flight`; if the operation's deadline passes first, asks the
+    /// server to cancel it and awaits its replies all the same, so that the
+    /// caller learns whether it landed: a write is never left to land after
+    /// its `Timeout`. Returns whether the deadline passed.
+    pub(crate) async fn settle<T>(&self, flight: impl Future<Output = T>) -> (T, bool) {
+        crate::retry::settling(|deadline| async move {
+            let Some(until) = deadline else {
+                return (flight.await, false);
+            };
+            tokio::pin!(flight);
+            if let Ok(replies) = tokio::time::timeout_at(until, &mut flight).await {
+                return (replies, false);
+            }
+            if let Some(token) = &self.0
+                && let Err(error) = token.cancel_query(tokio_postgres::NoTls).await
+            {
+                tracing::warn!(%error, "could not cancel a write past its deadline");
+            }
+            (flight.await, true)
+        })
+        .await
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                    tracing::warn!(%error, "could not cancel a dropped write");
+                }
+            });
+        }
+    }
 }
 
 /// Sends BEGIN and `statements` (built on `conn`) in one flight; returns
@@ -43,6 +95,16 @@ pub(crate) async fn begin_with<T>(
 ) -> (QueryResult<()>, T) {
     let mut on = conn;
     tokio::join!(on.batch_execute("BEGIN"), statements)
+}
+
+/// A COMMIT to send after a flight's statements, in the same flight (see
+/// the module's documentation). After a failed statement the server
+/// answers it by rolling back.
+pub(crate) fn commit_after(
+    conn: &AsyncPgConnection,
+) -> impl Future<Output = QueryResult<usize>> + Send + '_ {
+    let mut on = conn;
+    crate::cached(diesel::sql_query("COMMIT")).execute(&mut on)
 }
 
 /// Sends `end` (COMMIT or ROLLBACK) and `then` (a read built on `conn`,
@@ -60,7 +122,7 @@ pub(crate) async fn end_with<T>(
     tokio::join!(on.batch_execute(sql), then)
 }
 
-/// How a flight's transaction ends.
+/// How a flight's transaction ends, when it ends in a flight of its own.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum End {
     Commit,

@@ -80,18 +80,18 @@ pub mod testing;
 mod tokens;
 mod unit_of_work;
 mod write_order;
+mod writes;
 
 pub use cached::{Cached, cached};
 pub use config::{Recycling, StoreConfig};
 pub use error::StoreError;
 pub use exclusive::PgKeyGuard;
-pub use mapping::{
-    Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
-};
+pub use mapping::{Mapped, Mapping, version_from_db, version_to_db};
 pub use migrate::migrate;
 pub use repository::PgRepository;
 pub use store::PgStore;
 pub use unit_of_work::PgTx;
+pub use writes::Writes;
 
 /// Re-exported so mappings written outside this crate use the same versions.
 pub use diesel;

@@ -1,24 +1,24 @@
 //! One attempt of each write, on a connection the caller provides: a pooled
-//! one for a repository operation, or a unit of work's, where the
-//! transactions below become savepoints.
+//! one for a repository operation, sent in as few flights as it can
+//! (`flight`), or a unit of work's, where each write takes a savepoint.
 
-use diesel::connection::TransactionManagerStatus;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
-use domain::{Aggregate, Created, RepositoryError, Timestamp, TxToken, Updated};
+use domain::{Aggregate, Created, Fingerprint, RepositoryError, Timestamp, TxToken, Updated};
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
-use crate::flight::{self, End};
+use crate::flight::{self, End, Guard};
 use crate::mapping::Mapping;
 use crate::retry::Fail;
 use crate::tokens;
+use crate::writes::Writes;
 
 type Agg<M> = <M as Mapping>::Aggregate;
 type IdOf<M> = <Agg<M> as Aggregate>::Id;
 
 /// Loads the aggregate or answers `NotFound`.
 pub(crate) async fn load<M: Mapping, E>(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     id: IdOf<M>,
 ) -> Result<Agg<M>, Fail<E>> {
     M::load(conn, id)
@@ -26,150 +26,180 @@ pub(crate) async fn load<M: Mapping, E>(
         .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
 }
 
+/// What a create claims its token with.
+struct Claim {
+    kind: &'static str,
+    token: TxToken,
+    id: Uuid,
+    fingerprint: Fingerprint,
+    now: Timestamp,
+}
+
+impl Claim {
+    fn new<M: Mapping>(token: TxToken, aggregate: &Agg<M>, now: Timestamp) -> Self {
+        Self {
+            kind: Agg::<M>::KIND,
+            token,
+            id: aggregate.id().into(),
+            fingerprint: aggregate.fingerprint(),
+            now,
+        }
+    }
+
+    /// The answer to a create whose token was claimed before: the stored
+    /// aggregate if the request is the same, else `TokenMismatch`.
+    fn replay<M: Mapping, E>(
+        &self,
+        stored: Option<Agg<M>>,
+        fingerprint: Fingerprint,
+    ) -> Result<Created<Agg<M>>, Fail<E>> {
+        if fingerprint != self.fingerprint {
+            return Err(Fail::Done(RepositoryError::TokenMismatch {
+                kind: self.kind,
+                token: self.token,
+            }));
+        }
+        stored.map(Created::Replayed).ok_or_else(|| {
+            // The aggregate the token made was deleted since.
+            Fail::Done(RepositoryError::not_found(self.kind, self.id))
+        })
+    }
+}
+
+/// How the first flight of a create went.
+enum Attempt<E> {
+    /// Every statement succeeded.
+    Written,
+    /// The token was claimed before, for the aggregate and request found
+    /// (`None`: by a transaction that committed after the lookup ran).
+    ClaimedBefore(Option<(Uuid, Fingerprint)>),
+    Failed(Fail<E>),
+}
+
 /// Claims the token and inserts, in one transaction; or, if the token was
 /// claimed before, answers from it. A lost COMMIT reply is retried: the
 /// token makes the retry find what the first attempt stored.
 ///
-/// Outside a unit, two round trips: BEGIN, a lookup of the token (for a
-/// replay), the claim and the inserts in one flight, then COMMIT. A claim
-/// made before fails the claim, which aborts the transaction (the inserts
-/// after it cost nothing); the replay then rolls back and loads what the
-/// token names in the second flight.
+/// Outside a unit, one round trip: BEGIN, a lookup of the token (for a
+/// replay), the claim, the inserts and COMMIT. A token claimed before fails
+/// the claim, which aborts the transaction (the inserts after it cost
+/// nothing, and COMMIT rolls back); the replay then loads what the token
+/// names, in a second round trip.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
     aggregate: &Agg<M>,
     now: Timestamp,
 ) -> Result<Created<Agg<M>>, Fail<E>> {
+    let claim = Claim::new::<M>(token, aggregate, now);
     if !outside_transaction(conn) {
-        return create_in_savepoint::<M, E>(conn, token, aggregate, now).await;
+        return create_in_savepoint::<M, E>(conn, &claim, aggregate).await;
     }
-    let request = Claim::new::<M>(aggregate);
-    flight::open(conn);
+    let guard = Guard::arm(conn);
     let shared = &*conn;
-    let (kind, id, fingerprint) = (request.kind, request.id, &request.fingerprint);
-    let (begun, (found, claimed, inserted)) = flight::begin_with(shared, async {
+    let mut writes = Writes::on(shared);
+    M::insert(&mut writes, aggregate);
+    // Created after the inserts, so that it is polled, and sent, after them.
+    let commit = writes.in_order().then(|| flight::commit_after(shared));
+    let first_flight = flight::begin_with(shared, async {
         tokio::join!(
-            tokens::find(shared, kind, token),
-            tokens::claim_or_fail(shared, kind, token, id, fingerprint, now),
-            M::insert(shared, aggregate),
+            tokens::find(shared, claim.kind, token),
+            tokens::claim_or_fail(shared, claim.kind, token, claim.id, &claim.fingerprint, now),
+            writes.send(),
+            async {
+                match commit {
+                    Some(commit) => Some(commit.await),
+                    None => None,
+                }
+            },
         )
-    })
-    .await;
-    let found = match (begun, claimed) {
-        (Ok(()), Ok(())) => match inserted {
-            Ok(()) => return commit_create::<M, E>(conn, aggregate).await,
-            Err(error) => Err(Fail::Db(error)),
+    });
+    let ((begun, (found, claimed, written, committed)), late) = guard.settle(first_flight).await;
+    let attempt = match (begun, claimed) {
+        (Ok(()), Ok(())) => match written.matched(1) {
+            Ok(_) => Attempt::Written,
+            Err(error) => Attempt::Failed(Fail::Db(error)),
         },
-        (Ok(()), Err(error)) if tokens::claimed_before(&error) => found.map_err(Fail::Db),
-        (Err(error), _) | (_, Err(error)) => Err(Fail::Db(error)),
+        (Ok(()), Err(error)) if tokens::claimed_before(&error) => match found {
+            Ok(found) => Attempt::ClaimedBefore(found),
+            Err(error) => Attempt::Failed(Fail::Db(error)),
+        },
+        (Err(error), _) | (_, Err(error)) => Attempt::Failed(Fail::Db(error)),
     };
-    let stored = match &found {
-        Ok(Some((stored_id, fingerprint))) if *fingerprint == request.fingerprint => {
-            Some((*stored_id).into())
-        }
+    let stored = match &attempt {
+        Attempt::ClaimedBefore(Some((stored_id, _))) => Some((*stored_id).into()),
         _ => None,
     };
-    // Roll back, and in the same flight load what the token names.
-    let (rolled_back, loaded) = flight::end_with(shared, End::RollBack, async {
+    let load_stored = async {
         match stored {
             Some(stored_id) => M::load(shared, stored_id).await,
             None => Ok(None),
         }
-    })
-    .await;
-    rolled_back?;
-    flight::closed(conn);
-    match found? {
-        Some((_, fingerprint)) if fingerprint != request.fingerprint => {
-            Err(Fail::Done(RepositoryError::TokenMismatch {
-                kind: request.kind,
-                token,
-            }))
+    };
+    // COMMIT went with the flight, and a replay loads in a second one; or
+    // COMMIT (ROLLBACK and the replay's load) make the second flight.
+    let landed = committed.is_some() || !late;
+    let (ended, loaded) = if let Some(committed) = committed {
+        (committed.map(drop), load_stored.await)
+    } else {
+        let end = match attempt {
+            Attempt::Written if !late => End::Commit,
+            _ => End::RollBack,
+        };
+        flight::end_with(shared, end, load_stored).await
+    };
+    let sound = ended.is_ok();
+    guard.landed(conn, sound);
+    match (attempt, ended) {
+        (Attempt::Written, Ok(())) if !landed => Err(Fail::Done(RepositoryError::Timeout)),
+        (Attempt::Written, Ok(())) => {
+            #[cfg(feature = "failpoints")]
+            fail::fail_point!("storage::commit-reply-lost", |_| {
+                Err(Fail::ReplyLost(lost_connection(
+                    "failpoint: COMMIT reply lost",
+                )))
+            });
+            Ok(Created::New(aggregate.clone()))
         }
-        Some(_) => match loaded? {
-            Some(stored) => Ok(Created::Replayed(stored)),
-            None => Err(Fail::Done(RepositoryError::not_found(
-                request.kind,
-                aggregate.id(),
-            ))),
-        },
+        (Attempt::Written, Err(error)) if is_connection_fault(&error) => Err(lost(error, late)),
+        (_, Err(error)) => Err(Fail::Db(error)),
+        (Attempt::ClaimedBefore(Some((_, fingerprint))), Ok(())) => {
+            claim.replay::<M, E>(loaded?, fingerprint)
+        }
+        _ if late => Err(Fail::Done(RepositoryError::Timeout)),
         // Claimed by a transaction that committed after our lookup ran:
         // look again.
-        None => Err(Fail::VersionMiss),
-    }
-}
-
-/// Commits a first create. A lost reply is for the retry to settle.
-async fn commit_create<M: Mapping, E>(
-    conn: &mut AsyncPgConnection,
-    aggregate: &Agg<M>,
-) -> Result<Created<Agg<M>>, Fail<E>> {
-    let (committed, ()) = flight::end_with(&*conn, End::Commit, async {}).await;
-    match committed {
-        Ok(()) => flight::closed(conn),
-        Err(error) if is_connection_fault(&error) => return Err(Fail::ReplyLost(error)),
-        Err(error) => return Err(Fail::Db(error)),
-    }
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("storage::commit-reply-lost", |_| {
-        Err(Fail::ReplyLost(lost_connection(
-            "failpoint: COMMIT reply lost",
-        )))
-    });
-    Ok(Created::New(aggregate.clone()))
-}
-
-/// What a create claims its token with.
-struct Claim {
-    kind: &'static str,
-    id: Uuid,
-    fingerprint: domain::Fingerprint,
-}
-
-impl Claim {
-    fn new<M: Mapping>(aggregate: &Agg<M>) -> Self {
-        Self {
-            kind: Agg::<M>::KIND,
-            id: aggregate.id().into(),
-            fingerprint: aggregate.fingerprint(),
-        }
+        (Attempt::ClaimedBefore(None), Ok(())) => Err(Fail::VersionMiss),
+        (Attempt::Failed(failure), Ok(())) => Err(failure),
     }
 }
 
 /// A create inside a unit of work: a savepoint around the claim and the
-/// inserts, one statement after the other.
+/// inserts.
 async fn create_in_savepoint<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
-    token: TxToken,
+    claim: &Claim,
     aggregate: &Agg<M>,
-    now: Timestamp,
 ) -> Result<Created<Agg<M>>, Fail<E>> {
-    let request = Claim::new::<M>(aggregate);
-    let top_level = begin(conn).await?;
+    AnsiTransactionManager::begin_transaction(conn).await?;
     let claimed = async {
-        let (kind, id) = (request.kind, request.id);
-        if tokens::claim(conn, kind, token, id, &request.fingerprint, now).await? {
-            M::insert(conn, aggregate).await?;
-            Ok(None)
-        } else {
-            Ok(tokens::find(conn, kind, token).await?)
+        let (kind, token) = (claim.kind, claim.token);
+        if !tokens::claim(conn, kind, token, claim.id, &claim.fingerprint, claim.now).await? {
+            return Ok(tokens::find(conn, kind, token).await?);
         }
+        let mut writes = Writes::on(conn);
+        M::insert(&mut writes, aggregate);
+        writes.send().await.matched(1).map_err(Fail::Db)?;
+        Ok(None)
     }
     .await;
-    let claimed_before = finish(conn, claimed, top_level, Fail::ReplyLost).await?;
-    let Some((stored_id, stored_fingerprint)) = claimed_before else {
-        return Ok(Created::New(aggregate.clone()));
-    };
-    if stored_fingerprint != request.fingerprint {
-        return Err(Fail::Done(RepositoryError::TokenMismatch {
-            kind: request.kind,
-            token,
-        }));
+    match release(conn, claimed).await? {
+        None => Ok(Created::New(aggregate.clone())),
+        Some((stored_id, fingerprint)) => {
+            let stored = M::load(conn, stored_id.into()).await?;
+            claim.replay::<M, E>(stored, fingerprint)
+        }
     }
-    load::<M, E>(conn, stored_id.into())
-        .await
-        .map(Created::Replayed)
 }
 
 /// Loads, runs `f` with no transaction open (unless in a unit), and writes
@@ -215,165 +245,145 @@ pub(crate) async fn update<M: Mapping, R, E>(
     Ok(Updated { aggregate, output })
 }
 
-/// Writes each `(old, new)` pair in one transaction, checking before COMMIT
-/// that every root row was still at its old version. One pair the mapping
-/// writes in one statement, outside a unit, needs no transaction: that
-/// statement is sent alone.
+/// Writes each `(old, new)` pair atomically, checking that every root row
+/// was still at its old version: one statement alone (it commits by
+/// itself), several in a transaction whose BEGIN goes in their flight, or,
+/// in a unit, inside a savepoint.
 pub(crate) async fn write_all<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     pairs: &[(Agg<M>, Agg<M>)],
 ) -> Result<(), Fail<E>> {
-    if let [(old, new)] = pairs
-        && M::updates_in_one_statement(old, new)
-        && outside_transaction(conn)
-    {
-        return match one_statement::<M>(conn, old, new).await {
-            Ok(1) => Ok(()),
-            Ok(_) => Err(Fail::VersionMiss),
-            Err(error) if is_connection_fault(&error) => Err(Fail::ReplyLost(error)),
-            Err(error) => Err(settle_failed_write::<M, E>(conn, pairs, error).await),
-        };
-    }
-    if outside_transaction(conn) {
-        return write_in_flight::<M, E>(conn, pairs).await;
-    }
-    let top_level = begin(conn).await?;
-    let written = written(pairs.len(), update_all::<M>(conn, pairs).await);
-    match finish(conn, written, top_level, Fail::ReplyLost).await {
+    let build = |writes: &mut Writes<'_>| match pairs {
+        [(old, new)] => M::update(writes, old, new),
+        _ => M::update_many(writes, pairs),
+    };
+    let written = if outside_transaction(conn) {
+        send_top_level(conn, pairs.len(), build).await
+    } else {
+        AnsiTransactionManager::begin_transaction(conn).await?;
+        let mut writes = Writes::on(conn);
+        build(&mut writes);
+        let written = writes.send().await.matched(pairs.len());
+        release(conn, written.map_err(Fail::Db)).await
+    };
+    match written {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Fail::VersionMiss),
         Err(Fail::Db(error)) if !is_connection_fault(&error) => {
             Err(settle_failed_write::<M, E>(conn, pairs, error).await)
         }
-        other => other,
+        Err(failure) => Err(failure),
     }
 }
 
-/// The mapping's writes of every pair; returns the root rows matched. One
-/// aggregate takes the mapping's `update`, several its `update_many`.
-async fn update_all<M: Mapping>(
-    conn: &AsyncPgConnection,
-    pairs: &[(Agg<M>, Agg<M>)],
-) -> diesel::QueryResult<usize> {
-    match pairs {
-        [(old, new)] => M::update(conn, old, new).await,
-        _ => M::update_many(conn, pairs).await,
-    }
-}
-
-/// Whether the writes of `pairs` roots matched every one of them.
-fn written<E>(pairs: usize, matched: diesel::QueryResult<usize>) -> Result<(), Fail<E>> {
-    match matched {
-        Ok(matched) if matched == pairs => Ok(()),
-        Ok(_) => Err(Fail::VersionMiss),
-        Err(error) => Err(Fail::Db(error)),
-    }
-}
-
-/// Outside a unit: BEGIN and the writes in one flight, then COMMIT (or
-/// ROLLBACK after a miss or a failure).
-async fn write_in_flight<M: Mapping, E>(
+/// Deletes the aggregate: one statement, alone outside a unit. Returns
+/// whether a root row went.
+pub(crate) async fn delete<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
-    pairs: &[(Agg<M>, Agg<M>)],
+    id: IdOf<M>,
 ) -> Result<(), Fail<E>> {
-    flight::open(conn);
+    let build = |writes: &mut Writes<'_>| M::delete(writes, id);
+    let deleted = if outside_transaction(conn) {
+        send_top_level(conn, 1, build).await?
+    } else {
+        let mut writes = Writes::on(conn);
+        build(&mut writes);
+        writes.send().await.matched(1)?
+    };
+    if deleted {
+        Ok(())
+    } else {
+        Err(Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
+    }
+}
+
+/// Sends the writes `build` lists outside a transaction: one statement
+/// alone, several in a transaction whose BEGIN goes in their flight and
+/// whose COMMIT (or ROLLBACK, after a miss) follows their replies. Whether
+/// the roots matched `expected` rows (`Ok(false)` on a miss).
+///
+/// COMMIT does not join the first flight here: a root that matched no row
+/// fails nothing on the server, so the child writes would commit.
+///
+/// A connection fault after a write may have landed is `ReplyLost`. The
+/// failpoints (for tests) break the connection before a lone statement,
+/// or lose the reply of one that landed.
+async fn send_top_level<E>(
+    conn: &mut AsyncPgConnection,
+    expected: usize,
+    build: impl FnOnce(&mut Writes<'_>),
+) -> Result<bool, Fail<E>> {
+    let guard = Guard::arm(conn);
     let shared = &*conn;
-    let (begun, matched) = flight::begin_with(shared, update_all::<M>(shared, pairs)).await;
-    let written = begun
-        .map_err(Fail::Db)
-        .and_then(|()| written(pairs.len(), matched));
-    let end = if written.is_ok() {
+    let mut writes = Writes::on(shared);
+    build(&mut writes);
+    if writes.len() == 1 {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!("storage::write-lost-before", |_| {
+            Err(Fail::ReplyLost(lost_connection(
+                "failpoint: connection lost before the write",
+            )))
+        });
+        let (written, late) = guard.settle(writes.send()).await;
+        let written = written.matched(expected);
+        let landed = !matches!(&written, Err(error) if is_connection_fault(error));
+        guard.landed(conn, landed);
+        #[cfg(feature = "failpoints")]
+        if matches!(written, Ok(true)) {
+            fail::fail_point!("storage::commit-reply-lost", |_| {
+                Err(Fail::ReplyLost(lost_connection(
+                    "failpoint: the write's reply lost",
+                )))
+            });
+        }
+        return match written {
+            Err(error) if is_connection_fault(&error) => Err(lost(error, late)),
+            Ok(true) => Ok(true),
+            _ if late => Err(Fail::Done(RepositoryError::Timeout)),
+            written => written.map_err(Fail::Db),
+        };
+    }
+    let (first_flight, late) = guard
+        .settle(flight::begin_with(shared, writes.send()))
+        .await;
+    let (begun, written) = first_flight;
+    let written = begun.and_then(|()| written.matched(expected));
+    let end = if matches!(written, Ok(true)) && !late {
         End::Commit
     } else {
         End::RollBack
     };
-    let (ended, ()) = flight::end_with(shared, end, async {}).await;
-    match (ended, written) {
-        (Ok(()), Ok(())) => {
-            flight::closed(conn);
+    let ((ended, ()), late) = match end {
+        End::Commit => guard.settle(flight::end_with(shared, end, async {})).await,
+        End::RollBack => (flight::end_with(shared, end, async {}).await, late),
+    };
+    guard.landed(conn, ended.is_ok());
+    match (end, ended, written) {
+        (End::Commit, Ok(()), written) => {
             #[cfg(feature = "failpoints")]
             fail::fail_point!("storage::commit-reply-lost", |_| {
                 Err(Fail::ReplyLost(lost_connection(
                     "failpoint: COMMIT reply lost",
                 )))
             });
-            Ok(())
+            written.map_err(Fail::Db)
         }
-        (Err(error), Ok(())) if is_connection_fault(&error) => Err(Fail::ReplyLost(error)),
-        (Err(error), Ok(())) => Err(Fail::Db(error)),
-        (ended, Err(Fail::Db(error))) if !is_connection_fault(&error) => {
-            if ended.is_ok() {
-                flight::closed(conn);
-            }
-            Err(settle_failed_write::<M, E>(conn, pairs, error).await)
-        }
-        (ended, Err(failure)) => {
-            if ended.is_ok() {
-                flight::closed(conn);
-            }
-            Err(failure)
-        }
+        (End::Commit, Err(error), _) if is_connection_fault(&error) => Err(lost(error, late)),
+        (End::RollBack, Ok(()), _) if late => Err(Fail::Done(RepositoryError::Timeout)),
+        (End::RollBack, Ok(()), written) => written.map_err(Fail::Db),
+        // A failed COMMIT, or a failed write whose ROLLBACK did not come
+        // back either (the write's error says more).
+        (_, Err(error), Ok(_)) | (_, Err(_), Err(error)) => Err(Fail::Db(error)),
     }
 }
 
-/// The single statement of a write outside a transaction: it commits by
-/// itself. The failpoints (for tests) break the connection before it is
-/// sent, or lose its reply after it landed.
-async fn one_statement<M: Mapping>(
-    conn: &mut AsyncPgConnection,
-    old: &Agg<M>,
-    new: &Agg<M>,
-) -> diesel::QueryResult<usize> {
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("storage::write-lost-before", |_| {
-        Err(lost_connection(
-            "failpoint: connection lost before the write",
-        ))
-    });
-    let cancel = CancelOnDrop::arm(conn);
-    let matched = M::update(conn, old, new).await;
-    cancel.disarm();
-    // Returned: the connection is sound again (a broken socket is seen apart).
-    *AnsiTransactionManager::transaction_manager_status_mut(conn) =
-        TransactionManagerStatus::default();
-    let matched = matched?;
-    #[cfg(feature = "failpoints")]
-    fail::fail_point!("storage::commit-reply-lost", |_| {
-        Err(lost_connection("failpoint: the write's reply lost"))
-    });
-    Ok(matched)
-}
-
-/// A lone statement runs and commits on the server whether or not its
-/// caller still waits: dropped while it waits for a row lock, it would land
-/// later. This guard, alive while the statement is out, covers that: it
-/// marks the connection broken, so a drop sends it out of the pool rather
-/// than back in, and on a drop it asks the server to cancel the statement
-/// (from a connection of its own, as the protocol wants). A statement that
-/// had already finished by then has simply landed: its caller gave up only
-/// after sending it.
-struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
-
-impl CancelOnDrop {
-    fn arm(conn: &mut AsyncPgConnection) -> Self {
-        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-        Self(Some(conn.cancel_token()))
-    }
-
-    /// The statement's reply came: nothing to cancel.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some(token) = self.0.take() else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
-                    tracing::warn!(%error, "could not cancel a dropped write");
-                }
-            });
-        }
+/// A connection fault after a write may have landed: the retry settles it
+/// (`ReplyLost`), unless the deadline has passed, and nothing will.
+fn lost<E>(error: diesel::result::Error, late: bool) -> Fail<E> {
+    if late {
+        Fail::Done(RepositoryError::OutcomeUnknown)
+    } else {
+        Fail::ReplyLost(error)
     }
 }
 
@@ -389,7 +399,7 @@ fn lost_connection(why: &str) -> diesel::result::Error {
 /// touches (say, took the line position it appends): if a version moved,
 /// that is a conflict to retry; otherwise the error stands.
 async fn settle_failed_write<M: Mapping, E>(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     pairs: &[(Agg<M>, Agg<M>)],
     error: diesel::result::Error,
 ) -> Fail<E> {
@@ -417,38 +427,18 @@ fn outside_transaction(conn: &mut AsyncPgConnection) -> bool {
     )
 }
 
-/// Opens a transaction, or a savepoint inside an open one. Returns whether
-/// it is the outermost transaction, whose COMMIT decides the outcome.
-async fn begin<E>(conn: &mut AsyncPgConnection) -> Result<bool, Fail<E>> {
-    let top_level = outside_transaction(conn);
-    AnsiTransactionManager::begin_transaction(conn).await?;
-    Ok(top_level)
-}
-
-/// Commits after success, rolls back after failure. A connection fault at
-/// the outermost COMMIT means the outcome is unknown: `lost_commit` says
-/// what that is worth to the caller. A rollback that fails leaves the
-/// connection marked broken, so the pool closes it.
-async fn finish<T, E>(
+/// Releases the savepoint a write inside a unit took after success, rolls
+/// back to it after failure. A rollback that fails leaves the connection
+/// marked broken, so the pool closes it (and the unit re-runs).
+async fn release<T, E>(
     conn: &mut AsyncPgConnection,
     outcome: Result<T, Fail<E>>,
-    top_level: bool,
-    lost_commit: impl FnOnce(diesel::result::Error) -> Fail<E>,
 ) -> Result<T, Fail<E>> {
     match outcome {
-        Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
-            Ok(()) if top_level => {
-                // For tests: the COMMIT landed but its reply is "lost".
-                #[cfg(feature = "failpoints")]
-                fail::fail_point!("storage::commit-reply-lost", |_| {
-                    Err(lost_commit(lost_connection("failpoint: COMMIT reply lost")))
-                });
-                Ok(value)
-            }
-            Ok(()) => Ok(value),
-            Err(error) if top_level && is_connection_fault(&error) => Err(lost_commit(error)),
-            Err(error) => Err(Fail::Db(error)),
-        },
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            Ok(value)
+        }
         Err(failure) => {
             if let Err(error) = AnsiTransactionManager::rollback_transaction(conn).await {
                 tracing::debug!(%error, "rollback failed; the connection will be discarded");

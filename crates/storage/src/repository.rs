@@ -72,8 +72,8 @@ impl<M: Mapping> PgRepository<M> {
     }
 
     async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<Infallible>> {
-        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        ops::load::<M, _>(&mut conn, id).await
+        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        ops::load::<M, _>(&conn, id).await
     }
 
     /// One attempt. `commit_lost` remembers an earlier attempt of the same
@@ -114,11 +114,8 @@ impl<M: Mapping> PgRepository<M> {
     }
 
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
-        let conn = self.store.connection().await.map_err(Fail::Done)?;
-        match M::delete(&conn, id).await? {
-            0 => Err(Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id))),
-            _ => Ok(()),
-        }
+        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
+        ops::delete::<M, _>(&mut conn, id).await
     }
 
     async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {

@@ -1,10 +1,12 @@
 //! The bounded, jittered retry loop every repository operation runs in, and
 //! the deadline around it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use domain::RepositoryError;
-use futures_util::FutureExt;
+use futures_util::future::Either;
 use rand::Rng;
 use tracing::Instrument;
 
@@ -138,17 +140,66 @@ impl RetryAs {
 /// connection it left inside a transaction is discarded by the pool, never
 /// reused.
 ///
-/// Not an `async fn`: one would keep `work` twice in its state, the argument
-/// and the awaited copy, and every repository future was twice the size
-/// (5.9 KB for a user update, 3 KB now; BENCHMARKS.md).
+/// Except while a write is out that would still land after a drop (a lone
+/// statement, or a flight that carries its COMMIT): that write settles its
+/// outcome itself at the deadline ([`settling`]), and the operation gets
+/// up to [`SETTLE`] more to hear it.
 pub(crate) fn within_deadline<T, E>(
     config: &StoreConfig,
     span: tracing::Span,
     work: impl Future<Output = Result<T, RepositoryError<E>>>,
 ) -> impl Future<Output = Result<T, RepositoryError<E>>> {
-    tokio::time::timeout(config.deadline, work)
-        .instrument(span)
-        .map(|timed| timed.unwrap_or(Err(RepositoryError::Timeout)))
+    let deadline = Arc::new(Deadline {
+        until: tokio::time::Instant::now() + config.deadline,
+        writing: AtomicBool::new(false),
+    });
+    let timer = Box::pin(tokio::time::sleep_until(deadline.until));
+    // Boxed, so that the future is kept once (not twice, as an `async fn`
+    // taking it would: every repository future was twice the size).
+    let work = Box::pin(DEADLINE.scope(deadline.clone(), work));
+    async move {
+        match futures_util::future::select(work, timer).await {
+            Either::Left((done, _)) => done,
+            Either::Right(((), work)) if deadline.writing.load(Ordering::Acquire) => {
+                tokio::time::timeout(SETTLE, work)
+                    .await
+                    .unwrap_or(Err(RepositoryError::Timeout))
+            }
+            Either::Right(_) => Err(RepositoryError::Timeout),
+        }
+    }
+    .instrument(span)
+}
+
+/// The running operation's deadline, and whether a write that must settle
+/// its outcome is out.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    pub(crate) until: tokio::time::Instant,
+    writing: AtomicBool,
+}
+
+tokio::task_local! {
+    static DEADLINE: Arc<Deadline>;
+}
+
+/// How long past its deadline an operation may take to learn how a write
+/// it had sent ended (the server's answer to a cancel).
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
+
+/// Runs `write` (which must settle its own outcome by the deadline it is
+/// given) while telling the operation's deadline to wait for it; `None`
+/// for the deadline outside a repository operation.
+pub(crate) async fn settling<T, F: Future<Output = T>>(
+    write: impl FnOnce(Option<tokio::time::Instant>) -> F,
+) -> T {
+    let Ok(deadline) = DEADLINE.try_with(Arc::clone) else {
+        return write(None).await;
+    };
+    deadline.writing.store(true, Ordering::Release);
+    let done = write(Some(deadline.until)).await;
+    deadline.writing.store(false, Ordering::Release);
+    done
 }
 
 /// Full jitter: uniform in `0..=min(max, base * 2^(attempt-1))`, so racing

@@ -111,35 +111,22 @@ macro_rules! table_mapping {
                 rows.into_iter().map(Row::restore).collect()
             }
 
-            async fn insert(
-                conn: &$crate::diesel_async::AsyncPgConnection,
-                aggregate: &$aggregate,
-            ) -> $crate::diesel::QueryResult<()> {
-                let insert = $crate::cached(
+            fn insert(writes: &mut $crate::Writes<'_>, aggregate: &$aggregate) {
+                writes.root($crate::cached(
                     $crate::diesel::insert_into($table::table).values(Row::of(aggregate)),
-                );
-                $crate::diesel_async::RunQueryDsl::execute(insert, &mut &*conn).await.map(drop)
+                ));
             }
 
-            async fn update(
-                conn: &$crate::diesel_async::AsyncPgConnection,
-                old: &$aggregate,
-                new: &$aggregate,
-            ) -> $crate::diesel::QueryResult<usize> {
+            fn update(writes: &mut $crate::Writes<'_>, old: &$aggregate, new: &$aggregate) {
                 let id = $crate::__private::uuid($crate::__private::Aggregate::id(new));
                 let old_version =
                     $crate::version_to_db($crate::__private::Aggregate::version(old));
-                let update = $crate::cached($crate::diesel::update(
+                writes.root($crate::cached($crate::diesel::update(
                     $table::table
                         .filter($table::id.eq(id))
                         .filter($table::version.eq(old_version)),
                 )
-                .set(Row::of(new)));
-                $crate::diesel_async::RunQueryDsl::execute(update, &mut &*conn).await
-            }
-
-            fn updates_in_one_statement(_: &$aggregate, _: &$aggregate) -> bool {
-                true
+                .set(Row::of(new))));
             }
 
             async fn load_many(
@@ -154,12 +141,13 @@ macro_rules! table_mapping {
                 rows.into_iter().map(Row::restore).collect()
             }
 
-            async fn delete(
-                conn: &$crate::diesel_async::AsyncPgConnection,
+            fn delete(
+                writes: &mut $crate::Writes<'_>,
                 id: <$aggregate as $crate::__private::Aggregate>::Id,
-            ) -> $crate::diesel::QueryResult<usize> {
-                let delete = $crate::diesel::delete($table::table.find($crate::__private::uuid(id)));
-                $crate::diesel_async::RunQueryDsl::execute(delete, &mut &*conn).await
+            ) {
+                writes.root($crate::cached(
+                    $crate::diesel::delete($table::table.find($crate::__private::uuid(id))),
+                ));
             }
         }
 

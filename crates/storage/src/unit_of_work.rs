@@ -168,11 +168,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
         self.claim::<A, Infallible>(&id)?;
-        let result = match A::Mapping::delete(self.conn(), id).await {
-            Ok(0) => Err(Fail::Done(RepositoryError::not_found(A::KIND, id))),
-            Ok(_) => Ok(()),
-            Err(error) => Err(Fail::Db(error)),
-        };
+        let result = ops::delete::<A::Mapping, Infallible>(self.conn(), id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 

@@ -9,10 +9,9 @@ use uuid::Uuid;
 
 use super::{corrupt, ts};
 use crate::cached;
-use crate::mapping::{
-    Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
-};
+use crate::mapping::{Mapped, Mapping, version_from_db, version_to_db};
 use crate::schema::{order_lines, orders};
+use crate::writes::Writes;
 
 /// Maps [`Order`] to the `orders` and `order_lines` tables.
 #[derive(Debug, Clone, Copy)]
@@ -141,27 +140,26 @@ impl Mapping for OrderMapping {
         restore(rows)
     }
 
-    async fn insert(conn: &AsyncPgConnection, order: &Order) -> QueryResult<()> {
-        let root = cached(diesel::insert_into(orders::table).values(OrderRow::of(order)))
-            .execute(&mut &*conn);
-        let mut children: Vec<Pipelined<'_>> = Vec::new();
+    /// The order row, then its lines in one statement (at most
+    /// `Order::MAX_LINES` shapes: bounded, so cached).
+    fn insert(writes: &mut Writes<'_>, order: &Order) {
+        writes.root(cached(
+            diesel::insert_into(orders::table).values(OrderRow::of(order)),
+        ));
         if !order.lines().is_empty() {
-            let lines = cached(diesel::insert_into(order_lines::table).values(line_rows(
-                order,
-                order.lines(),
-                0,
-            )));
-            children.push(Box::pin(lines.execute(&mut &*conn)));
+            let lines = line_rows(order, order.lines(), 0);
+            writes.child(cached(
+                diesel::insert_into(order_lines::table).values(lines),
+            ));
         }
-        write_root_then_children(root, children).await.map(drop)
     }
 
     /// Rewrites only what changed: appended lines are inserted, any other
     /// change to the lines replaces them in two statements, and the root row
-    /// takes the version check. All pipelined into one round trip.
-    async fn update(conn: &AsyncPgConnection, old: &Order, new: &Order) -> QueryResult<usize> {
+    /// takes the version check.
+    fn update(writes: &mut Writes<'_>, old: &Order, new: &Order) {
         let id: Uuid = new.id().into();
-        let root = cached(
+        writes.root(cached(
             diesel::update(
                 orders::table
                     .filter(orders::id.eq(id))
@@ -172,30 +170,25 @@ impl Mapping for OrderMapping {
                 orders::status.eq(new.status().as_str()),
                 orders::updated_at.eq(new.updated_at().as_datetime()),
             )),
-        )
-        .execute(&mut &*conn);
-
-        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        ));
         let kept = if new.lines().starts_with(old.lines()) {
             old.lines().len()
         } else {
-            let clear = diesel::delete(order_lines::table.filter(order_lines::order_id.eq(id)));
-            children.push(Box::pin(clear.execute(&mut &*conn)));
+            writes.child(cached(diesel::delete(
+                order_lines::table.filter(order_lines::order_id.eq(id)),
+            )));
             0
         };
         if new.lines().len() > kept {
             let added = line_rows(new, &new.lines()[kept..], kept);
-            // At most `Order::MAX_LINES` shapes: bounded, so cached.
-            let insert = cached(diesel::insert_into(order_lines::table).values(added));
-            children.push(Box::pin(insert.execute(&mut &*conn)));
+            writes.child(cached(
+                diesel::insert_into(order_lines::table).values(added),
+            ));
         }
-        write_root_then_children(root, children).await
     }
 
-    async fn delete(conn: &AsyncPgConnection, id: OrderId) -> QueryResult<usize> {
-        diesel::delete(orders::table.find(id.as_uuid()))
-            .execute(&mut &*conn)
-            .await
+    fn delete(writes: &mut Writes<'_>, id: OrderId) {
+        writes.root(cached(diesel::delete(orders::table.find(id.as_uuid()))));
     }
 }
 

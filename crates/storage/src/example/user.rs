@@ -9,10 +9,9 @@ use uuid::Uuid;
 
 use super::{corrupt, ts};
 use crate::cached;
-use crate::mapping::{
-    Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children,
-};
+use crate::mapping::{Mapped, Mapping, version_from_db, version_to_db};
 use crate::schema::{user_profiles, users};
+use crate::writes::Writes;
 
 /// Maps [`User`] to the `users` and `user_profiles` tables.
 #[derive(Debug, Clone, Copy)]
@@ -110,20 +109,20 @@ impl Mapping for UserMapping {
         rows.into_iter().map(restore).collect()
     }
 
-    async fn insert(conn: &AsyncPgConnection, user: &User) -> QueryResult<()> {
-        let user_row = cached(diesel::insert_into(users::table).values(UserRow::of(user)))
-            .execute(&mut &*conn);
-        let profile_row =
-            cached(diesel::insert_into(user_profiles::table).values(ProfileRow::of(user)))
-                .execute(&mut &*conn);
-        write_root_then_children(user_row, vec![Box::pin(profile_row)])
-            .await
-            .map(drop)
+    fn insert(writes: &mut Writes<'_>, user: &User) {
+        writes.root(cached(
+            diesel::insert_into(users::table).values(UserRow::of(user)),
+        ));
+        writes.child(cached(
+            diesel::insert_into(user_profiles::table).values(ProfileRow::of(user)),
+        ));
     }
 
-    async fn update(conn: &AsyncPgConnection, old: &User, new: &User) -> QueryResult<usize> {
+    /// The profile changes seldom: most updates write the `users` row
+    /// alone, in one statement.
+    fn update(writes: &mut Writes<'_>, old: &User, new: &User) {
         let id: Uuid = new.id().into();
-        let root = cached(
+        writes.root(cached(
             diesel::update(
                 users::table
                     .filter(users::id.eq(id))
@@ -135,22 +134,13 @@ impl Mapping for UserMapping {
                 users::score.eq(new.score().get()),
                 users::updated_at.eq(new.updated_at().as_datetime()),
             )),
-        )
-        .execute(&mut &*conn);
-        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        ));
         if old.profile() != new.profile() {
-            let profile = cached(diesel::update(user_profiles::table.find(id)).set((
+            writes.child(cached(diesel::update(user_profiles::table.find(id)).set((
                 user_profiles::first_name.eq(new.profile().first_name.as_str()),
                 user_profiles::last_name.eq(new.profile().last_name.as_str()),
-            )));
-            children.push(Box::pin(profile.execute(&mut &*conn)));
+            ))));
         }
-        write_root_then_children(root, children).await
-    }
-
-    /// The profile changes seldom: most updates write the `users` row alone.
-    fn updates_in_one_statement(old: &User, new: &User) -> bool {
-        old.profile() == new.profile()
     }
 
     async fn load_many(conn: &AsyncPgConnection, ids: &[UserId]) -> QueryResult<Vec<User>> {
@@ -167,10 +157,10 @@ impl Mapping for UserMapping {
     /// One statement for every root row (and, pipelined, one for the
     /// profiles that changed), however many users: a batch rule such as the
     /// score recompute costs one round trip.
-    async fn update_many(conn: &AsyncPgConnection, pairs: &[(User, User)]) -> QueryResult<usize> {
+    fn update_many(writes: &mut Writes<'_>, pairs: &[(User, User)]) {
         use diesel::sql_types::{Array, BigInt, Double, Text, Timestamptz};
         if pairs.is_empty() {
-            return Ok(0);
+            return;
         }
         let news = pairs.iter().map(|(_, new)| UserRow::of(new));
         let (mut ids, mut versions, mut usernames, mut scores, mut updated) =
@@ -198,8 +188,8 @@ impl Mapping for UserMapping {
         .bind::<Array<BigInt>, _>(versions)
         .bind::<Array<Text>, _>(usernames)
         .bind::<Array<Double>, _>(scores)
-        .bind::<Array<Timestamptz>, _>(updated)
-        .execute(&mut &*conn);
+        .bind::<Array<Timestamptz>, _>(updated);
+        writes.root(cached(roots));
 
         let changed: Vec<ProfileRow> = pairs
             .iter()
@@ -207,7 +197,7 @@ impl Mapping for UserMapping {
             .map(|(_, new)| ProfileRow::of(new))
             .collect();
         if changed.is_empty() {
-            return roots.await;
+            return;
         }
         let (user_ids, (first, last)): (Vec<Uuid>, (Vec<String>, Vec<String>)) = changed
             .into_iter()
@@ -220,19 +210,12 @@ impl Mapping for UserMapping {
         )
         .bind::<Array<diesel::sql_types::Uuid>, _>(user_ids)
         .bind::<Array<Text>, _>(first)
-        .bind::<Array<Text>, _>(last)
-        .execute(&mut &*conn);
-        let (roots, profiles) = tokio::join!(roots, profiles);
-        match roots? {
-            matched if matched < pairs.len() => Ok(matched),
-            matched => profiles.map(|_| matched),
-        }
+        .bind::<Array<Text>, _>(last);
+        writes.child(cached(profiles));
     }
 
-    async fn delete(conn: &AsyncPgConnection, id: UserId) -> QueryResult<usize> {
-        diesel::delete(users::table.find(id.as_uuid()))
-            .execute(&mut &*conn)
-            .await
+    fn delete(writes: &mut Writes<'_>, id: UserId) {
+        writes.root(cached(diesel::delete(users::table.find(id.as_uuid()))));
     }
 }
 

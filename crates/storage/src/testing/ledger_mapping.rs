@@ -7,7 +7,7 @@ use domain::Aggregate;
 use domain::testing::{Ledger, LedgerId};
 use uuid::Uuid;
 
-use crate::{Mapped, Mapping, Pipelined, version_from_db, version_to_db, write_root_then_children};
+use crate::{Mapped, Mapping, Writes, version_from_db, version_to_db};
 
 diesel::table! {
     /// Created by [`CREATE_TABLES`](super::CREATE_TABLES).
@@ -125,60 +125,56 @@ impl Mapping for LedgerMapping {
         Ok(restore(rows))
     }
 
-    async fn insert(conn: &AsyncPgConnection, ledger: &Ledger) -> QueryResult<()> {
-        let root = diesel::insert_into(ledgers::table)
-            .values(LedgerRow {
+    /// The ledger row, then its entries in one statement. That one is
+    /// left uncached on purpose (a shape per number of entries): each is
+    /// prepared first, a round trip the flight must keep in order.
+    fn insert(writes: &mut Writes<'_>, ledger: &Ledger) {
+        writes.root(crate::cached(diesel::insert_into(ledgers::table).values(
+            LedgerRow {
                 id: ledger.id.into(),
                 version: version_to_db(ledger.version),
                 owner: ledger.owner.clone(),
                 handle: ledger.handle.clone(),
-            })
-            .execute(&mut &*conn);
-        let mut children: Vec<Pipelined<'_>> = Vec::new();
+            },
+        )));
         if !ledger.entries.is_empty() {
             let entries = entry_rows(ledger.id, &ledger.entries, 0);
-            let insert = diesel::insert_into(ledger_entries::table).values(entries);
-            children.push(Box::pin(insert.execute(&mut &*conn)));
+            writes.child(diesel::insert_into(ledger_entries::table).values(entries));
         }
-        write_root_then_children(root, children).await.map(drop)
     }
 
     /// Appended entries are inserted; any other change to them replaces
-    /// them. One round trip with the versioned root update.
-    async fn update(conn: &AsyncPgConnection, old: &Ledger, new: &Ledger) -> QueryResult<usize> {
+    /// them.
+    fn update(writes: &mut Writes<'_>, old: &Ledger, new: &Ledger) {
         let id = new.id().as_uuid();
-        let root = diesel::update(
-            ledgers::table
-                .filter(ledgers::id.eq(id))
-                .filter(ledgers::version.eq(version_to_db(old.version))),
-        )
-        .set((
-            ledgers::version.eq(version_to_db(new.version)),
-            ledgers::owner.eq(new.owner.clone()),
-            ledgers::handle.eq(new.handle.clone()),
-        ))
-        .execute(&mut &*conn);
-        let mut children: Vec<Pipelined<'_>> = Vec::new();
+        writes.root(crate::cached(
+            diesel::update(
+                ledgers::table
+                    .filter(ledgers::id.eq(id))
+                    .filter(ledgers::version.eq(version_to_db(old.version))),
+            )
+            .set((
+                ledgers::version.eq(version_to_db(new.version)),
+                ledgers::owner.eq(new.owner.clone()),
+                ledgers::handle.eq(new.handle.clone()),
+            )),
+        ));
         let kept = if new.entries.starts_with(&old.entries) {
             old.entries.len()
         } else {
-            let clear =
-                diesel::delete(ledger_entries::table.filter(ledger_entries::ledger_id.eq(id)));
-            children.push(Box::pin(clear.execute(&mut &*conn)));
+            writes.child(diesel::delete(
+                ledger_entries::table.filter(ledger_entries::ledger_id.eq(id)),
+            ));
             0
         };
         if new.entries.len() > kept {
             let added = entry_rows(new.id, &new.entries[kept..], kept);
-            let insert = diesel::insert_into(ledger_entries::table).values(added);
-            children.push(Box::pin(insert.execute(&mut &*conn)));
+            writes.child(diesel::insert_into(ledger_entries::table).values(added));
         }
-        write_root_then_children(root, children).await
     }
 
-    async fn delete(conn: &AsyncPgConnection, id: LedgerId) -> QueryResult<usize> {
-        diesel::delete(ledgers::table.find(id.as_uuid()))
-            .execute(&mut &*conn)
-            .await
+    fn delete(writes: &mut Writes<'_>, id: LedgerId) {
+        writes.root(diesel::delete(ledgers::table.find(id.as_uuid())));
     }
 }
 
