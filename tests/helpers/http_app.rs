@@ -45,6 +45,10 @@ impl TestApp {
         // Explicitly, not by flag: clap would fall back to DATABASE_URL from
         // the environment, which `scripts/test` sets for the storage tests.
         config.database_url = db.as_ref().map(|db| db.url().to_owned());
+        if !flags.contains(&"--amqp-url") {
+            // Nor a broker the developer's environment names.
+            config.amqp_url = None;
+        }
         let application = Application::build(config).await.expect("build the service");
         let address = format!("http://{}", application.local_addr().expect("bound"));
         let (shutdown, stopped) = oneshot::channel::<()>();

@@ -4,6 +4,7 @@
     reason = "test helpers panic when set-up fails"
 )]
 
+pub mod broker;
 pub mod faulty;
 pub mod http_app;
 pub mod test_db;

@@ -192,6 +192,10 @@ impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
     async fn list(&self, page: PageRequest<A::Id>) -> Result<Page<A>, RepositoryError> {
         self.repo.list(page).await
     }
+
+    async fn events(&self, id: A::Id) -> Result<Vec<domain::StoredEvent>, RepositoryError> {
+        self.repo.events(id).await
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +228,9 @@ pub struct Sessions {
     /// Sessions sitting inside a transaction while no statement runs.
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub idle_in_transaction: i64,
+    /// Sessions running a statement.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub active: i64,
 }
 
 impl TestDb {
@@ -233,7 +240,8 @@ impl TestDb {
         let mut conn = self.connect().await;
         diesel::sql_query(
             "SELECT count(*) AS total, \
-                    count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_transaction \
+                    count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_transaction, \
+                    count(*) FILTER (WHERE state = 'active') AS active \
              FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
         )
         .get_result(&mut conn)
@@ -364,6 +372,10 @@ impl domain::Store for StoreWithDb {
 
     async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
         self.store.purge_expired_tokens().await
+    }
+
+    async fn outbox_lag(&self) -> Result<Option<std::time::Duration>, RepositoryError> {
+        self.store.outbox_lag().await
     }
 }
 

@@ -188,3 +188,56 @@ async fn a_simulation_losing_replies_answers_outcome_unknown_for_landed_writes()
     assert!(matches!(unit, Err(RepositoryError::OutcomeUnknown)));
     assert_eq!(counters.get(id).await.expect("get").value, 2, "it landed");
 }
+
+/// The in-memory outbox tells subscribers of each event once its change
+/// committed, in order: a failed unit's events never reach them.
+#[tokio::test]
+async fn in_memory_subscribers_see_committed_events_only() {
+    use domain::testing::LedgerId;
+    use domain::{Repository, RepositoryError, TxExt, TxToken, UnitOfWork};
+    let store = InMemoryStore::new();
+    let mut events = store.outbox().subscribe();
+    let repo = store.repository::<Ledger>();
+    let (kept, dropped) = (LedgerId::generate(), LedgerId::generate());
+    repo.create(TxToken::generate(), Ledger::open(kept, "ada"))
+        .await
+        .expect("create");
+    let failed = store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Ledger>()
+                    .create(TxToken::generate(), Ledger::open(dropped, "bob"))
+                    .await?;
+                Err::<(), _>(RepositoryError::Domain(domain::testing::Refused))
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Ledger>()
+                    .update(kept, |l| {
+                        l.append(4);
+                        Ok::<_, std::convert::Infallible>(())
+                    })
+                    .await?;
+                Ok::<_, RepositoryError>(())
+            })
+        })
+        .await
+        .expect("the unit commits");
+    let mut received = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        received.push((event.name, event.aggregate_id, event.version.get()));
+    }
+    let kept = kept.as_uuid();
+    assert_eq!(
+        received,
+        vec![
+            ("ledger_opened".to_owned(), kept, 1),
+            ("entry_appended".to_owned(), kept, 2),
+        ]
+    );
+    assert_eq!(store.outbox().events().len(), 2);
+}

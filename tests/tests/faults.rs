@@ -136,6 +136,17 @@ async fn operations_cancelled_at_random_points_leave_nothing_behind() {
         finished += worker.await.unwrap();
     }
 
+    // A dropped update is cancelled on the server, by a request of its
+    // own: one that was still running may land until that request arrives.
+    // Once no statement runs, nothing may change any more.
+    let quiet = Instant::now();
+    while db.sessions().await.active > 0 {
+        assert!(
+            quiet.elapsed() < Duration::from_secs(5),
+            "statements still run"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let settled = repo.get(id).await.unwrap().value;
     assert!(
         settled >= finished,
@@ -391,23 +402,184 @@ async fn opposite_transfers_between_two_aggregates_all_land_well_inside_the_dead
         took.extend(worker.await.unwrap());
     }
     took.sort_unstable();
-    let (p99, slowest) = (took[took.len() * 99 / 100], took[took.len() - 1]);
+    let (p50, p99, slowest) = (
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        took[took.len() - 1],
+    );
     eprintln!(
-        "{} opposite transfers in {:?}, p99 {p99:?}, slowest {slowest:?}",
+        "{} opposite transfers in {:?}, p50 {p50:?}, p99 {p99:?}, slowest {slowest:?}",
         WORKERS * TRANSFERS,
         started.elapsed()
     );
-    // Every one landed inside the deadline (none failed). Alone, the
-    // slowest takes under 100 ms; the bound is on the 99th percentile, as
-    // a test that ran beside this one may drop its database, and the
-    // checkpoint Postgres takes then stalls every commit for a moment.
+    // Every one landed inside the deadline (none failed). How far inside
+    // is a matter of the machine's load: alone, the slowest takes under
+    // 100 ms, but a test running beside this one (dropping its database,
+    // killing backends) stalls commits for a moment. The median is not
+    // moved by such a stall, and must stay far from the deadline.
     let deadline = StoreConfig::default().deadline;
     assert!(
-        p99 < deadline / 4,
-        "99% of transfers took up to {p99:?}, the deadline is {deadline:?}"
+        p50 < deadline / 10,
+        "half of the transfers took over {p50:?}, the deadline is {deadline:?}"
     );
     let total = repo.get(a).await.unwrap().value + repo.get(b).await.unwrap().value;
     assert_eq!(total, 2000);
+}
+
+/// Terminates every backend of the database every `every_ms` until `done`;
+/// returns how many it killed.
+fn spawn_killer(
+    db: Arc<TestDb>,
+    done: Arc<AtomicBool>,
+    every_ms: u64,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut kills = 0;
+        while !done.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+            kills += db.terminate_backends().await;
+        }
+        kills
+    })
+}
+
+/// Writes of a root and its child rows travel in one flight with BEGIN and
+/// COMMIT: a backend killed anywhere in it leaves all of the write or none.
+/// Each update appends one entry and moves the version by one, so a stored
+/// ledger always has `version - 1` entries; each create stores its ledger
+/// with all three of its entries, or nothing.
+mod cut_flights {
+    use domain::testing::{Ledger, LedgerId};
+
+    use super::*;
+
+    /// What one writer saw: entries acknowledged, entries whose outcome is
+    /// unknown, and the ledgers it created (acknowledged or not).
+    #[derive(Default)]
+    struct Seen {
+        acked: Vec<i64>,
+        unknown: Vec<i64>,
+        created: Vec<(LedgerId, bool)>,
+    }
+
+    fn allowed(error: &RepositoryError<Infallible>) {
+        assert!(
+            matches!(
+                error,
+                RepositoryError::Conflict { .. }
+                    | RepositoryError::Timeout
+                    | RepositoryError::Unavailable(_)
+                    | RepositoryError::OutcomeUnknown
+            ),
+            "{error:?}"
+        );
+    }
+
+    async fn write(
+        repo: PgRepository<storage::testing::LedgerMapping>,
+        ledgers: Vec<LedgerId>,
+        worker: i64,
+    ) -> Seen {
+        let mut seen = Seen::default();
+        for n in 0..scale(60, 600) {
+            let entry = worker * 1_000_000 + i64::try_from(n).unwrap();
+            if n % 6 == 5 {
+                let id = LedgerId::generate();
+                let mut ledger = Ledger::open(id, "cut");
+                ledger.entries = vec![1, 2, 3];
+                let created = repo.create(TxToken::generate(), ledger).await;
+                if let Err(error) = &created {
+                    allowed(error);
+                }
+                seen.created.push((id, created.is_ok()));
+                continue;
+            }
+            let id = ledgers[rand::rng().random_range(0..ledgers.len())];
+            let updated = repo
+                .update(id, |ledger| {
+                    ledger.entries.push(entry);
+                    Ok::<_, Infallible>(())
+                })
+                .await;
+            match updated {
+                Ok(_) => seen.acked.push(entry),
+                Err(RepositoryError::OutcomeUnknown) => seen.unknown.push(entry),
+                Err(error) => allowed(&error),
+            }
+        }
+        seen
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn flights_cut_by_killed_backends_land_whole_or_not_at_all() {
+        let db = TestDb::new().await;
+        let repo = db.store(StoreConfig::default()).repository::<Ledger>();
+        let mut ledgers = Vec::new();
+        for _ in 0..4 {
+            let id = LedgerId::generate();
+            repo.create(TxToken::generate(), Ledger::open(id, "cut"))
+                .await
+                .unwrap();
+            ledgers.push(id);
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let killer = spawn_killer(db.clone(), done.clone(), 20);
+        let writers: Vec<_> = (0..4)
+            .map(|worker| tokio::spawn(write(repo.clone(), ledgers.clone(), worker)))
+            .collect();
+        let mut seen = Seen::default();
+        for writer in writers {
+            let mine = writer.await.unwrap();
+            seen.acked.extend(mine.acked);
+            seen.unknown.extend(mine.unknown);
+            seen.created.extend(mine.created);
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(killer.await.unwrap() > 0, "backends were killed");
+
+        let mut stored_entries = Vec::new();
+        for id in &ledgers {
+            let ledger = repo.get(*id).await.unwrap();
+            assert_eq!(
+                ledger.entries.len() as u64,
+                ledger.version.get() - 1,
+                "one entry per version: {ledger:?}"
+            );
+            stored_entries.extend(ledger.entries);
+        }
+        let stored: BTreeSet<i64> = stored_entries.iter().copied().collect();
+        assert_eq!(stored.len(), stored_entries.len(), "an entry landed twice");
+        let acked: BTreeSet<i64> = seen.acked.iter().copied().collect();
+        let unknown: BTreeSet<i64> = seen.unknown.iter().copied().collect();
+        assert!(acked.is_subset(&stored), "an acknowledged update was lost");
+        assert!(
+            stored
+                .difference(&acked)
+                .all(|entry| unknown.contains(entry)),
+            "an update that failed landed"
+        );
+        let mut created = 0;
+        for (id, acknowledged) in &seen.created {
+            match repo.get(*id).await {
+                Ok(ledger) => {
+                    assert_eq!(ledger.entries, vec![1, 2, 3], "a create landed in part");
+                    created += 1;
+                }
+                Err(RepositoryError::NotFound { .. }) => {
+                    assert!(!acknowledged, "an acknowledged create was lost");
+                }
+                Err(error) => panic!("{error:?}"),
+            }
+        }
+        eprintln!(
+            "cut flights: {} updates acknowledged, {} unknown, {created} of {} creates stored",
+            acked.len(),
+            unknown.len(),
+            seen.created.len()
+        );
+        assert!(!acked.is_empty() && created > 0, "nothing got through");
+        assert_eq!(db.sessions().await.idle_in_transaction, 0);
+    }
 }
 
 mod bank {
@@ -486,18 +658,6 @@ mod bank {
         })
     }
 
-    /// Terminates every backend of the database every 50 ms until `done`.
-    fn spawn_killer(db: Arc<TestDb>, done: Arc<AtomicBool>) -> tokio::task::JoinHandle<usize> {
-        tokio::spawn(async move {
-            let mut kills = 0;
-            while !done.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                kills += db.terminate_backends().await;
-            }
-            kills
-        })
-    }
-
     /// Runs `transfers` random transfers; returns how many landed.
     async fn move_money(
         store: StoreWithDb,
@@ -544,7 +704,7 @@ mod bank {
             accounts.push(new_counter(&repo, OPENING_BALANCE).await);
         }
         let done = Arc::new(AtomicBool::new(false));
-        let killer = killing.then(|| spawn_killer(store.db().clone(), done.clone()));
+        let killer = killing.then(|| spawn_killer(store.db().clone(), done.clone(), 50));
         let readers: Vec<_> = (0..2)
             .map(|_| spawn_reader(store.clone(), accounts.clone(), done.clone()))
             .collect();

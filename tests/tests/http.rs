@@ -152,7 +152,7 @@ async fn a_key_is_bound_to_one_operation_and_body(app: TestApp) {
 }
 
 /// Every operation a client can call, as the router serves it.
-const OPERATIONS: [(&str, &str); 19] = [
+const OPERATIONS: [(&str, &str); 20] = [
     ("GET", "/health"),
     ("GET", "/openapi.json"),
     ("POST", "/users"),
@@ -172,6 +172,7 @@ const OPERATIONS: [(&str, &str); 19] = [
     ("GET", "/accounts/{id}"),
     ("POST", "/accounts/{id}/deposits"),
     ("POST", "/transfers"),
+    ("GET", "/users/{id}/stats"),
 ];
 
 async fn the_document_lists_exactly_the_routes_the_router_serves(app: TestApp) {
@@ -837,5 +838,112 @@ mod catalog {
         let app = TestApp::in_memory().await;
         let (status, _, products) = read(app.get("/products").await).await;
         assert_eq!((status, products), (200, json!([])));
+    }
+}
+
+mod events {
+    //! Domain events leaving the service: the per-user spending read model
+    //! (`GET /users/{id}/stats`), kept from `order_placed` events, in memory
+    //! (the outbox's in-process channel) and on Postgres (the relay and
+    //! RabbitMQ). Eventually consistent, so the tests wait for it.
+
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Registers `username` and places two orders (3.00 and 1.50); returns
+    /// the user's id.
+    async fn two_placed_orders(app: &TestApp, username: &str) -> String {
+        let user = register(app, username).await;
+        let user_id = user["id"].as_str().unwrap().to_owned();
+        for quantity in [2, 1] {
+            let lines = json!([{"sku": "PEN", "quantity": quantity, "unit_price_cents": 150}]);
+            let (status, _, order) = read(
+                app.post("/orders", &json!({"user_id": user_id, "lines": lines}))
+                    .await,
+            )
+            .await;
+            assert_eq!(status, 201, "{order}");
+            let id = order["id"].as_str().unwrap();
+            let (status, _, body) =
+                read(app.post(&format!("/orders/{id}/place"), &json!(null)).await).await;
+            assert_eq!(status, 200, "{body}");
+        }
+        user_id
+    }
+
+    /// Polls the user's stats until they count `orders`, for at most 15 s.
+    async fn stats_once_counted(app: &TestApp, user_id: &str, orders: i64) -> Value {
+        let started = Instant::now();
+        loop {
+            let (code, _, counted) = read(app.get(&format!("/users/{user_id}/stats")).await).await;
+            assert_eq!(code, 200, "{counted}");
+            if counted["orders_placed"] == orders || started.elapsed() > Duration::from_secs(15) {
+                return counted;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placed_orders_show_in_the_users_stats_in_memory() {
+        let app = TestApp::in_memory().await;
+        let user_id = two_placed_orders(&app, "ada").await;
+        let counted = stats_once_counted(&app, &user_id, 2).await;
+        assert_eq!(
+            counted,
+            json!({"user_id": user_id, "orders_placed": 2, "total_spent_cents": 450})
+        );
+        let (status, _, body) = read(
+            app.get("/users/01a2009b-ee73-73b3-90c1-2ea260aa2187/stats")
+                .await,
+        )
+        .await;
+        assert_eq!((status, code(&body)), (404, "not_found"));
+    }
+
+    /// Through the relay and RabbitMQ (an exchange of the test's own), then
+    /// as if the relay had died after the broker confirmed and before it
+    /// marked the events: they are delivered again, and the inbox keeps
+    /// the count right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn placed_orders_show_in_the_users_stats_through_rabbitmq_once() {
+        let exchange = format!("test_events_{}", uuid::Uuid::new_v4().simple());
+        let amqp = integration_tests::broker::amqp_url();
+        let app =
+            TestApp::on_postgres_with(&["--amqp-url", &amqp, "--events-exchange", &exchange]).await;
+        let (_, _, health) = read(app.get("/health").await).await;
+        assert!(health["relay"].is_string(), "{health}");
+        let user_id = two_placed_orders(&app, "ada").await;
+        let stats = stats_once_counted(&app, &user_id, 2).await;
+        assert_eq!(stats["total_spent_cents"], 450, "{stats}");
+
+        let db = app.db.as_ref().expect("on Postgres");
+        db.execute("UPDATE outbox SET published_at = NULL").await;
+        let started = Instant::now();
+        loop {
+            let (_, _, health) = read(app.get("/health").await).await;
+            if health["outbox_lag_ms"].is_null() || started.elapsed() > Duration::from_secs(15) {
+                assert!(health["outbox_lag_ms"].is_null(), "republished: {health}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The consumer takes milliseconds per event; give it ample time.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stats = stats_once_counted(&app, &user_id, 2).await;
+        assert_eq!(
+            (
+                stats["orders_placed"].as_i64(),
+                stats["total_spent_cents"].as_i64()
+            ),
+            (Some(2), Some(450)),
+            "redelivered events counted twice: {stats}"
+        );
+        integration_tests::broker::delete_exchange_and_queues(
+            &exchange,
+            &[&format!("{exchange}.user_stats")],
+        )
+        .await;
     }
 }

@@ -386,3 +386,71 @@ async fn a_refused_create_writes_none_of_its_rows_even_where_nothing_is_prepared
     let stored = first.get(id).await.expect("get");
     assert_eq!((stored.owner.as_str(), stored.entries), ("first", vec![]));
 }
+
+/// An update of a root and its child rows goes in one flight with its
+/// COMMIT: when a concurrent writer moved the version in between, the
+/// root's miss must fail the transaction on the server, or the COMMIT
+/// queued behind the child rows would keep them. Here another writer
+/// changes only the root (so the child insert itself succeeds) while the
+/// first attempt's closure runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_miss_inside_a_flight_writes_none_of_its_child_rows() {
+    use domain::testing::{Ledger, LedgerId};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = TestDb::new().await;
+    let repo = db.store(StoreConfig::default()).repository::<Ledger>();
+    for round in 0..5 {
+        let id = LedgerId::generate();
+        repo.create(TxToken::generate(), Ledger::open(id, "owner"))
+            .await
+            .expect("create");
+        let calls = AtomicUsize::new(0);
+        let updated = repo
+            .update(id, |ledger| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    move_the_handle_from_elsewhere(&db, id);
+                }
+                ledger.entries.push(7);
+                Ok::<_, Infallible>(())
+            })
+            .await
+            .expect("update");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "round {round}: one miss, one retry"
+        );
+        let stored = repo.get(id).await.expect("get");
+        assert_eq!(stored, updated.aggregate, "round {round}");
+        assert_eq!(
+            (stored.handle, stored.entries),
+            (Some(format!("moved {id}")), vec![7]),
+            "round {round}: the missed attempt's entry must not have landed"
+        );
+    }
+}
+
+/// Updates the ledger's handle through a store of its own, on a thread and
+/// runtime of its own, and returns once that write committed.
+fn move_the_handle_from_elsewhere(db: &std::sync::Arc<TestDb>, id: domain::testing::LedgerId) {
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let other = db
+                    .store(StoreConfig::default())
+                    .repository::<domain::testing::Ledger>();
+                other
+                    .update(id, |ledger| {
+                        ledger.handle = Some(format!("moved {id}"));
+                        Ok::<_, Infallible>(())
+                    })
+                    .await
+                    .expect("the other writer's update");
+            });
+        });
+    });
+}

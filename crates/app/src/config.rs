@@ -38,10 +38,33 @@ pub struct Config {
     #[arg(long, env = "REQUEST_DEADLINE_MS", default_value_t = 2000)]
     pub request_deadline_ms: u64,
 
-    // example-only: begin
-    /// Instead of serving, run a one-off command.
+    /// RabbitMQ to publish domain events to
+    /// (`amqp://guest:guest@127.0.0.1:5672/%2f`). Set with a database URL,
+    /// the service runs the outbox relay beside the API; unset, events wait
+    /// in the outbox until a relay runs (`app relay`).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// The topic exchange domain events are published to; consumers'
+    /// queues are named after it (`<exchange>.<consumer>`).
+    #[arg(long, env = "EVENTS_EXCHANGE", default_value = "domain_events")]
+    pub events_exchange: String,
+
+    /// Instead of serving, run a command.
     #[command(subcommand)]
-    pub command: Option<crate::example::cli::Command>,
+    pub command: Option<Command>,
+}
+
+/// What to run instead of the API.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Publish the outbox's events to RabbitMQ until stopped (SIGINT or
+    /// SIGTERM), without serving HTTP. Any number may run; one publishes.
+    Relay,
+    // example-only: begin
+    /// The example's one-off commands.
+    #[command(flatten)]
+    Example(crate::example::cli::Command),
     // example-only: end
 }
 
@@ -49,6 +72,21 @@ impl Config {
     /// The per-request deadline.
     pub fn request_deadline(&self) -> Duration {
         Duration::from_millis(self.request_deadline_ms)
+    }
+
+    /// The relay's settings, when both the database and the broker are set.
+    /// The relay declares the queues of the service's consumers, so their
+    /// events wait for them from the first one on.
+    pub fn relay_config(&self) -> Option<relay::RelayConfig> {
+        match (&self.database_url, &self.amqp_url) {
+            (Some(database), Some(amqp)) => {
+                let mut config = relay::RelayConfig::new(database, amqp);
+                config.exchange.clone_from(&self.events_exchange);
+                config.queues = crate::example::consumers::queues(&config.exchange); // example-only
+                Some(config)
+            }
+            _ => None,
+        }
     }
 
     /// The store settings these flags describe. The store's own deadline is

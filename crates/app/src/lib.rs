@@ -17,5 +17,5 @@ pub mod router;
 pub mod startup;
 
 pub use app_store::AppStore;
-pub use config::Config;
-pub use startup::Application;
+pub use config::{Command, Config};
+pub use startup::{Application, run_relay};

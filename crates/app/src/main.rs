@@ -1,7 +1,7 @@
 //! `cargo run -p app`: serves the API; `--help` lists the settings.
 
 use anyhow::Context;
-use app::{Application, Config};
+use app::{Application, Command, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -28,11 +28,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    // example-only: begin
-    if let Some(command) = &config.command {
-        return app::example::cli::run(&config, command).await;
+    match &config.command {
+        Some(Command::Relay) => return app::run_relay(&config, shutdown_signal()).await,
+        // example-only: begin
+        Some(Command::Example(command)) => return app::example::cli::run(&config, command).await,
+        // example-only: end
+        None => {}
     }
-    // example-only: end
     let application = Application::build(config).await?;
     application
         .run_until_stopped(shutdown_signal())

@@ -16,6 +16,44 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     store: &'static str,
+    background: Background,
+}
+
+/// Work run beside the API (the outbox relay, event consumers): told to
+/// stop when serving ends, and waited for.
+#[derive(Default)]
+struct Background {
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Spawns `task`, handing it a future that completes when it should stop.
+    fn spawn<F, Fut>(&mut self, task: F)
+    where
+        F: FnOnce(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let stop = self
+            .stop
+            .get_or_insert_with(|| tokio::sync::watch::channel(false).0);
+        let mut stopped = stop.subscribe();
+        let stopped = Box::pin(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+        self.tasks.push(tokio::spawn(task(stopped)));
+    }
+
+    /// Tells every task to stop and waits until they did (a relay finishes
+    /// its batch, a consumer the event in hand).
+    async fn stop(self) {
+        if let Some(stop) = self.stop {
+            let _ = stop.send(true);
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Application {
@@ -23,6 +61,9 @@ impl Application {
     /// The first thing it logs is which store it serves from.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let deadline = config.request_deadline();
+        let (relay_status, relay_watch) = relay::status_channel();
+        let mut background = Background::default();
+        let mut relay_runs = false;
         // The one place the store is chosen; everything after is generic.
         let (router, store) = match &config.database_url {
             None => {
@@ -31,6 +72,8 @@ impl Application {
                 );
                 let store = InMemoryStore::new();
                 tokio::spawn(purge_tokens_hourly(store.clone()));
+                let consumed = store.clone(); // example-only
+                background.spawn(|stopped| crate::example::consumers::in_memory(consumed, stopped)); // example-only
                 (router(store, deadline), "memory")
             }
             Some(url) => {
@@ -40,9 +83,26 @@ impl Application {
                     .with_context(|| format!("migrating {}", redact(url)))?;
                 let store = storage::PgStore::new(url, config.store_config());
                 tokio::spawn(purge_tokens_hourly(store.clone()));
+                if let Some(relay_config) = config.relay_config() {
+                    tracing::info!(broker = %redact(&relay_config.amqp_url), "running the outbox relay");
+                    // example-only: begin
+                    let consumed = store.clone();
+                    let broker = (relay_config.amqp_url.clone(), relay_config.exchange.clone());
+                    background.spawn(|stopped| {
+                        crate::example::consumers::on_broker(consumed, broker, stopped)
+                    });
+                    // example-only: end
+                    background.spawn(|stopped| relay::run(relay_config, stopped, relay_status));
+                    relay_runs = true;
+                } else {
+                    tracing::info!("no AMQP_URL: domain events wait in the outbox for `app relay`");
+                }
                 (router(store, deadline), "postgres")
             }
         };
+        let router = router.layer(axum::Extension(crate::health::RelayView(
+            relay_runs.then_some(relay_watch),
+        )));
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;
@@ -50,6 +110,7 @@ impl Application {
             listener,
             router,
             store,
+            background,
         })
     }
 
@@ -64,10 +125,27 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, store = self.store, "listening");
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        self.background.stop().await;
+        served
     }
+}
+
+/// `app relay`: publishes the outbox's events until `shutdown` completes.
+pub async fn run_relay(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let relay_config = config
+        .relay_config()
+        .context("the relay needs DATABASE_URL and AMQP_URL (or --database-url and --amqp-url)")?;
+    tracing::info!(
+        database = %redact(&relay_config.database_url),
+        broker = %redact(&relay_config.amqp_url),
+        "relaying the outbox"
+    );
+    let (status, _watch) = relay::status_channel();
+    relay::run(relay_config, shutdown, status).await;
+    Ok(())
 }
 
 /// Forgets transaction tokens past their retention, once an hour; never a

@@ -9,6 +9,7 @@ mod handwritten;
 mod measure;
 mod memory;
 mod raw;
+mod relay_bench;
 mod round_trips;
 mod setup;
 
@@ -49,7 +50,7 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Implementations to run, for profiling one alone (default: all):
-    /// hand, framework, verified, raw, memory.
+    /// hand, framework, verified, raw, memory, relay.
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
     /// The server to benchmark against (a database of its own is created).
@@ -59,6 +60,13 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
+    /// The broker the relay scenario publishes to (an exchange of its own).
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
 }
 
 impl Args {
@@ -73,7 +81,7 @@ impl Args {
         let known: Vec<&str> = CONTENDERS
             .iter()
             .map(|(name, _)| *name)
-            .chain(["memory"])
+            .chain(["memory", "relay"])
             .collect();
         if let Some(unknown) = self
             .contenders
@@ -265,6 +273,9 @@ async fn main() -> anyhow::Result<()> {
     if args.runs("memory") {
         print_memory(duration).await;
     }
+    if args.runs("relay") {
+        print_relay(&args).await?;
+    }
     Ok(())
 }
 
@@ -281,6 +292,49 @@ async fn print_memory(duration: Duration) {
             figures.p99.as_secs_f64() * 1e6
         );
     }
+}
+
+/// The outbox relay's figures, on a database and an exchange of its own:
+/// live (the relay runs while registrations store events) and a backlog
+/// (10 000 events stored, then the relay started).
+async fn print_relay(args: &Args) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "| relay | events | writers | registrations/s | seconds | events published/s | lag p50 ms | lag p99 ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, live) in [
+        ("live: registrations, one relay", true),
+        ("backlog: one relay drains it", false),
+    ] {
+        let db = setup::BenchDb::create(&args.database_url, 0, 0).await?;
+        let figures = relay_bench::bench(&db.url, &args.amqp_url, (10_000, 8), live).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        db.drop_database().await?;
+        let figures = figures?;
+        #[expect(clippy::cast_precision_loss, reason = "rates for a table")]
+        let (rate, written) = (
+            figures.events as f64 / figures.elapsed.as_secs_f64(),
+            figures.events as f64 / figures.writes.as_secs_f64(),
+        );
+        // A backlog's events waited for the relay to start: no lag to speak of.
+        let lag = |lag: Duration| {
+            if live {
+                format!("{:.1}", lag.as_secs_f64() * 1e3)
+            } else {
+                "-".to_owned()
+            }
+        };
+        println!(
+            "| {name} | {} | {} | {written:.0} | {:.1} | {rate:.0} | {} | {} |",
+            figures.events,
+            figures.writers,
+            figures.elapsed.as_secs_f64(),
+            lag(figures.lag_p50),
+            lag(figures.lag_p99),
+        );
+    }
+    Ok(())
 }
 
 /// Round trips per operation of each implementation `args` selects: one

@@ -81,16 +81,27 @@ async fn relay(client: TcpStream, server: TcpStream) {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
+    use crate::contender::Contender;
+
+    /// Both tests count [`FLIGHTS`], which every relay of the process adds
+    /// to: one at a time.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn database_url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
 
     /// Needs the local Postgres (`DATABASE_URL`, default 127.0.0.1:5432).
     /// One thread: the client's connection task then runs only once both
     /// queries are queued, as it does inside diesel-async's connections.
     #[tokio::test]
     async fn a_pipelined_pair_is_one_flight_and_a_sequential_pair_two() {
-        let url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let relay = Relay::start(&url).await.expect("relay");
+        let _one = ONE_AT_A_TIME.lock().await;
+        let relay = Relay::start(&database_url()).await.expect("relay");
         let (client, connection) = tokio_postgres::connect(&relay.url, tokio_postgres::NoTls)
             .await
             .expect("connect through the relay (is Postgres up? see README)");
@@ -107,5 +118,67 @@ mod tests {
         a.and(b).expect("pipelined");
         let pipelined = FLIGHTS.load(Ordering::Relaxed) - before;
         assert_eq!((sequential, pipelined), (2, 1));
+    }
+
+    /// The round trips the README promises, on warm connections (each
+    /// statement prepared once): a get 1, an update 2 (the load, then its
+    /// write), one with child rows too, a create 1, a replayed create 2.
+    #[tokio::test]
+    async fn framework_operations_take_the_promised_round_trips() {
+        let _one = ONE_AT_A_TIME.lock().await;
+        let db = crate::setup::BenchDb::create(&database_url(), 4, 2)
+            .await
+            .expect("a scratch database (is Postgres up? see README)");
+        let relay = Relay::start(&db.url).await.expect("relay");
+        let store = storage::PgStore::new(
+            &relay.url,
+            storage::StoreConfig {
+                max_connections: 1,
+                ..storage::StoreConfig::default()
+            },
+        );
+        let framework = crate::framework::Framework::new(&store, Arc::default());
+        let (users, orders) = db.ids().await.expect("ids");
+        let (user, order) = (users[0], orders[0]);
+        let (token, id) = (Uuid::now_v7(), Uuid::now_v7());
+
+        let mut counted = Vec::new();
+        for (name, expected) in [
+            ("get", 1),
+            ("update", 2),
+            ("order update", 2),
+            ("create", 1),
+            ("replayed create", 2),
+        ] {
+            let mut flights = 0;
+            for round in 0..4 {
+                let before = FLIGHTS.load(Ordering::Relaxed);
+                match name {
+                    "get" => framework.get(user).await,
+                    "update" => framework.update(user).await,
+                    "order update" => framework.add_line(order).await,
+                    "create" => {
+                        let name = format!("fresh_{round}_{}", std::process::id());
+                        framework.create(Uuid::now_v7(), Uuid::now_v7(), name).await
+                    }
+                    _ => framework.create(token, id, "replayed".to_owned()).await,
+                }
+                .unwrap_or_else(|error| panic!("{name}: {error:#}"));
+                // The first round prepares the statements.
+                if round > 0 {
+                    flights += FLIGHTS.load(Ordering::Relaxed) - before;
+                }
+            }
+            counted.push((name, flights, expected));
+        }
+        db.drop_database().await.expect("drop the scratch database");
+        for (name, flights, expected) in &counted {
+            assert_eq!(
+                *flights,
+                3 * expected,
+                "{name}: {flights} round trips in 3 operations, promised {expected} each; \
+                 all (name, round trips in 3, promised each): {counted:?}"
+            );
+        }
     }
 }

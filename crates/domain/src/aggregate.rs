@@ -51,6 +51,14 @@ pub trait Aggregate: Clone + Debug + Send + Sync + 'static {
     fn unique_keys(&self) -> Vec<UniqueKey> {
         Vec::new()
     }
+
+    /// The events this aggregate's rules recorded since it was loaded or
+    /// created, leaving none: the repository stores them with the change
+    /// (see [`Events`](crate::Events)). An aggregate that records none
+    /// keeps this default.
+    fn take_events(&mut self) -> Vec<crate::DomainEvent> {
+        Vec::new()
+    }
 }
 
 /// A uuid newtype that identifies one aggregate. Implemented by

@@ -21,9 +21,11 @@ impl Fingerprint {
     /// If `value`'s `Serialize` implementation fails, which derived
     /// implementations of plain data never do (maps with non-string keys do).
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Self {
-        let bytes = serde_json::to_vec(value)
+        // Streamed into the digest: no buffer to allocate per create.
+        let mut digest = Digesting(Sha256::new());
+        serde_json::to_writer(&mut digest, value)
             .expect("fingerprinted values serialize to JSON: plain data, string map keys");
-        Self(Sha256::digest(&bytes).into())
+        Self(digest.0.finalize().into())
     }
 
     /// Rebuilds a fingerprint read back from storage.
@@ -34,6 +36,20 @@ impl Fingerprint {
     /// The digest, for storage.
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+}
+
+/// A digest fed as a writer.
+struct Digesting(Sha256);
+
+impl std::io::Write for Digesting {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -11,11 +11,14 @@
 mod aggregate;
 mod clock;
 mod error;
+mod event;
 pub mod example; // example-only
 mod exclusive;
 mod fingerprint;
+mod inbox;
 mod memory;
 mod memory_store;
+mod outbox;
 mod outcome;
 mod page;
 mod precondition;
@@ -31,10 +34,13 @@ mod unit_scope;
 pub use aggregate::{Aggregate, AggregateId, InvalidId, UniqueKey, Version};
 pub use clock::{Clock, Timestamp};
 pub use error::{BoxError, DomainError, RepositoryError};
+pub use event::{DomainEvent, Events, StoredEvent};
 pub use exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 pub use fingerprint::Fingerprint;
+pub use inbox::Inbox;
 pub use memory::InMemoryRepository;
 pub use memory_store::{InMemoryStore, MemoryTx};
+pub use outbox::MemoryOutbox;
 pub use outcome::{Created, Updated};
 pub use page::{Page, PageRequest};
 pub use precondition::{IfVersion, StaleVersion};

@@ -1,13 +1,16 @@
 //! The in-memory repository: the same contract as the Postgres one, for
 //! domain unit tests and for running a service without a database.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::aggregate::{Aggregate, UniqueKey};
+use crate::aggregate::{Aggregate, UniqueKey, Version};
 use crate::clock::{Clock, Timestamp};
 use crate::error::RepositoryError;
+use crate::event::{DomainEvent, StoredEvent};
 use crate::fingerprint::Fingerprint;
+use crate::outbox::MemoryOutbox;
 use crate::outcome::{Created, Updated};
 use crate::page::{Page, PageRequest};
 use crate::repository::Repository;
@@ -33,6 +36,8 @@ pub struct InMemoryRepository<A: Aggregate> {
     clock: Clock,
     /// Re-runs closures and loses replies, in a simulated store.
     sim: Option<Simulator>,
+    /// Where changes' events go: the store's, or this repository's own.
+    outbox: MemoryOutbox,
 }
 
 /// Held by a running unit of work of an [`InMemoryStore`](crate::InMemoryStore).
@@ -45,6 +50,7 @@ impl<A: Aggregate> Clone for InMemoryRepository<A> {
             gate: self.gate.clone(),
             clock: self.clock.clone(),
             sim: self.sim.clone(),
+            outbox: self.outbox.clone(),
         }
     }
 }
@@ -56,10 +62,12 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
                 rows: BTreeMap::new(),
                 tokens: HashMap::new(),
                 unique: HashMap::new(),
+                recorded: Vec::new(),
             })),
             gate: None,
             clock: Clock::system(),
             sim: None,
+            outbox: MemoryOutbox::default(),
         }
     }
 }
@@ -71,6 +79,10 @@ pub(crate) struct State<A: Aggregate> {
     /// fingerprint, and when it was claimed (for the retention purge).
     tokens: HashMap<TxToken, (A::Id, Fingerprint, Timestamp)>,
     unique: HashMap<UniqueKey, A::Id>,
+    /// Events the last write's rules recorded, with the aggregate's id and
+    /// stored version: taken by the caller, which stamps and stores them
+    /// (see [`State::take_recorded`]).
+    recorded: Vec<(A::Id, Version, Vec<DomainEvent>)>,
 }
 
 impl<A: Aggregate> InMemoryRepository<A> {
@@ -91,13 +103,34 @@ impl<A: Aggregate> InMemoryRepository<A> {
 
     /// A repository whose operations wait for `gate`, stamping tokens
     /// with `clock`'s time.
-    pub(crate) fn gated(gate: Gate, clock: Clock, sim: Option<Simulator>) -> Self {
+    pub(crate) fn gated(
+        gate: Gate,
+        clock: Clock,
+        sim: Option<Simulator>,
+        outbox: MemoryOutbox,
+    ) -> Self {
         Self {
             gate: Some(gate),
             clock,
             sim,
+            outbox,
             ..Self::default()
         }
+    }
+
+    /// The events of the writes just made on `state`, stamped.
+    pub(crate) fn stamped(&self, state: &mut State<A>) -> Vec<StoredEvent> {
+        let now = self.now();
+        state
+            .recorded
+            .drain(..)
+            .flat_map(|(id, version, events)| StoredEvent::stamp::<A>(id, version, events, now))
+            .collect()
+    }
+
+    /// Where this repository's changes store their events.
+    pub(crate) fn outbox(&self) -> &MemoryOutbox {
+        &self.outbox
     }
 
     /// The time tokens claimed now are stamped with.
@@ -178,20 +211,26 @@ impl<A: Aggregate> State<A> {
         now: Timestamp,
     ) -> Result<Created<A>, RepositoryError> {
         let id = aggregate.id();
-        if let Some((stored_id, fingerprint, _)) = self.tokens.get(&token) {
-            if *fingerprint != aggregate.fingerprint() {
-                return Err(RepositoryError::TokenMismatch {
-                    kind: A::KIND,
-                    token,
-                });
+        let fingerprint = aggregate.fingerprint();
+        let events = aggregate.take_events();
+        let claim = match self.tokens.entry(token) {
+            Entry::Occupied(claimed) => {
+                let (stored_id, claimed_for, _) = claimed.get();
+                if *claimed_for != fingerprint {
+                    return Err(RepositoryError::TokenMismatch {
+                        kind: A::KIND,
+                        token,
+                    });
+                }
+                return self
+                    .rows
+                    .get(stored_id)
+                    .cloned()
+                    .map(Created::Replayed)
+                    .ok_or_else(|| RepositoryError::not_found(A::KIND, stored_id));
             }
-            return self
-                .rows
-                .get(stored_id)
-                .cloned()
-                .map(Created::Replayed)
-                .ok_or_else(|| RepositoryError::not_found(A::KIND, stored_id));
-        }
+            Entry::Vacant(claim) => claim,
+        };
         if self.rows.contains_key(&id) {
             return Err(RepositoryError::AlreadyExists {
                 kind: A::KIND,
@@ -199,11 +238,13 @@ impl<A: Aggregate> State<A> {
             });
         }
         let keys = aggregate.unique_keys();
-        self.check_unique(id, &keys)?;
-        aggregate.set_version(crate::Version::INITIAL);
+        if let Some(taken) = taken_key::<A>(&self.unique, id, &keys) {
+            return Err(taken);
+        }
+        aggregate.set_version(Version::INITIAL);
+        claim.insert((id, fingerprint, now));
         self.index_unique(id, &[], keys);
-        let claimed = (id, aggregate.fingerprint(), now);
-        self.tokens.insert(token, claimed);
+        self.record(id, Version::INITIAL, events);
         self.rows.insert(id, aggregate.clone());
         Ok(Created::New(aggregate))
     }
@@ -230,6 +271,8 @@ impl<A: Aggregate> State<A> {
         self.check_unique(id, &new_keys)
             .map_err(RepositoryError::widen)?;
         self.index_unique(id, &old_keys, new_keys);
+        let events = next.take_events();
+        self.record(id, next.version(), events);
         self.rows.insert(id, next.clone());
         Ok(Updated {
             aggregate: next,
@@ -274,22 +317,19 @@ impl<A: Aggregate> State<A> {
         self.tokens.remove(&token);
     }
 
+    fn record(&mut self, id: A::Id, version: Version, events: Vec<DomainEvent>) {
+        if !events.is_empty() {
+            self.recorded.push((id, version, events));
+        }
+    }
+
     /// The aggregate `id` as stored now, if it is.
     pub(crate) fn current(&self, id: A::Id) -> Option<A> {
         self.rows.get(&id).cloned()
     }
 
     fn check_unique(&self, id: A::Id, keys: &[UniqueKey]) -> Result<(), RepositoryError> {
-        match keys
-            .iter()
-            .find(|key| self.unique.get(*key).is_some_and(|holder| *holder != id))
-        {
-            Some(taken) => Err(RepositoryError::Duplicate {
-                kind: A::KIND,
-                key: taken.name.to_owned(),
-            }),
-            None => Ok(()),
-        }
+        taken_key::<A>(&self.unique, id, keys).map_or(Ok(()), Err)
     }
 
     fn index_unique(&mut self, id: A::Id, old: &[UniqueKey], new: Vec<UniqueKey>) {
@@ -302,11 +342,30 @@ impl<A: Aggregate> State<A> {
     }
 }
 
+/// `Duplicate` for the first of `keys` that another aggregate than `id`
+/// holds.
+fn taken_key<A: Aggregate>(
+    unique: &HashMap<UniqueKey, A::Id>,
+    id: A::Id,
+    keys: &[UniqueKey],
+) -> Option<RepositoryError> {
+    let taken = keys
+        .iter()
+        .find(|key| unique.get(*key).is_some_and(|holder| *holder != id))?;
+    Some(RepositoryError::Duplicate {
+        kind: A::KIND,
+        key: taken.name.to_owned(),
+    })
+}
+
 impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
     async fn create(&self, token: TxToken, aggregate: A) -> Result<Created<A>, RepositoryError> {
         let _gate = self.enter().await?;
         let now = self.now();
-        self.lock().create(token, aggregate, now)
+        let mut state = self.lock();
+        let created = state.create(token, aggregate, now)?;
+        self.outbox.append_committed(self.stamped(&mut state));
+        Ok(created)
     }
 
     async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
@@ -333,6 +392,7 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
             }
         }
         let updated = state.update(id, f)?;
+        self.outbox.append_committed(self.stamped(&mut state));
         self.reply_maybe_lost(updated)
     }
 
@@ -355,5 +415,10 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
             None => state.rows.values().take(page.limit()).cloned().collect(),
         };
         Ok(Page::from_items(items, page))
+    }
+
+    async fn events(&self, id: A::Id) -> Result<Vec<StoredEvent>, RepositoryError> {
+        let _gate = self.enter().await?;
+        Ok(self.outbox.of(A::KIND, id.into()))
     }
 }

@@ -1,7 +1,7 @@
 //! A set of in-memory repositories that run units of work together.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use crate::error::RepositoryError;
 use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::fingerprint::Fingerprint;
 use crate::memory::{Gate, InMemoryRepository};
+use crate::outbox::MemoryOutbox;
 use crate::outcome::{Created, Updated};
 use crate::simulation::{MAX_RERUNS, Simulation, Simulator};
 use crate::store::{Store, Stores};
@@ -33,6 +34,9 @@ pub struct InMemoryStore {
     token_retention: Duration,
     clock: Clock,
     sim: Option<Simulator>,
+    outbox: MemoryOutbox,
+    /// Which consumer handled which event (see [`Inbox`](crate::Inbox)).
+    inbox: Arc<Mutex<HashSet<(&'static str, uuid::Uuid)>>>,
 }
 
 /// One aggregate type's repository, and how to purge its expired tokens
@@ -81,6 +85,8 @@ impl InMemoryStore {
             token_retention: retention,
             clock: Clock::system(),
             sim: None,
+            outbox: MemoryOutbox::default(),
+            inbox: Arc::default(),
         }
     }
 
@@ -120,6 +126,7 @@ impl InMemoryStore {
                     Arc::clone(&self.gate),
                     self.clock.clone(),
                     self.sim.clone(),
+                    self.outbox.clone(),
                 );
                 let purged = repository.clone();
                 Slot {
@@ -152,6 +159,10 @@ impl Store for InMemoryStore {
                 token: key,
             }),
         }
+    }
+
+    async fn outbox_lag(&self) -> Result<Option<Duration>, RepositoryError> {
+        Ok(None)
     }
 
     async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
@@ -224,6 +235,13 @@ impl UnitOfWork for InMemoryStore {
 }
 
 impl InMemoryStore {
+    /// The events every repository of this store stored with its changes,
+    /// and a channel that tells subscribers of each once committed: how a
+    /// domain test sees the events a use case emits.
+    pub fn outbox(&self) -> &MemoryOutbox {
+        &self.outbox
+    }
+
     async fn unit<T, E, F>(&self, read_only: bool, mut work: F) -> Result<T, RepositoryError<E>>
     where
         F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
@@ -236,6 +254,7 @@ impl InMemoryStore {
         let _gate = Arc::clone(&self.gate).lock_owned().await;
         let mut reruns = self.sim.as_ref().map_or(0, |_| MAX_RERUNS);
         loop {
+            let mark = self.outbox.mark();
             let mut tx = MemoryTx {
                 store: self.clone(),
                 read_only,
@@ -260,6 +279,9 @@ impl InMemoryStore {
                 continue;
             }
             tx.committed = result.is_ok();
+            if tx.committed {
+                self.outbox.publish_from(mark);
+            }
             let lost = result.is_ok()
                 && !tx.claimed_token
                 && self.sim.as_ref().is_some_and(Simulator::lose_reply);
@@ -296,6 +318,16 @@ impl MemoryTx {
         &mut self,
         id: &dyn std::fmt::Display,
     ) -> Result<(), RepositoryError<E>> {
+        self.simulated_conflict_on(A::KIND, id)
+    }
+
+    /// [`Self::simulated_conflict`] on a kind of record that is no
+    /// aggregate (the inbox).
+    fn simulated_conflict_on<E>(
+        &mut self,
+        kind: &'static str,
+        id: &dyn std::fmt::Display,
+    ) -> Result<(), RepositoryError<E>> {
         let conflict = match self.faults {
             Faults::Off => false,
             Faults::Doomed => true,
@@ -306,7 +338,7 @@ impl MemoryTx {
         }
         self.faults = Faults::Doomed;
         Err(RepositoryError::Conflict {
-            kind: A::KIND,
+            kind,
             id: id.to_string(),
             attempts: 1,
         })
@@ -318,6 +350,24 @@ impl MemoryTx {
             return Err(refused_in_read_unit::<A>());
         }
         Ok(self.store.repository::<A>())
+    }
+
+    /// Stores the events of the write just made on `state` with the unit's
+    /// changes: forgotten if the unit (or the nested part) rolls back, told
+    /// to subscribers when it commits.
+    fn store_events<A: Aggregate>(
+        &mut self,
+        repository: &InMemoryRepository<A>,
+        state: &mut crate::memory::State<A>,
+    ) {
+        let events = repository.stamped(state);
+        if events.is_empty() {
+            return;
+        }
+        let outbox = repository.outbox().clone();
+        let mark = outbox.mark();
+        outbox.append(events);
+        self.undo.push(Box::new(move || outbox.truncate(mark)));
     }
 
     /// Records that `id` was `previous` (`None`: absent) before a write.
@@ -347,9 +397,11 @@ enum Faults {
 /// What a write in a read unit gets, as Postgres refuses it in a READ ONLY
 /// transaction.
 fn refused_in_read_unit<A: Aggregate>() -> RepositoryError {
-    RepositoryError::Storage(
-        format!("cannot write a {} in a read-only unit of work", A::KIND).into(),
-    )
+    refused_in_read_unit_of(A::KIND)
+}
+
+fn refused_in_read_unit_of(kind: &str) -> RepositoryError {
+    RepositoryError::Storage(format!("cannot write a {kind} in a read-only unit of work").into())
 }
 
 impl Drop for MemoryTx {
@@ -383,6 +435,36 @@ impl Nested for MemoryTx {
     }
 }
 
+/// The inbox's name in errors.
+const INBOX: &str = "inbox entry";
+
+impl crate::Inbox for MemoryTx {
+    async fn first_delivery(
+        &mut self,
+        consumer: &'static str,
+        event: uuid::Uuid,
+    ) -> Result<bool, RepositoryError> {
+        self.simulated_conflict_on(INBOX, &event)?;
+        if self.read_only {
+            return Err(refused_in_read_unit_of(INBOX));
+        }
+        let inbox = Arc::clone(&self.store.inbox);
+        let first = inbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((consumer, event));
+        if first {
+            self.undo.push(Box::new(move || {
+                inbox
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&(consumer, event));
+            }));
+        }
+        Ok(first)
+    }
+}
+
 impl<A: Aggregate> Transaction<A> for MemoryTx {
     async fn create(
         &mut self,
@@ -392,7 +474,12 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         self.simulated_conflict::<A, _>(&aggregate.id())?;
         let repository = self.writable::<A>()?;
         let now = repository.now();
-        let created = repository.lock().create(token, aggregate, now)?;
+        let created = {
+            let mut state = repository.lock();
+            let created = state.create(token, aggregate, now)?;
+            self.store_events(&repository, &mut state);
+            created
+        };
         if let Created::New(new) = &created {
             self.claimed_token = true;
             self.undo_to(&repository, new.id(), None);
@@ -432,12 +519,11 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
             return Err(refused_in_read_unit::<A>().widen());
         }
         let repository = self.writable::<A>().map_err(RepositoryError::widen)?;
-        let (previous, updated) = {
-            let mut state = repository.lock();
-            let previous = state.current(id);
-            (previous, state.update(id, f)?)
-        };
+        let mut state = repository.lock();
+        let previous = state.current(id);
+        let updated = state.update(id, f)?;
         self.undo_to(&repository, id, previous);
+        self.store_events(&repository, &mut state);
         Ok(updated)
     }
 
@@ -469,23 +555,23 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         }
         let repository = self.writable::<A>()?;
         let mut applied = Vec::with_capacity(changed.len());
-        {
-            let mut state = repository.lock();
-            for a in changed {
-                let (id, before) = (a.id(), state.current(a.id()));
-                if let Err(error) = state.replace(a) {
-                    for (id, before) in applied.into_iter().rev() {
-                        state.put_back(id, before);
-                    }
-                    return Err(error);
+        let mut state = repository.lock();
+        for a in changed {
+            let (id, before) = (a.id(), state.current(a.id()));
+            if let Err(error) = state.replace(a) {
+                for (id, before) in applied.into_iter().rev() {
+                    state.put_back(id, before);
                 }
-                applied.push((id, before));
+                // The events of the writes put back go with them.
+                drop(repository.stamped(&mut state));
+                return Err(error);
             }
+            applied.push((id, before));
         }
-        let previous = applied;
-        for (id, before) in previous {
+        for (id, before) in applied {
             self.undo_to(&repository, id, before);
         }
+        self.store_events(&repository, &mut state);
         Ok(())
     }
 }

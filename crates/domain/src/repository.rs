@@ -62,4 +62,12 @@ pub trait Repository<A: Aggregate>: Send + Sync {
         &self,
         page: PageRequest<A::Id>,
     ) -> impl Future<Output = Result<Page<A>, RepositoryError>> + Send;
+
+    /// The events stored for the aggregate `id` (see
+    /// [`Events`](crate::Events)), oldest first: in version order, and in
+    /// recording order within a version. Empty for an unknown id.
+    fn events(
+        &self,
+        id: A::Id,
+    ) -> impl Future<Output = Result<Vec<crate::StoredEvent>, RepositoryError>> + Send;
 }

@@ -41,6 +41,13 @@ pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
     /// it now and then (the service does, hourly); it works in bounded
     /// batches, so any backlog drains.
     fn purge_expired_tokens(&self) -> impl Future<Output = Result<usize, RepositoryError>> + Send;
+
+    /// How far the outbox's relay is behind: the age of the oldest event
+    /// not published yet, `None` when none waits. The in-memory store tells
+    /// subscribers of events as their change commits, so none ever waits.
+    fn outbox_lag(
+        &self,
+    ) -> impl Future<Output = Result<Option<std::time::Duration>, RepositoryError>> + Send;
 }
 
 /// A store that holds aggregates of type `A`: its repository, and units of

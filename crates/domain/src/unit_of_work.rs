@@ -43,7 +43,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`DomainError`](crate::DomainError): `?` lifts both into it.
 pub trait UnitOfWork: Send + Sync {
     /// The transaction handle the closure works through.
-    type Tx: Nested;
+    type Tx: Nested + crate::Inbox;
 
     /// Runs `work` as one atomic unit, under the store's deadline.
     fn run<T, E, F>(&self, work: F) -> impl Future<Output = Result<T, RepositoryError<E>>> + Send

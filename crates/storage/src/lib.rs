@@ -29,19 +29,27 @@
 //! `migrations/framework/`; [`migrate`] runs both sets.
 //!
 //! # What each operation costs
-//! Round trips (RT) to the server, for a mapping of a root table and a child
-//! table:
+//! Round trips (RT) to the server on a warm connection (each statement
+//! prepared once), for a mapping of a root table and a child table. A
+//! flight is statements sent together, read back in order
+//! (`bench`'s `framework_operations_take_the_promised_round_trips` counts
+//! them through a relay):
 //!
 //! | operation | statements | RT | why |
 //! | --- | --- | --- | --- |
 //! | `get` | 1 `SELECT` (root joined to children) | 1 | one statement reads one consistent snapshot |
 //! | `list` | 1 `SELECT` | 1 | keyset page joined to children |
-//! | `update` | `SELECT`; `BEGIN`; root `UPDATE .. WHERE version = $old` + changed child writes; `COMMIT` | 4 | the load is optimistic, outside any transaction, so the closure never runs with a transaction open; the version check makes the write safe; the mapping pipelines its writes into one RT |
-//! | `create` | `BEGIN`; `INSERT` token `ON CONFLICT DO NOTHING`; root and child `INSERT`s; `COMMIT` | 4-5 | the token must be claimed in the create's transaction so a lost COMMIT reply is recoverable |
+//! | `update`, root row only | `SELECT`; then the root `UPDATE .. WHERE version = $old` alone | 2 | the load is optimistic, outside any transaction, so the closure never runs with a transaction open; the lone write commits by itself and its row count tells a miss |
+//! | `update`, with child rows | `SELECT`; then one flight: `BEGIN`, the guarded root `UPDATE`, the child writes, `COMMIT` | 2 | the root update raises when it matches no row (`storage_expect_one`), which fails the transaction, so the queued `COMMIT` rolls the child writes back |
+//! | `create` | one flight: `BEGIN`, token lookup, token claim, root and child `INSERT`s, `COMMIT` | 1 | the token is claimed in the create's transaction, so a lost COMMIT reply is recoverable |
+//! | `create`, replayed | the same flight (the claim fails and aborts it), then a load | 2 | |
 //! | `delete` | 1 `DELETE` (children cascade) | 1 | |
 //!
 //! A conflict or transient fault adds a whole attempt. With
 //! [`Recycling::Verified`] every operation pays one more RT for `SELECT 1`.
+//! A write whose statements bind a custom SQL type (a Postgres enum) sends
+//! its `COMMIT` after their replies, one RT more: such a bind may wait for
+//! a type lookup that a pipelined `COMMIT` would overtake.
 //!
 //! # Faults
 //! Serialization failures (40001, also at COMMIT), deadlocks (40P01), lock
@@ -51,9 +59,10 @@
 //! [`StoreConfig::deadline`], which also bounds the pool wait and is set as
 //! each connection's `statement_timeout`. A unique violation on the root's
 //! primary key is `AlreadyExists`; on another constraint, `Duplicate` naming
-//! it. A future dropped half-way (a timeout, a client gone) leaves its
-//! connection inside a transaction, which the pool sees as broken and closes
-//! instead of handing it out again.
+//! it. A write dropped half-way (a client gone) asks the server to cancel
+//! what still runs and sends its connection out of the pool; a write past
+//! its deadline is cancelled the same way, and its replies awaited, so that
+//! `Timeout` means it did not land.
 #![deny(missing_docs)]
 
 mod cached;
@@ -63,9 +72,11 @@ mod error;
 pub mod example; // example-only
 mod exclusive;
 mod flight;
+mod inbox;
 mod mapping;
 mod migrate;
 mod ops;
+mod outbox;
 mod repository;
 mod retry;
 #[allow(

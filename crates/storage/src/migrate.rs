@@ -17,7 +17,7 @@ const APPLICATION: EmbeddedMigrations = embed_migrations!("migrations/app");
 /// Applies every pending migration, the framework's then the
 /// application's, to the database at `database_url`. Both sets share
 /// diesel's bookkeeping table, so their versions must not collide: the
-/// framework's are dated 2026-11-01-0000xx.
+/// framework's are dated 2026-11-01, numbered 000001 and from 000101 on.
 ///
 /// diesel's harness is synchronous; it runs on a blocking thread over an
 /// async connection wrapped for it, so this works on any tokio runtime

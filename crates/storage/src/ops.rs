@@ -3,12 +3,15 @@
 //! (`flight`), or a unit of work's, where each write takes a savepoint.
 
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
-use domain::{Aggregate, Created, Fingerprint, RepositoryError, Timestamp, TxToken, Updated};
+use domain::{
+    Aggregate, Created, Fingerprint, RepositoryError, StoredEvent, Timestamp, TxToken, Updated,
+};
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
 use crate::flight::{self, End, Guard};
 use crate::mapping::Mapping;
+use crate::outbox;
 use crate::retry::Fail;
 use crate::tokens;
 use crate::writes::Writes;
@@ -89,16 +92,18 @@ pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     token: TxToken,
     aggregate: &Agg<M>,
+    events: &[StoredEvent],
     now: Timestamp,
 ) -> Result<Created<Agg<M>>, Fail<E>> {
     let claim = Claim::new::<M>(token, aggregate, now);
     if !outside_transaction(conn) {
-        return create_in_savepoint::<M, E>(conn, &claim, aggregate).await;
+        return create_in_savepoint::<M, E>(conn, &claim, aggregate, events).await;
     }
     let guard = Guard::arm(conn);
     let shared = &*conn;
     let mut writes = Writes::on(shared);
     M::insert(&mut writes, aggregate);
+    outbox::write(&mut writes, events);
     // Created after the inserts, so that it is polled, and sent, after them.
     let commit = writes.in_order().then(|| flight::commit_after(shared));
     let first_flight = flight::begin_with(shared, async {
@@ -180,6 +185,7 @@ async fn create_in_savepoint<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     claim: &Claim,
     aggregate: &Agg<M>,
+    events: &[StoredEvent],
 ) -> Result<Created<Agg<M>>, Fail<E>> {
     AnsiTransactionManager::begin_transaction(conn).await?;
     let claimed = async {
@@ -189,6 +195,7 @@ async fn create_in_savepoint<M: Mapping, E>(
         }
         let mut writes = Writes::on(conn);
         M::insert(&mut writes, aggregate);
+        outbox::write(&mut writes, events);
         writes.send().await.matched(1).map_err(Fail::Db)?;
         Ok(None)
     }
@@ -217,6 +224,7 @@ pub(crate) async fn update<M: Mapping, R, E>(
     id: IdOf<M>,
     f: impl FnOnce(&mut Agg<M>) -> Result<R, E>,
     unsettled: &mut Option<domain::Version>,
+    now: Timestamp,
 ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
     let old = load::<M, E>(conn, id).await?;
     if unsettled.is_some_and(|version| version != old.version()) {
@@ -234,8 +242,9 @@ pub(crate) async fn update<M: Mapping, R, E>(
         )));
     }
     new.set_version(old.version().next());
+    let events = StoredEvent::stamp::<Agg<M>>(id, new.version(), new.take_events(), now);
     let pair = [(old, new)];
-    if let Err(failure) = write_all::<M, E>(conn, &pair).await {
+    if let Err(failure) = write_all::<M, E>(conn, &pair, &events).await {
         if let Fail::ReplyLost(_) = &failure {
             *unsettled = Some(pair[0].0.version());
         }
@@ -252,13 +261,19 @@ pub(crate) async fn update<M: Mapping, R, E>(
 pub(crate) async fn write_all<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     pairs: &[(Agg<M>, Agg<M>)],
+    events: &[StoredEvent],
 ) -> Result<(), Fail<E>> {
-    let build = |writes: &mut Writes<'_>| match pairs {
-        [(old, new)] => M::update(writes, old, new),
-        _ => M::update_many(writes, pairs),
+    let build = |writes: &mut Writes<'_>| {
+        match pairs {
+            [(old, new)] => M::update(writes, old, new),
+            _ => M::update_many(writes, pairs),
+        }
+        outbox::write(writes, events);
     };
     let written = if outside_transaction(conn) {
-        send_top_level(conn, pairs.len(), build).await
+        // One aggregate's writes can go with their COMMIT: each root
+        // matches one row or none.
+        send_top_level(conn, pairs.len(), pairs.len() == 1, build).await
     } else {
         AnsiTransactionManager::begin_transaction(conn).await?;
         let mut writes = Writes::on(conn);
@@ -284,7 +299,7 @@ pub(crate) async fn delete<M: Mapping, E>(
 ) -> Result<(), Fail<E>> {
     let build = |writes: &mut Writes<'_>| M::delete(writes, id);
     let deleted = if outside_transaction(conn) {
-        send_top_level(conn, 1, build).await?
+        send_top_level(conn, 1, false, build).await?
     } else {
         let mut writes = Writes::on(conn);
         build(&mut writes);
@@ -297,51 +312,42 @@ pub(crate) async fn delete<M: Mapping, E>(
     }
 }
 
-/// Sends the writes `build` lists outside a transaction: one statement
-/// alone, several in a transaction whose BEGIN goes in their flight and
-/// whose COMMIT (or ROLLBACK, after a miss) follows their replies. Whether
-/// the roots matched `expected` rows (`Ok(false)` on a miss).
+/// Sends the writes `build` lists outside a transaction. Whether the roots
+/// matched `expected` rows (`Ok(false)` on a miss).
 ///
-/// COMMIT does not join the first flight here: a root that matched no row
-/// fails nothing on the server, so the child writes would commit.
+/// One statement goes alone (it commits by itself). Several go in a
+/// transaction whose BEGIN travels with them; so does its COMMIT when the
+/// roots are guarded (a miss then fails the transaction on the server, see
+/// [`Writes::guarded`]) and nothing can overtake it
+/// ([`Writes::in_order`]). Otherwise COMMIT (or ROLLBACK, after a miss)
+/// follows their replies: an unguarded root that matched no row fails
+/// nothing on the server, and the child writes would commit.
 ///
 /// A connection fault after a write may have landed is `ReplyLost`. The
 /// failpoints (for tests) break the connection before a lone statement,
-/// or lose the reply of one that landed.
+/// or lose the reply of a write that landed.
 async fn send_top_level<E>(
     conn: &mut AsyncPgConnection,
     expected: usize,
+    guard_roots: bool,
     build: impl FnOnce(&mut Writes<'_>),
 ) -> Result<bool, Fail<E>> {
     let guard = Guard::arm(conn);
     let shared = &*conn;
-    let mut writes = Writes::on(shared);
+    let mut writes = if guard_roots {
+        Writes::guarded(shared)
+    } else {
+        Writes::on(shared)
+    };
     build(&mut writes);
-    if writes.len() == 1 {
-        #[cfg(feature = "failpoints")]
-        fail::fail_point!("storage::write-lost-before", |_| {
-            Err(Fail::ReplyLost(lost_connection(
-                "failpoint: connection lost before the write",
-            )))
-        });
-        let (written, late) = guard.settle(writes.send()).await;
-        let written = written.matched(expected);
-        let landed = !matches!(&written, Err(error) if is_connection_fault(error));
-        guard.landed(conn, landed);
-        #[cfg(feature = "failpoints")]
-        if matches!(written, Ok(true)) {
-            fail::fail_point!("storage::commit-reply-lost", |_| {
-                Err(Fail::ReplyLost(lost_connection(
-                    "failpoint: the write's reply lost",
-                )))
-            });
-        }
-        return match written {
-            Err(error) if is_connection_fault(&error) => Err(lost(error, late)),
-            Ok(true) => Ok(true),
-            _ if late => Err(Fail::Done(RepositoryError::Timeout)),
-            written => written.map_err(Fail::Db),
+    if writes.len() == 1 || (writes.roots_guarded() && writes.in_order()) {
+        let (outcome, sound) = if writes.len() == 1 {
+            send_alone(&guard, writes, expected).await
+        } else {
+            send_with_commit(&guard, shared, writes, expected).await
         };
+        guard.landed(conn, sound);
+        return outcome;
     }
     let (first_flight, late) = guard
         .settle(flight::begin_with(shared, writes.send()))
@@ -359,15 +365,8 @@ async fn send_top_level<E>(
     };
     guard.landed(conn, ended.is_ok());
     match (end, ended, written) {
-        (End::Commit, Ok(()), written) => {
-            #[cfg(feature = "failpoints")]
-            fail::fail_point!("storage::commit-reply-lost", |_| {
-                Err(Fail::ReplyLost(lost_connection(
-                    "failpoint: COMMIT reply lost",
-                )))
-            });
-            written.map_err(Fail::Db)
-        }
+        // COMMIT is sent only after every write succeeded.
+        (End::Commit, Ok(()), _) => reply_lost_failpoint("failpoint: COMMIT reply lost"),
         (End::Commit, Err(error), _) if is_connection_fault(&error) => Err(lost(error, late)),
         (End::RollBack, Ok(()), _) if late => Err(Fail::Done(RepositoryError::Timeout)),
         (End::RollBack, Ok(()), written) => written.map_err(Fail::Db),
@@ -375,6 +374,71 @@ async fn send_top_level<E>(
         // back either (the write's error says more).
         (_, Err(error), Ok(_)) | (_, Err(_), Err(error)) => Err(Fail::Db(error)),
     }
+}
+
+/// One statement, which commits by itself; and whether the connection is
+/// sound after it.
+async fn send_alone<E>(
+    guard: &Guard,
+    writes: Writes<'_>,
+    expected: usize,
+) -> (Result<bool, Fail<E>>, bool) {
+    #[cfg(feature = "failpoints")]
+    if fail::eval("storage::write-lost-before", |_| ()).is_some() {
+        let lost = lost_connection("failpoint: connection lost before the write");
+        return (Err(Fail::ReplyLost(lost)), false);
+    }
+    let (written, late) = guard.settle(writes.send()).await;
+    let written = written.matched(expected);
+    let sound = !matches!(&written, Err(error) if is_connection_fault(error));
+    let outcome = match written {
+        Err(error) if is_connection_fault(&error) => Err(lost(error, late)),
+        Ok(true) => reply_lost_failpoint("failpoint: the write's reply lost"),
+        _ if late => Err(Fail::Done(RepositoryError::Timeout)),
+        written => written.map_err(Fail::Db),
+    };
+    (outcome, sound)
+}
+
+/// BEGIN, the writes (their roots guarded) and COMMIT in one flight. The
+/// server answers COMMIT by rolling back when a write failed, a root's
+/// miss included; every reply then tells what happened.
+async fn send_with_commit<E>(
+    guard: &Guard,
+    shared: &AsyncPgConnection,
+    writes: Writes<'_>,
+    expected: usize,
+) -> (Result<bool, Fail<E>>, bool) {
+    // Created after the writes, so that it is polled, and sent, after them.
+    let commit = flight::commit_after(shared);
+    let flight = flight::begin_with(shared, async { tokio::join!(writes.send(), commit) });
+    let ((begun, (written, committed)), late) = guard.settle(flight).await;
+    let written = begun.and_then(|()| written.matched(expected));
+    // A COMMIT that came back, failed or not, ended the transaction.
+    let sound = !matches!(&committed, Err(error) if is_connection_fault(error));
+    let outcome = match (committed, written) {
+        (Err(error), _) | (_, Err(error)) if is_connection_fault(&error) => Err(lost(error, late)),
+        (Ok(_), Ok(true)) => reply_lost_failpoint("failpoint: COMMIT reply lost"),
+        _ if late => Err(Fail::Done(RepositoryError::Timeout)),
+        (Ok(_), written) => written.map_err(Fail::Db),
+        // COMMIT failed: the write's error says more, if there is one.
+        (Err(_), Err(error)) | (Err(error), Ok(_)) => Err(Fail::Db(error)),
+    };
+    (outcome, sound)
+}
+
+/// `Ok(true)`: a write that landed; or, under the failpoint
+/// `storage::commit-reply-lost` (for tests), its reply lost.
+#[cfg_attr(
+    not(feature = "failpoints"),
+    expect(clippy::unnecessary_wraps, unused_variables)
+)]
+fn reply_lost_failpoint<E>(why: &str) -> Result<bool, Fail<E>> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("storage::commit-reply-lost", |_| {
+        Err(Fail::ReplyLost(lost_connection(why)))
+    });
+    Ok(true)
 }
 
 /// A connection fault after a write may have landed: the retry settles it

@@ -5,7 +5,8 @@ use std::marker::PhantomData;
 use std::convert::Infallible;
 
 use domain::{
-    Aggregate, Created, Page, PageRequest, Repository, RepositoryError, TxToken, Updated, Version,
+    Aggregate, Created, Page, PageRequest, Repository, RepositoryError, StoredEvent, TxToken,
+    Updated, Version,
 };
 
 use crate::mapping::Mapping;
@@ -84,12 +85,12 @@ impl<M: Mapping> PgRepository<M> {
         &self,
         token: TxToken,
         aggregate: &Agg<M>,
+        events: &[StoredEvent],
         commit_lost: &mut bool,
     ) -> Result<Created<Agg<M>>, Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        match ops::create::<M, _>(&mut conn, token, aggregate, self.store.config().clock.now())
-            .await
-        {
+        let now = self.store.config().clock.now();
+        match ops::create::<M, _>(&mut conn, token, aggregate, events, now).await {
             Err(Fail::ReplyLost(error)) => {
                 *commit_lost = true;
                 Err(Fail::ReplyLost(error))
@@ -110,12 +111,18 @@ impl<M: Mapping> PgRepository<M> {
         unsettled: &mut Option<Version>,
     ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        ops::update::<M, R, E>(&mut conn, id, f, unsettled).await
+        let now = self.store.config().clock.now();
+        ops::update::<M, R, E>(&mut conn, id, f, unsettled, now).await
     }
 
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         ops::delete::<M, _>(&mut conn, id).await
+    }
+
+    async fn try_events(&self, id: IdOf<M>) -> Result<Vec<StoredEvent>, Fail<Infallible>> {
+        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        Ok(crate::outbox::of(&conn, Agg::<M>::KIND, id.into()).await?)
     }
 
     async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {
@@ -154,12 +161,15 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let id = aggregate.id();
+        let now = self.store.config().clock.now();
+        let events =
+            StoredEvent::stamp::<Agg<M>>(id, Version::INITIAL, aggregate.take_events(), now);
         let mut commit_lost = false;
         retrying!(
             self,
             "create",
             id,
-            self.try_create(token, &aggregate, &mut commit_lost)
+            self.try_create(token, &aggregate, &events, &mut commit_lost)
         )
     }
 
@@ -194,5 +204,9 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         let cursor = page.cursor().map_or_else(String::new, |id| id.to_string());
         let items = retrying!(self, "list", cursor, self.try_list(page))?;
         Ok(Page::from_items(items, page))
+    }
+
+    async fn events(&self, id: IdOf<M>) -> Result<Vec<StoredEvent>, RepositoryError> {
+        retrying!(self, "events", id, self.try_events(id))
     }
 }

@@ -60,6 +60,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_stats (id) {
+        id -> Uuid,
+        version -> Int8,
+        orders_placed -> Int8,
+        total_spent_cents -> Int8,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Uuid,
         version -> Int8,
@@ -80,5 +89,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     orders,
     products,
     user_profiles,
+    user_stats,
     users,
 );

@@ -163,6 +163,14 @@ impl Store for PgStore {
         PgStore::purge_expired_tokens(self).await
     }
 
+    /// One `SELECT` on the outbox's index of unpublished events.
+    async fn outbox_lag(&self) -> Result<Option<std::time::Duration>, RepositoryError> {
+        let conn = self.connection::<Infallible>().await?;
+        crate::outbox::lag(&conn)
+            .await
+            .map_err(|e| RepositoryError::Storage(Box::new(e)))
+    }
+
     /// One `INSERT .. ON CONFLICT DO NOTHING` into `tx_tokens` under the
     /// reserved kind `$request`; on a conflict, one `SELECT` to compare.
     async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {

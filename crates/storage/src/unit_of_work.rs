@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use diesel::QueryResult;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::{
-    Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, Transaction, TxToken,
-    UnitOfWork, Updated, Version,
+    Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, StoredEvent, Transaction,
+    TxToken, UnitOfWork, Updated, Version,
 };
 use tracing::Instrument;
 
@@ -127,6 +127,24 @@ impl Nested for PgTx {
     }
 }
 
+impl domain::Inbox for PgTx {
+    /// One `INSERT .. ON CONFLICT DO NOTHING` into `inbox`, in the unit's
+    /// transaction.
+    async fn first_delivery(
+        &mut self,
+        consumer: &'static str,
+        event: uuid::Uuid,
+    ) -> Result<bool, RepositoryError> {
+        let target = Target {
+            kind: "inbox entry",
+            id: format!("{consumer}:{event}"),
+            primary_key: "inbox_pkey",
+        };
+        let recorded = crate::inbox::record(self.conn(), consumer, event).await;
+        self.absorb(&target, recorded.map_err(Fail::Db))
+    }
+}
+
 impl<A: Mapped> Transaction<A> for PgTx {
     async fn create(
         &mut self,
@@ -136,8 +154,15 @@ impl<A: Mapped> Transaction<A> for PgTx {
         let mut aggregate = aggregate;
         aggregate.set_version(Version::INITIAL);
         let now = self.clock.now();
+        let events = StoredEvent::stamp::<A>(
+            aggregate.id(),
+            Version::INITIAL,
+            aggregate.take_events(),
+            now,
+        );
         let result =
-            ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate, now).await;
+            ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate, &events, now)
+                .await;
         if let Ok(Created::New(_)) = &result {
             self.claimed.push((A::KIND, token));
         }
@@ -162,7 +187,8 @@ impl<A: Mapped> Transaction<A> for PgTx {
         self.claim::<A, E>(&id)?;
         // Inside the unit's transaction no reply is lost on its own: the
         // unit settles a lost COMMIT.
-        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f, &mut None).await;
+        let now = self.clock.now();
+        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f, &mut None, now).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
@@ -181,7 +207,8 @@ impl<A: Mapped> Transaction<A> for PgTx {
         for a in &changed {
             self.claim::<A, Infallible>(&a.id())?;
         }
-        let result = save_all::<A::Mapping>(self.conn(), changed).await;
+        let now = self.clock.now();
+        let result = save_all::<A::Mapping>(self.conn(), changed, now).await;
         self.absorb(&target::<A::Mapping>("*"), result)
     }
 }
@@ -191,6 +218,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
 async fn save_all<M: Mapping>(
     conn: &mut AsyncPgConnection,
     changed: Vec<M::Aggregate>,
+    now: domain::Timestamp,
 ) -> Result<(), Fail<Infallible>> {
     if changed.is_empty() {
         return Ok(());
@@ -198,6 +226,7 @@ async fn save_all<M: Mapping>(
     let ids: Vec<_> = changed.iter().map(Aggregate::id).collect();
     let stored = M::load_many(conn, &ids).await?;
     let mut pairs = Vec::with_capacity(changed.len());
+    let mut events = Vec::new();
     for mut new in changed {
         let id = new.id();
         let Some(old) = stored.iter().find(|a| a.id() == id) else {
@@ -210,9 +239,16 @@ async fn save_all<M: Mapping>(
             return Err(Fail::VersionMiss);
         }
         new.set_version(old.version().next());
+        let recorded = new.take_events();
+        events.extend(StoredEvent::stamp::<M::Aggregate>(
+            id,
+            new.version(),
+            recorded,
+            now,
+        ));
         pairs.push((old.clone(), new));
     }
-    ops::write_all::<M, Infallible>(conn, &pairs).await
+    ops::write_all::<M, Infallible>(conn, &pairs, &events).await
 }
 
 impl UnitOfWork for PgStore {

@@ -4,21 +4,34 @@
 
 pub mod catalog_file;
 pub mod cli;
+pub mod consumers;
 pub mod http;
 pub mod use_cases;
 
-use domain::example::{Account, Action, Order, Product, User};
+use domain::example::{Account, Action, Order, Product, User, UserStats};
 use domain::{Store, Stores};
 
 /// A store holding the example's aggregates: the one place they are
 /// listed. An aggregate added to the example adds a line here, and the
 /// service's wiring needs no edit.
 pub trait ExampleStore:
-    Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product> + Stores<Account>
+    Store
+    + Stores<User>
+    + Stores<Order>
+    + Stores<Action>
+    + Stores<Product>
+    + Stores<Account>
+    + Stores<UserStats>
 {
 }
 
 impl<S> ExampleStore for S where
-    S: Store + Stores<User> + Stores<Order> + Stores<Action> + Stores<Product> + Stores<Account>
+    S: Store
+        + Stores<User>
+        + Stores<Order>
+        + Stores<Action>
+        + Stores<Product>
+        + Stores<Account>
+        + Stores<UserStats>
 {
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Aggregate, Fingerprint, Timestamp, Version};
+use crate::{Aggregate, DomainEvent, Events, Fingerprint, Replaced, Timestamp, Version};
 
 crate::aggregate_id!(
     /// Identifies an action log entry.
@@ -21,6 +21,9 @@ pub struct Action {
     aggregate_kind: String,
     aggregate_id: Uuid,
     at: Timestamp,
+    /// What [`Action::catalog_replaced`] recorded.
+    #[serde(skip)]
+    events: Events,
 }
 
 impl Action {
@@ -33,6 +36,32 @@ impl Action {
             aggregate_kind: A::KIND.to_owned(),
             aggregate_id: target.id().into(),
             at,
+            events: Events::default(),
+        }
+    }
+
+    /// Records that the product catalog was replaced as `report` says (it
+    /// is about every product: the id is nil); records the domain event
+    /// `catalog_replaced` with the counts.
+    pub fn catalog_replaced(report: &Replaced, at: Timestamp) -> Self {
+        let mut events = Events::default();
+        events.record(
+            "catalog_replaced",
+            &serde_json::json!({
+                "created": report.created,
+                "updated": report.updated,
+                "deleted": report.deleted,
+                "unchanged": report.unchanged,
+            }),
+        );
+        Self {
+            id: ActionId::generate(),
+            version: Version::INITIAL,
+            what: "catalog.replaced".to_owned(),
+            aggregate_kind: "product".to_owned(),
+            aggregate_id: Uuid::nil(),
+            at,
+            events,
         }
     }
 
@@ -51,6 +80,7 @@ impl Action {
             aggregate_kind,
             aggregate_id,
             at,
+            events: Events::default(),
         }
     }
 
@@ -81,6 +111,10 @@ impl Aggregate for Action {
     /// A retried use-case records the same thing about the same aggregate.
     fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&(&self.what, &self.aggregate_kind, self.aggregate_id))
+    }
+
+    fn take_events(&mut self) -> Vec<DomainEvent> {
+        self.events.take()
     }
 }
 

@@ -12,6 +12,7 @@ mod profile;
 mod registration;
 mod score;
 mod user;
+mod user_stats;
 mod username;
 
 pub use account::{Account, AccountError, AccountId};
@@ -23,4 +24,5 @@ pub use profile::{InvalidName, PersonName, Profile};
 pub use registration::{expected_score_sum, register_user};
 pub use score::{InvalidScore, Score};
 pub use user::{User, UserId};
+pub use user_stats::UserStats;
 pub use username::{InvalidUsername, Username};

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::order_line::OrderLine;
 use super::user::UserId;
-use crate::{Aggregate, Fingerprint, Timestamp, Version};
+use crate::{Aggregate, DomainEvent, Events, Fingerprint, Timestamp, Version};
 
 crate::aggregate_id!(
     /// Identifies an order.
@@ -70,6 +70,9 @@ pub struct Order {
     status: OrderStatus,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// What the rules recorded since the order was loaded.
+    #[serde(skip)]
+    events: Events,
 }
 
 impl Order {
@@ -94,6 +97,7 @@ impl Order {
             status: OrderStatus::Draft,
             created_at: now,
             updated_at: now,
+            events: Events::default(),
         })
     }
 
@@ -115,6 +119,7 @@ impl Order {
             status,
             created_at,
             updated_at,
+            events: Events::default(),
         }
     }
 
@@ -129,7 +134,8 @@ impl Order {
         Ok(())
     }
 
-    /// Places a non-empty draft.
+    /// Places a non-empty draft; records `order_placed` (the user and the
+    /// total, which a read model of spending needs).
     pub fn place(&mut self, now: Timestamp) -> Result<(), OrderError> {
         self.require_draft()?;
         if self.lines.is_empty() {
@@ -137,16 +143,29 @@ impl Order {
         }
         self.status = OrderStatus::Placed;
         self.updated_at = now;
+        self.events.record(
+            "order_placed",
+            &serde_json::json!({
+                "user_id": self.user_id,
+                "total_cents": self.total_cents(),
+                "lines": self.lines.len(),
+            }),
+        );
         Ok(())
     }
 
-    /// Cancels a draft or placed order.
+    /// Cancels a draft or placed order; records `order_cancelled`.
     pub fn cancel(&mut self, now: Timestamp) -> Result<(), OrderError> {
         if self.status == OrderStatus::Cancelled {
             return Err(OrderError::AlreadyCancelled);
         }
+        let was = self.status;
         self.status = OrderStatus::Cancelled;
         self.updated_at = now;
+        self.events.record(
+            "order_cancelled",
+            &serde_json::json!({ "user_id": self.user_id, "was": was.as_str() }),
+        );
         Ok(())
     }
 
@@ -195,6 +214,10 @@ impl Aggregate for Order {
     /// What a client sends to open an order: the user and the lines.
     fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&(self.user_id, &self.lines))
+    }
+
+    fn take_events(&mut self) -> Vec<DomainEvent> {
+        self.events.take()
     }
 }
 

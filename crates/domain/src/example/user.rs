@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::profile::{PersonName, Profile};
 use super::score::Score;
 use super::username::Username;
-use crate::{Aggregate, Fingerprint, Timestamp, UniqueKey, Version};
+use crate::{Aggregate, DomainEvent, Events, Fingerprint, Timestamp, UniqueKey, Version};
 
 crate::aggregate_id!(
     /// Identifies a user.
@@ -22,14 +22,22 @@ pub struct User {
     score: Score,
     created_at: Timestamp,
     updated_at: Timestamp,
+    /// What the rules recorded since the user was loaded.
+    #[serde(skip)]
+    events: Events,
 }
 
 impl User {
     /// The unique constraint on usernames (the Postgres index has this name).
     pub const USERNAME_KEY: &'static str = "users_username_key";
 
-    /// A new user with a zero score.
+    /// A new user with a zero score; records `user_registered`.
     pub fn register(id: UserId, username: Username, profile: Profile, now: Timestamp) -> Self {
+        let mut events = Events::default();
+        events.record(
+            "user_registered",
+            &serde_json::json!({ "username": username.as_str() }),
+        );
         Self {
             id,
             version: Version::INITIAL,
@@ -38,6 +46,7 @@ impl User {
             score: Score::ZERO,
             created_at: now,
             updated_at: now,
+            events,
         }
     }
 
@@ -59,6 +68,7 @@ impl User {
             score,
             created_at,
             updated_at,
+            events: Events::default(),
         }
     }
 
@@ -125,6 +135,10 @@ impl Aggregate for User {
 
     fn unique_keys(&self) -> Vec<UniqueKey> {
         vec![UniqueKey::new(Self::USERNAME_KEY, self.username.as_str())]
+    }
+
+    fn take_events(&mut self) -> Vec<DomainEvent> {
+        self.events.take()
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ContractSubject;
-use crate::{Aggregate, Fingerprint, UniqueKey, Version};
+use crate::{Aggregate, DomainEvent, Events, Fingerprint, UniqueKey, Version};
 
 crate::aggregate_id!(
     /// Identifies a ledger.
@@ -24,21 +24,34 @@ pub struct Ledger {
     pub handle: Option<String>,
     /// Child rows, in order.
     pub entries: Vec<i64>,
+    /// What [`Ledger::open`] and [`Ledger::append`] recorded.
+    #[serde(skip)]
+    pub events: Events,
 }
 
 impl Ledger {
     /// The unique constraint on handles (the Postgres index has this name).
     pub const HANDLE_KEY: &'static str = "ledgers_handle_key";
 
-    /// An empty ledger of `owner`.
+    /// An empty ledger of `owner`; records `ledger_opened`.
     pub fn open(id: LedgerId, owner: &str) -> Self {
+        let mut events = Events::default();
+        events.record("ledger_opened", &serde_json::json!({ "owner": owner }));
         Self {
             id,
             version: Version::INITIAL,
             owner: owner.to_owned(),
             handle: None,
             entries: Vec::new(),
+            events,
         }
+    }
+
+    /// Appends an entry; records `entry_appended`.
+    pub fn append(&mut self, amount: i64) {
+        self.entries.push(amount);
+        self.events
+            .record("entry_appended", &serde_json::json!({ "amount": amount }));
     }
 }
 
@@ -55,6 +68,10 @@ impl Aggregate for Ledger {
             .map(|handle| UniqueKey::new(Self::HANDLE_KEY, handle.clone()))
             .collect()
     }
+
+    fn take_events(&mut self) -> Vec<DomainEvent> {
+        self.events.take()
+    }
 }
 
 impl ContractSubject for Ledger {
@@ -63,7 +80,7 @@ impl ContractSubject for Ledger {
     }
 
     fn bump(&mut self) {
-        self.entries.push(1);
+        self.append(1);
     }
 
     fn count(&self) -> u64 {

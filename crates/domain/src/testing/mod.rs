@@ -12,6 +12,7 @@
 )]
 
 mod contract_create;
+mod contract_events;
 mod contract_lock;
 mod contract_rw;
 mod contract_unit;
@@ -23,6 +24,7 @@ mod subject;
 /// Every contract check, one async function per rule.
 pub mod contract {
     pub use super::contract_create::*;
+    pub use super::contract_events::*;
     pub use super::contract_lock::*;
     pub use super::contract_rw::*;
     pub use super::contract_unit::*;
@@ -100,6 +102,10 @@ macro_rules! unit_of_work_suite {
                 writes_after_a_recovered_nested_failure_roll_back_with_the_unit,
                 a_repository_call_inside_a_unit_is_refused,
                 young_tokens_survive_a_purge,
+                events_are_stored_with_their_change_once,
+                refused_and_rerun_closures_record_nothing_extra,
+                a_units_events_commit_and_roll_back_with_it,
+                a_consumer_handles_each_event_once,
             );
         }
     };

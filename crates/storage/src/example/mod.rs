@@ -6,12 +6,14 @@ mod action;
 mod order;
 mod product;
 mod user;
+mod user_stats;
 
 pub use account::AccountMapping;
 pub use action::ActionMapping;
 pub use order::OrderMapping;
 pub use product::ProductMapping;
 pub use user::UserMapping;
+pub use user_stats::UserStatsMapping;
 
 use domain::Timestamp;
 

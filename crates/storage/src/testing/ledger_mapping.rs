@@ -74,6 +74,7 @@ fn restore(rows: Vec<(LedgerRow, Option<EntryRow>)>) -> Vec<Ledger> {
                 owner: root.owner,
                 handle: root.handle,
                 entries: Vec::new(),
+                events: domain::Events::default(),
             });
         }
         if let (Some(entry), Some(last)) = (entry, ledgers.last_mut()) {

@@ -26,6 +26,10 @@ pub fn routes<S: AppStore>() -> OpenApiRouter<S> {
         ))
         .routes(documented(users::__path_list_users, users::list_users::<S>))
         .routes(documented(users::__path_get_user, users::get_user::<S>))
+        .routes(documented(
+            users::__path_get_user_stats,
+            users::get_user_stats::<S>,
+        ))
         .routes(documented(users::__path_patch_user, users::patch_user::<S>))
         .routes(documented(
             users::__path_delete_user,

@@ -93,6 +93,7 @@ pub struct UserOrder {
 #[utoipa::path(post, path = "/orders/for-new-user", tag = "orders", request_body = NewUserOrder,
     params(("Idempotency-Key" = Option<Uuid>, Header, description = KEY)),
     responses((status = 201, body = UserOrder),
+        (status = 404, description = "A retry (same key) of a request whose user was deleted since", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
         (status = 422, description = "Invalid field, or the key was used for another request", body = ErrorBody)))]
 pub async fn create_user_with_order<S: AppStore>(

@@ -9,7 +9,7 @@ use domain::{Aggregate, Timestamp};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::views::{ListParams, Page, UserView};
+use super::views::{ListParams, Page, UserStatsView, UserView};
 use crate::AppStore;
 use crate::example::use_cases::users;
 use crate::extract::{ApiJson, ApiQuery, IdempotentJson, IfMatch, etag};
@@ -65,6 +65,7 @@ pub struct ProfilePatch {
     params(("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "Makes the request safe to retry; bound to this operation and body")),
     responses(
         (status = 201, description = "Registered", body = UserView, headers(("ETag" = String))),
+        (status = 404, description = "A retry (same key) of a registration whose user was deleted since", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
         (status = 422, description = "Invalid field, or the key was used for another request", body = ErrorBody),
     ))]
@@ -96,6 +97,20 @@ pub async fn get_user<S: AppStore>(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = users::get(&store, id.parse()?).await?;
     Ok((etag(user.version()), Json(UserView::of(&user))))
+}
+
+/// What the user's placed orders add up to. Eventually consistent: kept
+/// from `order_placed` events by a consumer, so an order placed a moment
+/// ago may not show yet.
+#[utoipa::path(get, path = "/users/{id}/stats", tag = "users",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
+    responses((status = 200, body = UserStatsView), (status = 404, body = ErrorBody)))]
+pub async fn get_user_stats<S: AppStore>(
+    State(store): State<S>,
+    Path(id): Path<String>,
+) -> Result<Json<UserStatsView>, ApiError> {
+    let stats = crate::example::use_cases::stats::of_user(&store, id.parse()?).await?;
+    Ok(Json(UserStatsView::of(&stats)))
 }
 
 /// Users in id (roughly registration) order.

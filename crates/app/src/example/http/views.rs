@@ -1,13 +1,39 @@
 //! The JSON the API sends and accepts.
 
 use chrono::{DateTime, Utc};
-use domain::example::{Action, Order, User};
+use domain::example::{Action, Order, User, UserStats};
 use domain::{Aggregate, AggregateId, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::problem::ApiError;
+
+/// What a user's placed orders add up to, counted from `order_placed`
+/// events: eventually consistent, it follows the orders by the time the
+/// relay and the consumer take (usually milliseconds).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserStatsView {
+    /// The user.
+    pub user_id: Uuid,
+    /// Orders placed (cancellations do not subtract).
+    #[schema(minimum = 0)]
+    pub orders_placed: i64,
+    /// The sum of their totals when placed, in cents.
+    #[schema(minimum = 0)]
+    pub total_spent_cents: i64,
+}
+
+impl UserStatsView {
+    /// `stats` as counted.
+    pub fn of(stats: &UserStats) -> Self {
+        Self {
+            user_id: stats.user().into(),
+            orders_placed: stats.orders_placed(),
+            total_spent_cents: stats.total_spent_cents(),
+        }
+    }
+}
 
 /// A user.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod actions;
 pub mod catalog;
 pub mod orders;
+pub mod stats;
 pub mod users;
 
 #[cfg(test)]

@@ -297,6 +297,50 @@ mod tests {
         }
     }
 
+    /// The events the domain records reach the outbox once each, whatever
+    /// the simulation re-runs: what the relay and the read models rely on.
+    #[tokio::test]
+    async fn placing_and_cancelling_an_order_record_their_events_once() {
+        for store in stores() {
+            let now = Timestamp::now();
+            let ada = registered(&store, "ada").await;
+            let id = open(&store, TxToken::generate(), ada, vec![line("PEN")], now)
+                .await
+                .expect("open")
+                .aggregate()
+                .id();
+            let place = || change(&store, id, IfVersion::Any, OrderChange::Place, now);
+            place().await.expect("place");
+            assert!(place().await.is_err(), "placed once");
+            change(&store, id, IfVersion::Any, OrderChange::Cancel, now)
+                .await
+                .expect("cancel");
+            let events: Vec<(String, serde_json::Value)> = store
+                .outbox()
+                .events()
+                .into_iter()
+                .map(|e| (e.name, e.payload))
+                .collect();
+            assert_eq!(
+                events,
+                [
+                    (
+                        "user_registered".to_owned(),
+                        serde_json::json!({ "username": "ada" })
+                    ),
+                    (
+                        "order_placed".to_owned(),
+                        serde_json::json!({ "user_id": ada, "total_cents": 300, "lines": 1 })
+                    ),
+                    (
+                        "order_cancelled".to_owned(),
+                        serde_json::json!({ "user_id": ada, "was": "placed" })
+                    ),
+                ]
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_user_and_their_first_order_come_together_or_not_at_all() {
         for store in stores() {

@@ -1,0 +1,2 @@
+DROP TABLE outbox;
+DROP FUNCTION outbox_notify();

@@ -1,0 +1,333 @@
+//! The outbox relay against the real broker (RabbitMQ at `AMQP_URL`,
+//! default 127.0.0.1:5672): what is committed arrives, once in a quiet run
+//! and at least once whatever fails, in order per aggregate.
+//!
+//! The tests run one at a time: one of them stops the broker.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "in a test, a failed unwrap is a failed test"
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use domain::testing::{Ledger, LedgerId, Refused};
+use domain::{Repository, RepositoryError, StoredEvent, TxExt, TxToken, UnitOfWork};
+use integration_tests::broker::{Delivered, RunningRelay, TestQueue};
+use integration_tests::{StoreWithDb, TestDb};
+use relay::RelayState;
+use storage::StoreConfig;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn append(amount: i64) -> impl FnMut(&mut Ledger) -> Result<(), Infallible> {
+    move |ledger| {
+        ledger.append(amount);
+        Ok(())
+    }
+}
+
+/// The ids of `events`, as the relay sends them (message ids).
+fn ids(events: &[StoredEvent]) -> Vec<String> {
+    events.iter().map(|e| e.id.to_string()).collect()
+}
+
+fn message_ids(delivered: &[Delivered]) -> Vec<String> {
+    delivered.iter().map(|d| d.message_id.clone()).collect()
+}
+
+/// Events not published yet, read from the outbox.
+async fn unpublished(db: &TestDb) -> i64 {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.connect().await;
+    diesel::select(sql::<BigInt>(
+        "(SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_change_publishes_nothing_and_a_committed_one_arrives_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh().await;
+    let queue = TestQueue::bind().await;
+    let relay = RunningRelay::start(store.db().url(), &queue.exchange);
+    let repo = store.store().repository::<Ledger>();
+
+    let id = LedgerId::generate();
+    repo.create(TxToken::generate(), Ledger::open(id, "ada"))
+        .await
+        .unwrap();
+    repo.update(id, append(5)).await.unwrap();
+    let rolled_back = LedgerId::generate();
+    let failed = store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Ledger>()
+                    .create(TxToken::generate(), Ledger::open(rolled_back, "bob"))
+                    .await?;
+                tx.of::<Ledger>().update(id, append(6)).await?;
+                Err::<(), _>(RepositoryError::Domain(Refused))
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+
+    let stored = repo.events(id).await.unwrap();
+    let arrived = queue.wait_for(2, PATIENCE).await;
+    // Anything more would come quickly: the relay is awake and idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let arrived_all = queue.received();
+    assert_eq!(message_ids(&arrived_all), ids(&stored), "{arrived:?}");
+    assert_eq!(arrived_all[0].routing_key, "ledger.ledger_opened");
+    assert_eq!(arrived_all[1].routing_key, "ledger.entry_appended");
+    assert_eq!(
+        arrived_all[1].body["payload"],
+        serde_json::json!({ "amount": 5 })
+    );
+    assert_eq!(arrived_all[1].body["version"], 2);
+    assert_eq!(arrived_all[1].body["aggregate_id"], id.to_string());
+    assert!(repo.events(rolled_back).await.unwrap().is_empty());
+    assert_eq!(unpublished(store.db()).await, 0);
+    assert_eq!(relay.status.borrow().published, 2);
+    relay.stop().await;
+    queue.delete().await;
+}
+
+/// A relay killed after the broker confirmed a batch and before its mark
+/// committed: the mark is held up by a trigger, the relay's task is
+/// aborted and its database session terminated (what the death of its
+/// process does). The next relay publishes the events again (same message
+/// ids), and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_confirmed_by_a_relay_killed_before_marking_are_published_again() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh().await;
+    let queue = TestQueue::bind().await;
+    let db = store.db();
+    db.execute(
+        "CREATE FUNCTION hold_the_mark() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$; \
+         CREATE TRIGGER hold_the_mark BEFORE UPDATE ON outbox \
+         FOR EACH STATEMENT EXECUTE FUNCTION hold_the_mark();",
+    )
+    .await;
+    let repo = store.store().repository::<Ledger>();
+    let id = LedgerId::generate();
+    repo.create(TxToken::generate(), Ledger::open(id, "ada"))
+        .await
+        .unwrap();
+    repo.update(id, append(1)).await.unwrap();
+
+    let doomed = RunningRelay::start(db.url(), &queue.exchange);
+    let confirmed = queue.wait_for(2, PATIENCE).await;
+    assert_eq!(confirmed.len(), 2, "the broker has both events");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(unpublished(db).await, 2, "the mark is held up");
+    doomed.kill();
+    db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'UPDATE outbox SET published_at%'; \
+         DROP TRIGGER hold_the_mark ON outbox;",
+    )
+    .await;
+    assert_eq!(unpublished(db).await, 2, "the killed relay marked nothing");
+
+    let relay = RunningRelay::start(db.url(), &queue.exchange);
+    let arrived = queue.wait_for(4, PATIENCE).await;
+    // Anything more would come quickly: the relay is awake and idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.stop().await;
+    let stored = ids(&repo.events(id).await.unwrap());
+    let twice: Vec<String> = stored.iter().chain(&stored).cloned().collect();
+    assert_eq!(message_ids(&queue.received()), twice, "{arrived:?}");
+    assert_eq!(unpublished(db).await, 0);
+    queue.delete().await;
+}
+
+/// A relay given a consumer's queue declares it before publishing: events
+/// stored before that consumer ever started wait in its queue rather than
+/// being dropped as unroutable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_wait_in_the_declared_queue_of_a_consumer_not_started_yet() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (
+        format!("test_events_{suffix}"),
+        format!("test_queue_{suffix}"),
+    );
+    let mut config =
+        relay::RelayConfig::new(store.db().url(), integration_tests::broker::amqp_url());
+    config.exchange.clone_from(&exchange);
+    config.queues = vec![relay::QueueBinding::new(queue.clone(), &["ledger.*"])];
+    config.poll = Duration::from_millis(100);
+    let relay = RunningRelay::start_with(config);
+    let repo = store.store().repository::<Ledger>();
+    let id = LedgerId::generate();
+    repo.create(TxToken::generate(), Ledger::open(id, "ada"))
+        .await
+        .unwrap();
+    repo.update(id, append(1)).await.unwrap();
+    let published = tokio::time::timeout(
+        PATIENCE,
+        relay.status.clone().wait_for(|s| s.published == 2),
+    )
+    .await
+    .is_ok();
+    relay.stop().await;
+    assert!(published, "the relay published both events");
+    let waiting = integration_tests::broker::messages_waiting(&queue).await;
+    integration_tests::broker::delete_exchange_and_queues(&exchange, &[&queue]).await;
+    assert_eq!(waiting, 2);
+}
+
+/// The broker stops (`rabbitmqctl stop_app`) while events are being
+/// stored and published, for a few seconds: the relay reports it down,
+/// backs off, and once it is back every event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_for_a_while_loses_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh().await;
+    let queue = TestQueue::bind().await;
+    let mut relay = RunningRelay::start(store.db().url(), &queue.exchange);
+    let repo = store.store().repository::<Ledger>();
+    let id = LedgerId::generate();
+    repo.create(TxToken::generate(), Ledger::open(id, "ada"))
+        .await
+        .unwrap();
+    for n in 0..20 {
+        repo.update(id, append(n)).await.unwrap();
+    }
+    queue.wait_for(21, PATIENCE).await;
+
+    let stopped = BrokerStopped::now();
+    for n in 20..40 {
+        repo.update(id, append(n)).await.unwrap();
+    }
+    let down = tokio::time::timeout(
+        PATIENCE,
+        relay
+            .status
+            .wait_for(|s| matches!(s.state, RelayState::BrokerDown(_))),
+    )
+    .await
+    .is_ok();
+    assert!(down, "the relay noticed the broker is down");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(stopped);
+
+    let arrived = queue.wait_for(41, PATIENCE).await;
+    relay.stop().await;
+    let stored = ids(&repo.events(id).await.unwrap());
+    let arrived: BTreeSet<String> = message_ids(&arrived).into_iter().collect();
+    let missing: Vec<&String> = stored.iter().filter(|id| !arrived.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of 41 events never arrived",
+        missing.len()
+    );
+    assert_eq!(unpublished(store.db()).await, 0);
+    queue.delete().await;
+}
+
+/// Two relays on one outbox, writers on several aggregates, and the first
+/// relay stopped half-way: every event arrives, and each aggregate's
+/// events arrive in version order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_keep_each_aggregates_order_and_lose_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh_with(StoreConfig {
+        deadline: Duration::from_secs(10),
+        max_attempts: 100,
+        ..StoreConfig::default()
+    })
+    .await;
+    let queue = TestQueue::bind().await;
+    let first = RunningRelay::start(store.db().url(), &queue.exchange);
+    let second = RunningRelay::start(store.db().url(), &queue.exchange);
+    let repo = store.store().repository::<Ledger>();
+    let ledgers: Vec<LedgerId> = (0..5).map(|_| LedgerId::generate()).collect();
+    for id in &ledgers {
+        repo.create(TxToken::generate(), Ledger::open(*id, "ada"))
+            .await
+            .unwrap();
+    }
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (repo, ledgers) = (repo.clone(), ledgers.clone());
+            tokio::spawn(async move {
+                for n in 0..25 {
+                    repo.update(ledgers[n % ledgers.len()], append(1))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.stop().await;
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let total = ledgers.len() * 21;
+    let arrived = queue.wait_for(total, PATIENCE).await;
+    second.stop().await;
+
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for delivered in &arrived {
+        // A repeat (at least once) is not a new arrival.
+        if seen.insert(delivered.message_id.clone()) {
+            let aggregate = delivered.body["aggregate_id"].as_str().unwrap().to_owned();
+            let version = delivered.body["version"].as_u64().unwrap();
+            versions.entry(aggregate).or_default().push(version);
+        }
+    }
+    assert_eq!(seen.len(), total, "every event arrived");
+    for (aggregate, versions) in versions {
+        let expected: Vec<u64> = (1..=21).collect();
+        assert_eq!(versions, expected, "ledger {aggregate}");
+    }
+    queue.delete().await;
+}
+
+/// The broker's application stopped until this is dropped (also when the
+/// test fails half-way: the other tests need the broker).
+struct BrokerStopped;
+
+impl BrokerStopped {
+    fn now() -> Self {
+        rabbitmqctl("stop_app");
+        Self
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        let started = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !started.is_ok_and(|s| s.success()) {
+            eprintln!("could not restart RabbitMQ: run `rabbitmqctl start_app`");
+        }
+    }
+}
+
+fn rabbitmqctl(command: &str) {
+    let status = std::process::Command::new("rabbitmqctl")
+        .arg(command)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("rabbitmqctl {command}: {e} (is RabbitMQ installed?)"));
+    assert!(status.success(), "rabbitmqctl {command} failed");
+}
