@@ -152,9 +152,10 @@ async fn a_key_is_bound_to_one_operation_and_body(app: TestApp) {
 }
 
 /// Every operation a client can call, as the router serves it.
-const OPERATIONS: [(&str, &str); 20] = [
+const OPERATIONS: [(&str, &str); 21] = [
     ("GET", "/health"),
     ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
     ("POST", "/users"),
     ("GET", "/users"),
     ("GET", "/users/{id}"),
@@ -699,6 +700,82 @@ async fn health_and_openapi_answer(app: TestApp) {
         assert!(
             spec["paths"][path].is_object(),
             "{path} missing from the spec"
+        );
+    }
+}
+
+mod metrics {
+    //! `GET /metrics`, scraped after a few requests on Postgres. The
+    //! recorder is the process's, shared with the tests running beside
+    //! this one, so counts are at least what this test caused.
+
+    use super::*;
+
+    /// The value of the first series named `name` carrying every label of
+    /// `labels` (`key="value"`), in Prometheus' text format.
+    fn value(scraped: &str, name: &str, labels: &[&str]) -> Option<f64> {
+        scraped.lines().find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.iter().all(|label| rest.contains(label)))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_scrape_shows_requests_operations_the_pool_and_the_outbox() {
+        let app = TestApp::on_postgres().await;
+        let user = register(&app, "ada").await;
+        let id = user["id"].as_str().unwrap();
+        assert_eq!(read(app.get(&format!("/users/{id}")).await).await.0, 200);
+        assert_eq!(read(app.get("/nowhere").await).await.0, 404);
+
+        let response = app.get("/metrics").await;
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        let scraped = response.text().await.unwrap();
+        let at_least_one = |name: &str, labels: &[&str]| {
+            let found = value(&scraped, name, labels);
+            assert!(
+                found.is_some_and(|v| v >= 1.0),
+                "{name}{labels:?} = {found:?} in:\n{scraped}"
+            );
+        };
+        at_least_one(
+            "http_request_duration_seconds_count",
+            &[r#"method="POST""#, r#"route="/users""#, r#"status="201""#],
+        );
+        at_least_one(
+            "http_request_duration_seconds_count",
+            &[r#"route="/users/{id}""#, r#"status="200""#],
+        );
+        at_least_one(
+            "http_request_duration_seconds_count",
+            &[r#"route="unmatched""#, r#"status="404""#],
+        );
+        at_least_one(
+            "storage_operation_duration_seconds_count",
+            &[r#"kind="user""#, r#"op="get""#, r#"outcome="ok""#],
+        );
+        at_least_one(
+            "storage_operation_duration_seconds_count",
+            &[r#"kind="unit""#, r#"op="run""#, r#"outcome="ok""#],
+        );
+        at_least_one("storage_pool_wait_seconds_count", &[r#"pool="operations""#]);
+        at_least_one("storage_pool_connections", &[r#"pool="operations""#]);
+        // The registration's event waits in the outbox: no relay runs.
+        assert!(
+            value(&scraped, "outbox_lag_seconds", &[]).is_some(),
+            "outbox_lag_seconds missing:\n{scraped}"
+        );
+        assert!(
+            scraped.contains("storage_operation_duration_seconds_bucket{"),
+            "operation latencies are histograms"
         );
     }
 }

@@ -356,6 +356,46 @@ async fn held_keys_do_not_take_connections_from_requests() {
     store.unlock(again).await.expect("released");
 }
 
+/// The store's metrics, read through the service's Prometheus recorder:
+/// keyed holds are counted while held and timed when released, a pool
+/// wait that ends without a connection is counted. (The recorder is the
+/// process's: the tests beside this one add to the same series, so counts
+/// are compared as "grew by at least".)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_holds_and_pool_timeouts_show_in_the_metrics() {
+    use domain::ExclusiveAccess;
+    let metrics = app::metrics::handle();
+    let read = |name: &str, label: &str| -> f64 {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| line.starts_with(name) && line.contains(label))
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig {
+        max_lock_connections: 1,
+        connection_timeout: Duration::from_millis(100),
+        ..StoreConfig::default()
+    });
+    let released_before = read("storage_keyed_hold_seconds_count", r#"mode="shared""#);
+    let timeouts_before = read("storage_pool_timeouts_total", r#"pool="locks""#);
+    let guard = store
+        .lock_shared("metrics", Duration::from_secs(1))
+        .await
+        .expect("held");
+    assert!(read("storage_keyed_holds", r#"mode="shared""#) >= 1.0);
+    let beyond = store.lock("other", Duration::from_secs(1)).await;
+    assert!(
+        matches!(beyond, Err(RepositoryError::Unavailable(_))),
+        "{beyond:?}"
+    );
+    store.unlock(guard).await.expect("released");
+    assert!(read("storage_keyed_hold_seconds_count", r#"mode="shared""#) >= released_before + 1.0);
+    assert!(read("storage_pool_timeouts_total", r#"pool="locks""#) >= timeouts_before + 1.0);
+}
+
 /// A create sends BEGIN, its claim, its inserts and COMMIT in one flight.
 /// The ledger's entries go in a statement diesel prepares afresh each time
 /// (a round trip of its own before it is sent): the COMMIT must still wait

@@ -15,7 +15,11 @@ async fn health_answers_with_the_store_it_serves_from(app: TestApp, store: &str)
 
 async fn the_document_matches_the_router(app: TestApp) {
     let documented = app.documented_operations().await;
-    for framework_route in [("GET", "/health"), ("GET", "/openapi.json")] {
+    for framework_route in [
+        ("GET", "/health"),
+        ("GET", "/openapi.json"),
+        ("GET", "/metrics"),
+    ] {
         let route = (framework_route.0.to_owned(), framework_route.1.to_owned());
         assert!(documented.contains(&route), "{route:?} is documented");
     }

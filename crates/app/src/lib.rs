@@ -11,6 +11,7 @@ pub mod config;
 pub mod example; // example-only
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod router;

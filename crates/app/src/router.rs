@@ -1,6 +1,7 @@
-//! The router: the framework's routes (health, the OpenAPI document), the
-//! application's, and the layers every request passes: body limit,
-//! per-request deadline, request ids and request logs.
+//! The router: the framework's routes (health, metrics, the OpenAPI
+//! document), the application's, and the layers every request passes: body
+//! limit, per-request deadline, request metrics, request ids and request
+//! logs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use crate::app_store::AppStore;
 use crate::problem::ApiError;
-use crate::{health, openapi};
+use crate::{health, metrics, openapi};
 
 /// The largest request body accepted; larger ones answer 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,6 +35,7 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
             openapi::__path_openapi_json,
             openapi::openapi_json,
         ))
+        .routes(documented(metrics::__path_metrics, metrics::metrics::<S>))
         .merge(crate::example::http::routes()) // example-only
         .split_for_parts();
     let api = Arc::new(openapi::finish(api));
@@ -43,6 +45,7 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
         .layer(axum::Extension(api))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(deadline, enforce_deadline))
+        .layer(middleware::from_fn(metrics::record_request))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

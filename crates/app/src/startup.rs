@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -9,6 +10,7 @@ use domain::InMemoryStore;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, redact};
+use crate::metrics::Sampler;
 use crate::router::router;
 
 /// A built service: listening, not yet serving.
@@ -63,6 +65,9 @@ impl Application {
         let deadline = config.request_deadline();
         let (relay_status, relay_watch) = relay::status_channel();
         let mut background = Background::default();
+        let metrics = crate::metrics::handle();
+        background.spawn(|stopped| crate::metrics::upkeep(metrics, stopped));
+        let mut sampler = None;
         let mut relay_runs = false;
         // The one place the store is chosen; everything after is generic.
         let (router, store) = match &config.database_url {
@@ -83,6 +88,8 @@ impl Application {
                     .with_context(|| format!("migrating {}", redact(url)))?;
                 let store = storage::PgStore::new(url, config.store_config());
                 tokio::spawn(purge_tokens_hourly(store.clone()));
+                let pools = store.clone();
+                sampler = Some(Sampler(Arc::new(move || pools.record_pool_gauges())));
                 if let Some(relay_config) = config.relay_config() {
                     tracing::info!(broker = %redact(&relay_config.amqp_url), "running the outbox relay");
                     // example-only: begin
@@ -100,9 +107,12 @@ impl Application {
                 (router(store, deadline), "postgres")
             }
         };
-        let router = router.layer(axum::Extension(crate::health::RelayView(
+        let mut router = router.layer(axum::Extension(crate::health::RelayView(
             relay_runs.then_some(relay_watch),
         )));
+        if let Some(sampler) = sampler {
+            router = router.layer(axum::Extension(sampler));
+        }
         let listener = TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("binding {}", config.bind))?;

@@ -24,6 +24,10 @@
 //!   marked before [`run`] returns.
 //! * Published events are purged after [`RelayConfig::retention`], in
 //!   bounded statements.
+//!
+//! Metrics (through the [`metrics`] facade, kept when the application
+//! installs a recorder): `relay_events_published_total` (counter) and
+//! `relay_publishing` (gauge: 1 while this relay holds the outbox).
 
 mod broker;
 mod config;
@@ -91,6 +95,16 @@ pub async fn run(
     relay.set(RelayState::Stopped);
 }
 
+/// Describes the relay's metrics to the installed recorder (their `# HELP`
+/// lines); call it once, after installing one.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        "relay_events_published_total",
+        "Events the broker confirmed and the relay marked published"
+    );
+    metrics::describe_gauge!("relay_publishing", "1 while this relay holds the outbox");
+}
+
 /// A watch channel for [`run`]'s status, starting out [`RelayState::Starting`].
 pub fn status_channel() -> (watch::Sender<RelayStatus>, watch::Receiver<RelayStatus>) {
     watch::channel(RelayStatus {
@@ -114,6 +128,12 @@ enum Ended {
 
 impl Relay {
     fn set(&self, state: RelayState) {
+        let publishing = if state == RelayState::Publishing {
+            1.0
+        } else {
+            0.0
+        };
+        metrics::gauge!("relay_publishing").set(publishing);
         let published = self.published;
         self.status.send_if_modified(move |status| {
             let changed = status.state != state || status.published != published;
@@ -218,6 +238,7 @@ impl Relay {
                         return Ended::Database(error);
                     }
                     self.published += seqs.len() as u64;
+                    metrics::counter!("relay_events_published_total").increment(seqs.len() as u64);
                     self.set(RelayState::Publishing);
                 }
                 if let Some(failure) = failure {

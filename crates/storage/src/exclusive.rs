@@ -10,6 +10,7 @@ use diesel_async::{
 use domain::{ExclusiveAccess, RepositoryError};
 
 use crate::classify::{Fault, Transient, classify};
+use crate::metrics::Hold;
 use crate::store::{Conn, PgStore};
 
 /// Holds a key: a pooled connection inside a transaction that took
@@ -21,6 +22,8 @@ use crate::store::{Conn, PgStore};
 pub struct PgKeyGuard {
     conn: Conn,
     key: String,
+    /// Counts the hold in the metrics while it lasts.
+    _hold: Hold,
 }
 
 impl std::fmt::Debug for PgKeyGuard {
@@ -35,45 +38,55 @@ impl ExclusiveAccess for PgStore {
     /// One session per held key, from the lock pool (never the operations'
     /// pool); two round trips to take it.
     async fn lock(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
-        self.take(key, "pg_advisory_xact_lock", wait).await
+        self.take(key, Mode::Exclusive, wait).await
     }
 
     /// As [`Self::lock`], in shared mode: the server's lock queue puts a
     /// shared locker behind a waiting exclusive one, as the trait asks.
     async fn lock_shared(&self, key: &str, wait: Duration) -> Result<PgKeyGuard, RepositoryError> {
-        self.take(key, "pg_advisory_xact_lock_shared", wait).await
+        self.take(key, Mode::Shared, wait).await
     }
 
     /// One round trip on the lock's own session: the server ends it when
     /// the hold passes `max_lock_hold`, which frees the key.
     async fn still_held(&self, guard: &mut PgKeyGuard) -> Result<(), RepositoryError> {
-        match guard.conn.batch_execute("SELECT 1").await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(RepositoryError::LockLost {
+        guard.conn.batch_execute("SELECT 1").await.map_err(|_| {
+            crate::metrics::hold_lost();
+            RepositoryError::LockLost {
                 key: guard.key.clone(),
-            }),
-        }
+            }
+        })
     }
 
     async fn unlock(&self, guard: PgKeyGuard) -> Result<(), RepositoryError> {
-        let PgKeyGuard { mut conn, key } = guard;
-        match AnsiTransactionManager::commit_transaction(&mut *conn).await {
-            Ok(()) => Ok(()),
-            // The session is gone (it outlived max_lock_hold): its lock went
-            // with it, and the pool discards the connection.
-            Err(_) => Err(RepositoryError::LockLost { key }),
-        }
+        let PgKeyGuard {
+            mut conn,
+            key,
+            _hold,
+        } = guard;
+        // An error means the session is gone (it outlived max_lock_hold):
+        // its lock went with it, and the pool discards the connection.
+        AnsiTransactionManager::commit_transaction(&mut *conn)
+            .await
+            .map_err(|_| {
+                crate::metrics::hold_lost();
+                RepositoryError::LockLost { key }
+            })
     }
 }
 
 impl PgStore {
-    /// Takes `key` with the advisory lock `function` (exclusive or shared).
+    /// Takes `key` in `mode`.
     async fn take(
         &self,
         key: &str,
-        function: &'static str,
+        mode: Mode,
         wait: Duration,
     ) -> Result<PgKeyGuard, RepositoryError> {
+        let (function, mode) = match mode {
+            Mode::Exclusive => ("pg_advisory_xact_lock", "exclusive"),
+            Mode::Shared => ("pg_advisory_xact_lock_shared", "shared"),
+        };
         let wait_ms = wait.as_millis().max(1);
         let hold_ms = self.config().max_lock_hold.as_millis().max(1);
         let take = async {
@@ -97,6 +110,7 @@ impl PgStore {
             Ok(PgKeyGuard {
                 conn,
                 key: key.chars().take(64).collect(),
+                _hold: Hold::start(mode),
             })
         };
         // The pool wait and the lock wait each have their own bound; this
@@ -106,6 +120,13 @@ impl PgStore {
             .await
             .unwrap_or(Err(RepositoryError::Timeout))
     }
+}
+
+/// How a key is held.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Exclusive,
+    Shared,
 }
 
 fn failure(error: &diesel::result::Error) -> RepositoryError {

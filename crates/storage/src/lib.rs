@@ -74,6 +74,7 @@ mod exclusive;
 mod flight;
 mod inbox;
 mod mapping;
+pub mod metrics;
 mod migrate;
 mod ops;
 mod outbox;

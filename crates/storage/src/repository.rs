@@ -10,6 +10,7 @@ use domain::{
 };
 
 use crate::mapping::Mapping;
+use crate::metrics::Op;
 use crate::ops;
 use crate::retry::{Fail, Retry, Target, within_deadline};
 use crate::store::PgStore;
@@ -68,8 +69,13 @@ impl<M: Mapping> PgRepository<M> {
         }
     }
 
-    fn span(op: &'static str, id: impl std::fmt::Display) -> tracing::Span {
-        tracing::debug_span!("repository", op, kind = Agg::<M>::KIND, id = %id)
+    /// What an operation is measured and traced as.
+    fn span(op: &'static str, id: impl std::fmt::Display) -> (Op, tracing::Span) {
+        let kind = Agg::<M>::KIND;
+        (
+            Op { kind, op },
+            tracing::debug_span!("repository", op, kind, id = %id),
+        )
     }
 
     async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<Infallible>> {

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::classify::{Fault, Transient, classify};
 use crate::config::StoreConfig;
+use crate::metrics::Op;
 
 /// Why one attempt of an operation failed.
 #[derive(Debug)]
@@ -101,6 +102,7 @@ impl Retry<'_> {
             return Err(retry_as.give_up(&self.target, self.attempts));
         }
         tracing::debug!(attempts = self.attempts, ?retry_as, "retrying");
+        crate::metrics::retried(self.target.kind, &retry_as);
         if !matches!(retry_as, RetryAs::Queued) {
             tokio::time::sleep(backoff(self.config, self.attempts)).await;
         }
@@ -135,7 +137,8 @@ impl RetryAs {
     }
 }
 
-/// Runs an operation's retry loop under its deadline, in a tracing span.
+/// Runs an operation's retry loop under its deadline, in a tracing span,
+/// and records its outcome and duration ([`crate::metrics`]).
 /// When the deadline passes the loop's future is dropped wherever it was; a
 /// connection it left inside a transaction is discarded by the pool, never
 /// reused.
@@ -146,9 +149,10 @@ impl RetryAs {
 /// up to [`SETTLE`] more to hear it.
 pub(crate) fn within_deadline<T, E>(
     config: &StoreConfig,
-    span: tracing::Span,
+    (measured, span): (Op, tracing::Span),
     work: impl Future<Output = Result<T, RepositoryError<E>>>,
 ) -> impl Future<Output = Result<T, RepositoryError<E>>> {
+    let started = std::time::Instant::now();
     let deadline = Arc::new(Deadline {
         until: tokio::time::Instant::now() + config.deadline,
         writing: AtomicBool::new(false),
@@ -158,7 +162,7 @@ pub(crate) fn within_deadline<T, E>(
     // taking it would: every repository future was twice the size).
     let work = Box::pin(DEADLINE.scope(deadline.clone(), work));
     async move {
-        match futures_util::future::select(work, timer).await {
+        let result = match futures_util::future::select(work, timer).await {
             Either::Left((done, _)) => done,
             Either::Right(((), work)) if deadline.writing.load(Ordering::Acquire) => {
                 tokio::time::timeout(SETTLE, work)
@@ -166,7 +170,9 @@ pub(crate) fn within_deadline<T, E>(
                     .unwrap_or(Err(RepositoryError::Timeout))
             }
             Either::Right(_) => Err(RepositoryError::Timeout),
-        }
+        };
+        crate::metrics::finished(measured, started, &result);
+        result
     }
     .instrument(span)
 }

@@ -133,21 +133,34 @@ impl PgStore {
     /// A session for a keyed lock, from the lock pool, or `Unavailable`
     /// after `connection_timeout` when `max_lock_connections` keys are held.
     pub(crate) async fn lock_connection(&self) -> Result<Conn, RepositoryError> {
-        self.inner
-            .locks
-            .get_owned()
-            .await
-            .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+        pooled(&self.inner.locks, "locks").await
     }
 
     /// A pooled connection, or `Unavailable` after `connection_timeout`.
     pub(crate) async fn connection<E>(&self) -> Result<Conn, RepositoryError<E>> {
-        self.inner
-            .pool
-            .get_owned()
-            .await
-            .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+        pooled(&self.inner.pool, "operations").await
     }
+
+    /// Sets the pool gauges (`storage_pool_connections`,
+    /// `storage_pool_idle_connections`, see [`crate::metrics`]) to the
+    /// pools' state now; call it before metrics are read.
+    pub fn record_pool_gauges(&self) {
+        crate::metrics::pool_state("operations", &self.inner.pool.state());
+        crate::metrics::pool_state("locks", &self.inner.locks.state());
+    }
+}
+
+/// A connection of `pool` (named `name` in metrics), or `Unavailable` after
+/// its `connection_timeout`.
+async fn pooled<E>(
+    pool: &Pool<AsyncPgConnection>,
+    name: &'static str,
+) -> Result<Conn, RepositoryError<E>> {
+    let wait = crate::metrics::PoolWait::start(name);
+    pool.get_owned().await.map_err(|e| {
+        wait.timed_out();
+        RepositoryError::Unavailable(Box::new(e))
+    })
 }
 
 impl Store for PgStore {
@@ -176,7 +189,11 @@ impl Store for PgStore {
     async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
         let config = self.config();
         let span = tracing::debug_span!("bind_key", %key);
-        within_deadline(config, span, async {
+        let measured = crate::metrics::Op {
+            kind: REQUEST_KIND,
+            op: "bind_key",
+        };
+        within_deadline(config, (measured, span), async {
             let mut retry = Retry {
                 target: Target {
                     kind: REQUEST_KIND,

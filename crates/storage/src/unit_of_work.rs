@@ -358,14 +358,21 @@ impl PgStore {
             }
         };
         let span = tracing::debug_span!("unit_of_work");
-        match tokio::time::timeout(config.deadline, attempts)
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(config.deadline, attempts)
             .instrument(span)
             .await
         {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(error)) => Err(error.widen()),
             Err(_) => Err(RepositoryError::Timeout),
-        }
+        };
+        let measured = crate::metrics::Op {
+            kind: "unit",
+            op: "run",
+        };
+        crate::metrics::finished(measured, started, &result);
+        result
     }
 }
 
