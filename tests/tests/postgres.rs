@@ -356,6 +356,48 @@ async fn held_keys_do_not_take_connections_from_requests() {
     store.unlock(again).await.expect("released");
 }
 
+/// Keyed access holds across stores that share nothing but the database,
+/// as the instances of a service behind a load balancer do: a key one
+/// holds, exclusively, the other cannot take, shared or not, until it is
+/// released; shared holds coexist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_access_excludes_across_stores_on_one_database() {
+    use domain::ExclusiveAccess;
+    let db = TestDb::new().await;
+    let (one, other) = (
+        db.store(StoreConfig::default()),
+        db.store(StoreConfig::default()),
+    );
+    let short = Duration::from_millis(200);
+    let held = one.lock("account-7", short).await.expect("free");
+    let refused = other.lock("account-7", short).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::Timeout)),
+        "{refused:?}"
+    );
+    let refused = other.lock_shared("account-7", short).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::Timeout)),
+        "{refused:?}"
+    );
+    one.unlock(held).await.expect("released");
+    let theirs = other
+        .lock_shared("account-7", short)
+        .await
+        .expect("free again");
+    let mine = one
+        .lock_shared("account-7", short)
+        .await
+        .expect("shared holds coexist");
+    let refused = one.lock("account-7", short).await;
+    assert!(
+        matches!(refused, Err(RepositoryError::Timeout)),
+        "{refused:?}"
+    );
+    one.unlock(mine).await.expect("released");
+    other.unlock(theirs).await.expect("released");
+}
+
 /// The store's metrics, read through the service's Prometheus recorder:
 /// keyed holds are counted while held and timed when released, a pool
 /// wait that ends without a connection is counted. (The recorder is the
