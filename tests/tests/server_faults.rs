@@ -2,6 +2,8 @@
 //! restart of the PostgreSQL server. The tests here run one at a time.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
@@ -223,5 +225,164 @@ async fn a_server_restart_is_unavailable_while_down_and_recovers_at_once() {
         .collect();
     for get in gets {
         get.await.unwrap().expect("a working connection");
+    }
+}
+
+/// A primary with a synchronous standby of its own (`scripts/pg-pair`),
+/// removed when dropped, also when the test fails.
+struct Pair;
+
+impl Pair {
+    const PRIMARY: &str = "postgres://postgres@127.0.0.1:5441/postgres";
+    const STANDBY: &str = "postgres://postgres@127.0.0.1:5442/postgres";
+    /// Both hosts; a connection is made to the one that accepts writes.
+    const BOTH: &str = "postgres://postgres@127.0.0.1:5441,127.0.0.1:5442/postgres?target_session_attrs=read-write";
+
+    fn up() -> Self {
+        pair("up");
+        Self
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        pair("down");
+    }
+}
+
+fn pair(command: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-pair");
+    let status = std::process::Command::new(script)
+        .arg(command)
+        .status()
+        .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
+    assert!(
+        status.success(),
+        "{script} {command} failed: {status}; this test needs Debian's PostgreSQL \
+         server packages (pg_createcluster) and root, as `scripts/test` has"
+    );
+}
+
+fn pair_cluster(cluster: &str, action: &[&str]) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("/etc/postgresql")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .max()
+        .expect("a PostgreSQL version");
+    let status = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, cluster])
+        .args(action)
+        .status()
+        .expect("run pg_ctlcluster");
+    assert!(
+        status.success(),
+        "pg_ctlcluster {cluster} {action:?}: {status}"
+    );
+}
+
+/// Failover: a store on both hosts of a primary and its synchronous
+/// standby (`target_session_attrs=read-write`) keeps creating while the
+/// standby is promoted and the old primary stopped. Writes fail for a
+/// moment (unavailable, timed out, or of unknown outcome: never reported
+/// done when they were not), then land on the new primary, and every
+/// create acknowledged before, during or after is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _pair = Pair::up();
+    storage::migrate(Pair::PRIMARY)
+        .await
+        .expect("migrate the primary");
+    {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let mut conn = diesel_async::AsyncPgConnection::establish(Pair::PRIMARY)
+            .await
+            .expect("connect to the primary");
+        conn.batch_execute(storage::testing::CREATE_TABLES)
+            .await
+            .expect("create the test tables");
+    }
+    let store = storage::PgStore::new(
+        Pair::BOTH,
+        StoreConfig {
+            connection_timeout: Duration::from_millis(500),
+            deadline: Duration::from_secs(2),
+            ..StoreConfig::default()
+        },
+    );
+    let repo = store.repository::<Counter>();
+
+    // Four writers create until told to stop; each remembers what was
+    // acknowledged, its longest create, and how long after the old primary
+    // stopped its first create begun after that landed (on the new one).
+    let stopped_at: Arc<OnceLock<Instant>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (repo, stopped_at, stop) = (repo.clone(), stopped_at.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut acknowledged, mut failed, mut back_after) = (Vec::new(), 0, None);
+                let mut longest = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) {
+                    let counter = Counter::sample(CounterId::generate(), 1);
+                    let id = counter.id();
+                    let after_stop = stopped_at.get().copied();
+                    let began = Instant::now();
+                    let created = repo.create(TxToken::generate(), counter).await;
+                    longest = longest.max(began.elapsed());
+                    match created {
+                        Ok(_) => {
+                            acknowledged.push(id);
+                            if let (Some(at), None) = (after_stop, back_after) {
+                                back_after = Some(at.elapsed());
+                            }
+                        }
+                        Err(
+                            RepositoryError::Unavailable(_)
+                            | RepositoryError::Timeout
+                            | RepositoryError::OutcomeUnknown,
+                        ) => failed += 1,
+                        Err(error) => panic!("not a failover's error: {error:?}"),
+                    }
+                }
+                (acknowledged, failed, back_after, longest)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let switching = Instant::now();
+    pair_cluster("pair_standby", &["promote"]);
+    pair_cluster("pair_primary", &["stop", "-m", "immediate"]);
+    let switched = switching.elapsed();
+    stopped_at.set(Instant::now()).expect("set once");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut acknowledged, mut failed) = (Vec::new(), 0);
+    let (mut back_after, mut longest) = (Duration::ZERO, Duration::ZERO);
+    for writer in writers {
+        let (theirs, their_failures, their_return, their_longest) = writer.await.expect("a writer");
+        acknowledged.extend(theirs);
+        failed += their_failures;
+        longest = longest.max(their_longest);
+        back_after = back_after.max(
+            their_return.expect("each writer landed a create on the new primary after the stop"),
+        );
+    }
+    eprintln!(
+        "failover: promoted and stopped in {switched:?}; after the stop every writer landed a \
+         create within {back_after:?}; the longest create took {longest:?}; {failed} failed; \
+         {} acknowledged",
+        acknowledged.len()
+    );
+    assert!(back_after < Duration::from_secs(5), "{back_after:?}");
+
+    let new_primary = storage::PgStore::new(Pair::STANDBY, StoreConfig::default());
+    let repo = new_primary.repository::<Counter>();
+    for id in &acknowledged {
+        repo.get(*id)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged create {id} lost: {e:?}"));
     }
 }
