@@ -38,13 +38,24 @@ impl TestApp {
         Self::spawn(flags, Some(db)).await
     }
 
+    /// The service on the database at `url` (which outlives it), with
+    /// extra flags.
+    pub async fn on_database(url: &str, flags: &[&str]) -> Self {
+        Self::start(flags, Some(url.to_owned()), None).await
+    }
+
     async fn spawn(flags: &[&str], db: Option<Arc<TestDb>>) -> Self {
+        let url = db.as_ref().map(|db| db.url().to_owned());
+        Self::start(flags, url, db).await
+    }
+
+    async fn start(flags: &[&str], database_url: Option<String>, db: Option<Arc<TestDb>>) -> Self {
         let mut args = vec!["app", "--bind", "127.0.0.1:0"];
         args.extend(flags);
         let mut config = Config::parse_from(args);
         // Explicitly, not by flag: clap would fall back to DATABASE_URL from
         // the environment, which `scripts/test` sets for the storage tests.
-        config.database_url = db.as_ref().map(|db| db.url().to_owned());
+        config.database_url = database_url;
         if !flags.contains(&"--amqp-url") {
             // Nor a broker the developer's environment names.
             config.amqp_url = None;

@@ -7,8 +7,10 @@
 pub mod broker;
 pub mod faulty;
 pub mod http_app;
+pub mod pair;
 pub mod test_db;
 
 pub use http_app::{TestApp, code, read};
+pub use pair::Pair;
 pub use storage::testing::{CounterMapping, LedgerMapping};
 pub use test_db::{StoreWithDb, TestDb, WithDb};

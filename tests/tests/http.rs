@@ -780,6 +780,63 @@ mod metrics {
     }
 }
 
+mod replica {
+    //! Reads from a replica that applies a second late (`scripts/pg-pair`,
+    //! `--replica-url`): a client sending back its `Causality-Token` reads
+    //! its own writes; one that does not may read stale.
+
+    use integration_tests::Pair;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_carrying_its_causality_token_reads_its_own_writes() {
+        let pair = Pair::up().await;
+        pair.delay_standby(std::time::Duration::from_secs(1)).await;
+        let app = TestApp::on_database(Pair::PRIMARY, &["--replica-url", Pair::STANDBY]).await;
+
+        let response = app.post("/users", &new_user("ada")).await;
+        let token = response.headers()["causality-token"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, _, user) = read(response).await;
+        assert_eq!(status, 201, "{user}");
+        let path = format!("/users/{}", user["id"].as_str().unwrap());
+
+        let carrying = app
+            .request(Method::GET, &path)
+            .header("Causality-Token", &token)
+            .send()
+            .await
+            .unwrap();
+        let echoed = carrying.headers()["causality-token"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let (status, _, body) = read(carrying).await;
+        assert_eq!((status, &body), (200, &user), "with its token");
+        assert_eq!(echoed, token, "a read passes the token on");
+
+        let (status, _, body) = read(app.get(&path).await).await;
+        assert_eq!(
+            (status, code(&body)),
+            (404, "not_found"),
+            "without a token, the lagging replica answers"
+        );
+
+        let (status, _, body) = read(
+            app.request(Method::GET, &path)
+                .header("Causality-Token", "yesterday")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code(&body)), (400, "validation"), "{body}");
+    }
+}
+
 mod postgres_faults {
     //! 504 and 503, which only a real database can be made to produce.
 

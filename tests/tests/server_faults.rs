@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
 use domain::{Aggregate, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
-use integration_tests::{StoreWithDb, TestDb};
+use integration_tests::{Pair, StoreWithDb, TestDb};
 use storage::StoreConfig;
 
 /// Held by each test for its whole run. tokio's mutex works across the
@@ -228,59 +228,6 @@ async fn a_server_restart_is_unavailable_while_down_and_recovers_at_once() {
     }
 }
 
-/// A primary with a synchronous standby of its own (`scripts/pg-pair`),
-/// removed when dropped, also when the test fails.
-struct Pair;
-
-impl Pair {
-    const PRIMARY: &str = "postgres://postgres@127.0.0.1:5441/postgres";
-    const STANDBY: &str = "postgres://postgres@127.0.0.1:5442/postgres";
-    /// Both hosts; a connection is made to the one that accepts writes.
-    const BOTH: &str = "postgres://postgres@127.0.0.1:5441,127.0.0.1:5442/postgres?target_session_attrs=read-write";
-
-    fn up() -> Self {
-        pair("up");
-        Self
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        pair("down");
-    }
-}
-
-fn pair(command: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-pair");
-    let status = std::process::Command::new(script)
-        .arg(command)
-        .status()
-        .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
-    assert!(
-        status.success(),
-        "{script} {command} failed: {status}; this test needs Debian's PostgreSQL \
-         server packages (pg_createcluster) and root, as `scripts/test` has"
-    );
-}
-
-fn pair_cluster(cluster: &str, action: &[&str]) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("/etc/postgresql")
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .max()
-        .expect("a PostgreSQL version");
-    let status = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, cluster])
-        .args(action)
-        .status()
-        .expect("run pg_ctlcluster");
-    assert!(
-        status.success(),
-        "pg_ctlcluster {cluster} {action:?}: {status}"
-    );
-}
-
 /// Failover: a store on both hosts of a primary and its synchronous
 /// standby (`target_session_attrs=read-write`) keeps creating while the
 /// standby is promoted and the old primary stopped. Writes fail for a
@@ -290,19 +237,7 @@ fn pair_cluster(cluster: &str, action: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let _pair = Pair::up();
-    storage::migrate(Pair::PRIMARY)
-        .await
-        .expect("migrate the primary");
-    {
-        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-        let mut conn = diesel_async::AsyncPgConnection::establish(Pair::PRIMARY)
-            .await
-            .expect("connect to the primary");
-        conn.batch_execute(storage::testing::CREATE_TABLES)
-            .await
-            .expect("create the test tables");
-    }
+    let _pair = Pair::up().await;
     let store = storage::PgStore::new(
         Pair::BOTH,
         StoreConfig {
@@ -352,8 +287,8 @@ async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let switching = Instant::now();
-    pair_cluster("pair_standby", &["promote"]);
-    pair_cluster("pair_primary", &["stop", "-m", "immediate"]);
+    Pair::cluster("pair_standby", &["promote"]);
+    Pair::cluster("pair_primary", &["stop", "-m", "immediate"]);
     let switched = switching.elapsed();
     stopped_at.set(Instant::now()).expect("set once");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -385,4 +320,75 @@ async fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
             .await
             .unwrap_or_else(|e| panic!("acknowledged create {id} lost: {e:?}"));
     }
+}
+
+/// A store reading from a replica that applies a second late: inside a
+/// causality scope (a request carrying its token) a read never misses the
+/// scope's own writes, the primary serving it while the replica is behind
+/// and the replica once it caught up; outside a scope, a read right after
+/// a write is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_replica_never_hides_a_clients_own_writes() {
+    use storage::causality;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let pair = Pair::up().await;
+    pair.delay_standby(Duration::from_secs(1)).await;
+    let metrics = app::metrics::handle();
+    let served_by = |by: &str| -> f64 {
+        metrics
+            .render()
+            .lines()
+            .filter(|line| {
+                line.starts_with("storage_replica_reads_total")
+                    && line.contains(&format!("served_by=\"{by}\""))
+            })
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let store = storage::PgStore::with_replica(
+        Pair::PRIMARY,
+        Pair::STANDBY,
+        StoreConfig {
+            replica_wait: Duration::from_millis(50),
+            ..StoreConfig::default()
+        },
+    );
+    let repo = store.repository::<Counter>();
+
+    // Outside any scope: the replica, a second behind, misses the create.
+    let unseen = Counter::sample(CounterId::generate(), 1);
+    repo.create(TxToken::generate(), unseen.clone())
+        .await
+        .expect("created");
+    let stale = repo.get(unseen.id()).await;
+    assert!(
+        matches!(stale, Err(RepositoryError::NotFound { .. })),
+        "{stale:?}"
+    );
+
+    // In a scope: the write's position makes the read wait, then go to
+    // the primary.
+    let from_primary = served_by("primary");
+    let mine = Counter::sample(CounterId::generate(), 1);
+    let (read, token) = causality::scope(None, async {
+        repo.create(TxToken::generate(), mine.clone())
+            .await
+            .expect("created");
+        repo.get(mine.id()).await
+    })
+    .await;
+    assert_eq!(read.expect("its own write").id(), mine.id());
+    let token = token.expect("the write's position");
+    assert!(served_by("primary") > from_primary);
+
+    // The next request carries the token: still read-your-writes.
+    let (read, _) = causality::scope(Some(token), repo.get(mine.id())).await;
+    assert_eq!(read.expect("its own write").version(), Version::INITIAL);
+
+    // Once the replica caught up, it serves the same request.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let from_replica = served_by("replica");
+    let (read, _) = causality::scope(Some(token), repo.get(mine.id())).await;
+    assert_eq!(read.expect("replayed").id(), mine.id());
+    assert!(served_by("replica") > from_replica);
 }

@@ -22,6 +22,13 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// A streaming replica of that database to serve reads (`get`, `list`)
+    /// from. A client that sends back the `Causality-Token` of its last
+    /// answer never reads older data than its own writes; other reads may
+    /// lag the primary by the replica's delay.
+    #[arg(long, env = "REPLICA_URL", hide_env_values = true)]
+    pub replica_url: Option<String>,
+
     /// Most pooled database connections.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: u32,

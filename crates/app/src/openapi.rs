@@ -61,6 +61,7 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         ];
         for operation in operations.into_iter().flatten() {
             describe_headers(operation);
+            carry_causality(operation);
             let has_body = operation.request_body.is_some();
             let has_params = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
             let mut add = |status: &str, description: &str| {
@@ -90,6 +91,49 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
         }
     }
     api
+}
+
+/// What a causality token looks like: a log position, in hexadecimal.
+const CAUSALITY_PATTERN: &str = "^[0-9A-Fa-f]{1,16}$";
+
+/// Every operation takes and answers a `Causality-Token` (the router's
+/// `causality_scope`).
+fn carry_causality(operation: &mut Operation) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::ParameterBuilder;
+    let schema = || {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .pattern(Some(CAUSALITY_PATTERN))
+            .build()
+    };
+    operation.parameters.get_or_insert_with(Vec::new).push(
+        ParameterBuilder::new()
+            .name(crate::router::CAUSALITY_TOKEN)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "The `Causality-Token` of an earlier answer: with a read replica, this \
+                     request sees at least what that answer did",
+            ))
+            .schema(Some(schema()))
+            .build(),
+    );
+    for (status, response) in &mut operation.responses.responses {
+        if let (true, RefOr::T(response)) = (status.starts_with('2'), response) {
+            response.headers.insert(
+                crate::router::CAUSALITY_TOKEN.to_owned(),
+                HeaderBuilder::new()
+                    .schema(schema())
+                    .description(Some(
+                        "The highest log position this exchange saw; send it back to read \
+                         your writes",
+                    ))
+                    .build(),
+            );
+        }
+    }
 }
 
 /// The schemas of the headers the skeleton's extractors read.

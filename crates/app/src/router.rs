@@ -40,6 +40,9 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
         .split_for_parts();
     let api = Arc::new(openapi::finish(api));
     routes
+        // Routes only: an unknown path or method answers 404 or 405 whatever
+        // the header holds.
+        .route_layer(middleware::from_fn(causality_scope))
         .fallback(|| async { ApiError::no_route() })
         .layer(middleware::map_response(method_not_allowed_as_json))
         .layer(axum::Extension(api))
@@ -132,4 +135,34 @@ async fn enforce_deadline(
         Ok(response) => response,
         Err(_) => ApiError::timeout().into_response(),
     }
+}
+
+/// The header a client carries its causality token in, both ways.
+pub const CAUSALITY_TOKEN: &str = "Causality-Token";
+
+/// Runs the request in a causality scope (`storage::causality`) starting
+/// at the client's `Causality-Token`: with a read replica, its reads see
+/// at least what that token covers, and its writes raise it. The answer
+/// carries the scope's highest position back.
+async fn causality_scope(request: Request, next: Next) -> Response {
+    let floor = match request.headers().get(CAUSALITY_TOKEN) {
+        None => None,
+        Some(value) => match value.to_str().ok().map(str::parse) {
+            Some(Ok(token)) => Some(token),
+            _ => {
+                return ApiError::malformed(format!(
+                    "{CAUSALITY_TOKEN}: {}",
+                    storage::causality::NotAPosition
+                ))
+                .into_response();
+            }
+        },
+    };
+    let (mut response, seen) = storage::causality::scope(floor, next.run(request)).await;
+    if let Some(seen) = seen
+        && let Ok(value) = axum::http::HeaderValue::from_str(&seen.to_string())
+    {
+        response.headers_mut().insert(CAUSALITY_TOKEN, value);
+    }
+    response
 }

@@ -86,7 +86,13 @@ impl Application {
                 storage::migrate(url)
                     .await
                     .with_context(|| format!("migrating {}", redact(url)))?;
-                let store = storage::PgStore::new(url, config.store_config());
+                let store = match &config.replica_url {
+                    Some(replica) => {
+                        tracing::info!(replica = %redact(replica), "reading from a replica");
+                        storage::PgStore::with_replica(url, replica, config.store_config())
+                    }
+                    None => storage::PgStore::new(url, config.store_config()),
+                };
                 tokio::spawn(purge_tokens_hourly(store.clone()));
                 let pools = store.clone();
                 sampler = Some(Sampler(Arc::new(move || pools.record_pool_gauges())));

@@ -59,6 +59,10 @@ pub struct StoreConfig {
     /// is held: past it the server ends the lock's session, which frees it,
     /// so a forgotten or stuck holder cannot block its key for ever.
     pub max_lock_hold: Duration,
+    /// With a read replica ([`PgStore::with_replica`](crate::PgStore::with_replica)):
+    /// how long a read carrying a causality position waits for the replica
+    /// to replay up to it before the primary serves it instead.
+    pub replica_wait: Duration,
     /// What tokens and idempotency keys are stamped with and their age
     /// judged by: the system clock, or in tests a manual one
     /// ([`Clock::manual`](domain::Clock::manual)) so expiry needs no wait.
@@ -82,6 +86,7 @@ impl Default for StoreConfig {
             max_backoff: Duration::from_millis(100),
             token_retention: Duration::from_secs(24 * 3600),
             max_lock_hold: Duration::from_secs(30),
+            replica_wait: Duration::from_millis(50),
             clock: domain::Clock::system(),
         }
     }

@@ -66,6 +66,7 @@
 #![deny(missing_docs)]
 
 mod cached;
+pub mod causality;
 mod classify;
 mod config;
 mod error;

@@ -7,13 +7,14 @@
 //! | --- | --- | --- |
 //! | `storage_operation_duration_seconds` | histogram | `kind`, `op`, `outcome` |
 //! | `storage_retries_total` | counter | `kind`, `cause` (`conflict`, `connection`, `queued`) |
-//! | `storage_pool_wait_seconds` | histogram | `pool` (`operations`, `locks`) |
+//! | `storage_pool_wait_seconds` | histogram | `pool` (`operations`, `locks`, `replica`) |
 //! | `storage_pool_waiters` | gauge | `pool` |
 //! | `storage_pool_timeouts_total` | counter | `pool` |
 //! | `storage_pool_connections`, `storage_pool_idle_connections` | gauge | `pool`; sampled by [`crate::PgStore::record_pool_gauges`] |
 //! | `storage_keyed_holds` | gauge | `mode` (`exclusive`, `shared`) |
 //! | `storage_keyed_hold_seconds` | histogram | `mode` |
 //! | `storage_keyed_holds_lost_total` | counter | |
+//! | `storage_replica_reads_total` | counter | `served_by` (`replica`, `primary`): reads carrying a causality position |
 
 use std::time::Instant;
 
@@ -57,6 +58,10 @@ pub fn describe() {
         "storage_keyed_hold_seconds",
         Unit::Seconds,
         "How long keys were held"
+    );
+    describe_counter!(
+        "storage_replica_reads_total",
+        "Reads carrying a causality position, by who served them"
     );
     describe_counter!(
         "storage_keyed_holds_lost_total",

@@ -78,8 +78,20 @@ impl<M: Mapping> PgRepository<M> {
         )
     }
 
+    /// Passes `done` through, after noting a write's log position when it
+    /// succeeded (`causality`: only with a replica, inside a scope).
+    async fn noted<T, E>(
+        &self,
+        done: Result<T, RepositoryError<E>>,
+    ) -> Result<T, RepositoryError<E>> {
+        if done.is_ok() {
+            self.store.note_write::<E>().await;
+        }
+        done
+    }
+
     async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<Infallible>> {
-        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
         ops::load::<M, _>(&conn, id).await
     }
 
@@ -127,13 +139,13 @@ impl<M: Mapping> PgRepository<M> {
     }
 
     async fn try_events(&self, id: IdOf<M>) -> Result<Vec<StoredEvent>, Fail<Infallible>> {
-        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
         Ok(crate::outbox::of(&conn, Agg::<M>::KIND, id.into()).await?)
     }
 
     async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {
         let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
-        let conn = self.store.connection().await.map_err(Fail::Done)?;
+        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
         Ok(M::load_page(&conn, page.cursor(), limit).await?)
     }
 }
@@ -171,12 +183,14 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         let events =
             StoredEvent::stamp::<Agg<M>>(id, Version::INITIAL, aggregate.take_events(), now);
         let mut commit_lost = false;
-        retrying!(
+        let created = retrying!(
             self,
             "create",
             id,
             self.try_create(token, &aggregate, &events, &mut commit_lost)
-        )
+        );
+        // A replay too: the earlier create is behind the position read now.
+        self.noted(created).await
     }
 
     async fn get(&self, id: IdOf<M>) -> Result<Agg<M>, RepositoryError> {
@@ -194,16 +208,18 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         E: Send,
     {
         let (mut f, mut unsettled) = (f, None);
-        retrying!(
+        let updated = retrying!(
             self,
             "update",
             id,
             self.try_update(id, &mut f, &mut unsettled)
-        )
+        );
+        self.noted(updated).await
     }
 
     async fn delete(&self, id: IdOf<M>) -> Result<(), RepositoryError> {
-        retrying!(self, "delete", id, self.try_delete(id))
+        let deleted = retrying!(self, "delete", id, self.try_delete(id));
+        self.noted(deleted).await
     }
 
     async fn list(&self, page: PageRequest<IdOf<M>>) -> Result<Page<Agg<M>>, RepositoryError> {

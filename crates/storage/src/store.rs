@@ -31,6 +31,9 @@ pub(crate) struct Inner {
     pub(crate) pool: Pool<AsyncPgConnection>,
     /// Sessions holding keyed locks, apart from the operations' pool.
     pub(crate) locks: Pool<AsyncPgConnection>,
+    /// A read replica, when given: `get`, `list` and `events` read there
+    /// (`causality`).
+    pub(crate) replica: Option<Pool<AsyncPgConnection>>,
     pub(crate) config: StoreConfig,
     /// The rows this process's units are writing (`write_order`).
     pub(crate) write_claims: Arc<crate::write_order::WriteClaims>,
@@ -53,6 +56,12 @@ impl PgStore {
     /// service starts even while its database is down and reports
     /// `Unavailable` until it is back.
     pub fn new(database_url: &str, config: StoreConfig) -> Self {
+        Self::build(database_url, None, config)
+    }
+
+    fn build(database_url: &str, replica_url: Option<&str>, config: StoreConfig) -> Self {
+        let replica =
+            replica_url.map(|url| build_pool(url, &config, config.max_connections, Some(0)));
         let pool = build_pool(
             database_url,
             &config,
@@ -69,10 +78,22 @@ impl PgStore {
             inner: Arc::new(Inner {
                 pool,
                 locks,
+                replica,
                 config,
                 write_claims: Arc::default(),
             }),
         }
+    }
+
+    /// As [`Self::new`], with a streaming replica of the database at
+    /// `replica_url` serving `get`, `list` and `events` (a pool of the same
+    /// size). Reads in a [`crate::causality::scope`] never miss the scope's
+    /// writes: the replica serves them once it has replayed past them
+    /// (waiting up to `replica_wait`), the primary otherwise. Other reads may
+    /// lag the primary by the replica's delay. Units of work and the reads
+    /// of updates stay on the primary.
+    pub fn with_replica(database_url: &str, replica_url: &str, config: StoreConfig) -> Self {
+        Self::build(database_url, Some(replica_url), config)
     }
 
     /// The repository of `A`, on this store.
@@ -141,12 +162,64 @@ impl PgStore {
         pooled(&self.inner.pool, "operations").await
     }
 
+    /// A connection to read from: the replica's when there is one and it
+    /// has replayed up to the running causality scope's position (waiting
+    /// up to `replica_wait`), else the primary's.
+    pub(crate) async fn read_connection<E>(&self) -> Result<Conn, RepositoryError<E>> {
+        let Some(replica) = &self.inner.replica else {
+            return self.connection().await;
+        };
+        let Ok(mut conn) = pooled::<E>(replica, "replica").await else {
+            return self.connection().await; // the replica is down: read the primary
+        };
+        let Some(floor) = crate::causality::floor() else {
+            return Ok(conn);
+        };
+        let give_up = tokio::time::Instant::now() + self.inner.config.replica_wait;
+        loop {
+            match crate::causality::replayed(&mut conn, floor).await {
+                Ok(true) => {
+                    metrics::counter!("storage_replica_reads_total", "served_by" => "replica")
+                        .increment(1);
+                    return Ok(conn);
+                }
+                Ok(false) if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                _ => {
+                    metrics::counter!("storage_replica_reads_total", "served_by" => "primary")
+                        .increment(1);
+                    return self.connection().await;
+                }
+            }
+        }
+    }
+
+    /// After a write committed inside a causality scope, on a store with a
+    /// replica: raises the scope to the primary's log position (one
+    /// statement). Without a replica or a scope there is nothing to do.
+    pub(crate) async fn note_write<E>(&self) {
+        if self.inner.replica.is_none() || !crate::causality::in_scope() {
+            return;
+        }
+        let Ok(mut conn) = self.connection::<E>().await else {
+            return;
+        };
+        match crate::causality::position(&mut conn).await {
+            Ok(at) => crate::causality::wrote(at),
+            Err(error) => tracing::warn!(%error, "could not read the log position after a write"),
+        }
+    }
+
     /// Sets the pool gauges (`storage_pool_connections`,
     /// `storage_pool_idle_connections`, see [`crate::metrics`]) to the
     /// pools' state now; call it before metrics are read.
     pub fn record_pool_gauges(&self) {
         crate::metrics::pool_state("operations", &self.inner.pool.state());
         crate::metrics::pool_state("locks", &self.inner.locks.state());
+        if let Some(replica) = &self.inner.replica {
+            crate::metrics::pool_state("replica", &replica.state());
+        }
     }
 }
 

@@ -261,8 +261,13 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        self.attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
-            .await
+        let done = self
+            .attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
+            .await;
+        if done.is_ok() {
+            self.note_write::<E>().await;
+        }
+        done
     }
 
     /// One REPEATABLE READ, READ ONLY transaction: a snapshot that takes no
