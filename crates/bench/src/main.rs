@@ -10,6 +10,7 @@ mod measure;
 mod memory;
 mod raw;
 mod relay_bench;
+mod replica_bench;
 mod round_trips;
 mod setup;
 
@@ -50,7 +51,8 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Implementations to run, for profiling one alone (default: all):
-    /// hand, framework, verified, raw, memory, relay.
+    /// hand, framework, verified, raw, memory, relay, replica (with
+    /// `--replica-url`).
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
     /// The server to benchmark against (a database of its own is created).
@@ -67,6 +69,11 @@ struct Args {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     amqp_url: String,
+    /// A streaming replica of `--database-url`'s server, for the replica
+    /// scenario (`--contenders replica`; `scripts/bench-replica` makes a
+    /// pair and passes both).
+    #[arg(long)]
+    replica_url: Option<String>,
 }
 
 impl Args {
@@ -81,7 +88,7 @@ impl Args {
         let known: Vec<&str> = CONTENDERS
             .iter()
             .map(|(name, _)| *name)
-            .chain(["memory", "relay"])
+            .chain(["memory", "relay", "replica"])
             .collect();
         if let Some(unknown) = self
             .contenders
@@ -90,6 +97,10 @@ impl Args {
         {
             anyhow::bail!("unknown contender {unknown}; known: {}", known.join(", "));
         }
+        anyhow::ensure!(
+            self.replica_url.is_some() || !self.contenders.iter().any(|c| c == "replica"),
+            "the replica scenario needs --replica-url (scripts/bench-replica sets it)"
+        );
         anyhow::ensure!(
             self.tasks.iter().all(|&t| t > 0) && self.seconds > 0.0,
             "--tasks and --seconds must be positive"
@@ -276,7 +287,56 @@ async fn main() -> anyhow::Result<()> {
     if args.runs("relay") {
         print_relay(&args).await?;
     }
+    if let Some(replica) = &args.replica_url
+        && args.runs("replica")
+    {
+        print_replica(&args, replica).await?;
+    }
     Ok(())
+}
+
+/// `get` with and without the replica, on a database of its own on the
+/// primary (replicated to `replica`'s server).
+async fn print_replica(args: &Args, replica: &str) -> anyhow::Result<()> {
+    let db = setup::BenchDb::create(&args.database_url, args.users, 0).await?;
+    let replica = match (replica.rsplit_once('/'), db.url.rsplit_once('/')) {
+        (Some((server, _)), Some((_, name))) => format!("{server}/{name}"),
+        _ => anyhow::bail!("--replica-url must name a database: {replica}"),
+    };
+    setup::await_replica(&replica, args.users).await?;
+    let (users, _) = db.ids().await?;
+    let users = Arc::new(users);
+    println!();
+    println!("| get, read replica | tasks | ops/s | p50 ms | p99 ms |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let duration = Duration::from_secs_f64(args.seconds);
+    for &tasks in &args.tasks {
+        let mut rounds: Vec<Vec<Figures>> = vec![Vec::new(); replica_bench::MODES.len()];
+        for _ in 0..args.rounds {
+            let figures = replica_bench::bench(
+                (&db.url, &replica),
+                users.clone(),
+                (tasks, args.connections),
+                duration,
+            )
+            .await?;
+            for (which, (_, figures)) in figures.into_iter().enumerate() {
+                rounds[which].push(figures);
+            }
+        }
+        for (mode, rounds) in replica_bench::MODES.iter().zip(&mut rounds) {
+            if let Some(figures) = median(rounds) {
+                println!(
+                    "| {mode} | {tasks} | {:.0} | {:.2} | {:.2} |",
+                    figures.ops_per_second,
+                    figures.p50.as_secs_f64() * 1e3,
+                    figures.p99.as_secs_f64() * 1e3
+                );
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    db.drop_database().await
 }
 
 /// The in-memory repository's figures, one task each.

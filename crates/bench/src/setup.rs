@@ -103,3 +103,23 @@ pub async fn version_of(url: &str, id: uuid::Uuid) -> anyhow::Result<i64> {
         .first(&mut conn)
         .await?)
 }
+
+/// Waits until the replica at `url` has the `users` seeded users.
+pub async fn await_replica(url: &str, users: u32) -> anyhow::Result<()> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    for _ in 0..600 {
+        if let Ok(mut conn) = AsyncPgConnection::establish(url).await {
+            let seeded: Result<i64, _> =
+                diesel::select(sql::<BigInt>("(SELECT count(*) FROM users)"))
+                    .get_result(&mut conn)
+                    .await;
+            if seeded.is_ok_and(|n| n >= i64::from(users)) {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the replica at {url} did not replay the seeded users within a minute")
+}

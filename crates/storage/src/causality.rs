@@ -25,11 +25,6 @@ use std::str::FromStr;
 pub struct Causality(u64);
 
 impl Causality {
-    /// As Postgres writes a `pg_lsn`: `16/B374D848`.
-    fn to_pg_lsn(self) -> String {
-        format!("{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-
     /// Reads Postgres' form of a `pg_lsn`.
     fn from_pg_lsn(text: &str) -> Result<Self, NotAPosition> {
         let (high, low) = text.split_once('/').ok_or(NotAPosition)?;
@@ -103,31 +98,51 @@ pub(crate) fn wrote(at: Causality) {
 pub(crate) async fn position(
     conn: &mut diesel_async::AsyncPgConnection,
 ) -> diesel::QueryResult<Causality> {
+    read_position(conn, "pg_current_wal_lsn()::text")
+        .await?
+        .ok_or_else(|| diesel::result::Error::NotFound)
+}
+
+/// How far the replica `conn` is on has replayed (`None` on a server
+/// that is no replica).
+pub(crate) async fn replayed(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> diesel::QueryResult<Option<Causality>> {
+    read_position(conn, "pg_last_wal_replay_lsn()::text").await
+}
+
+async fn read_position(
+    conn: &mut diesel_async::AsyncPgConnection,
+    expression: &str,
+) -> diesel::QueryResult<Option<Causality>> {
     use diesel::dsl::sql;
-    use diesel::sql_types::Text;
+    use diesel::sql_types::{Nullable, Text};
     use diesel_async::RunQueryDsl;
-    let text: String = diesel::select(sql::<Text>("pg_current_wal_lsn()::text"))
+    let text: Option<String> = diesel::select(sql::<Nullable<Text>>(expression))
         .get_result(conn)
         .await?;
-    Causality::from_pg_lsn(&text)
+    text.map(|text| Causality::from_pg_lsn(&text))
+        .transpose()
         .map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))
 }
 
-/// Whether the replica `conn` is on has replayed up to `at`.
-pub(crate) async fn replayed(
-    conn: &mut diesel_async::AsyncPgConnection,
-    at: Causality,
-) -> diesel::QueryResult<bool> {
-    use diesel::dsl::sql;
-    use diesel::sql_types::{Bool, Text};
-    use diesel_async::RunQueryDsl;
-    diesel::select(
-        sql::<Bool>("coalesce(pg_last_wal_replay_lsn() >= ")
-            .bind::<Text, _>(at.to_pg_lsn())
-            .sql("::pg_lsn, false)"),
-    )
-    .get_result(conn)
-    .await
+/// The highest replay position the replica was seen at: its position only
+/// grows, so a read whose position is behind it needs no look at the
+/// replica. (A replica replaced by one further behind would break that:
+/// restart the service when the replica is rebuilt.)
+#[derive(Debug, Default)]
+pub(crate) struct SeenReplayed(std::sync::atomic::AtomicU64);
+
+impl SeenReplayed {
+    /// Whether the replica was seen past `at`.
+    pub(crate) fn covers(&self, at: Causality) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Acquire) >= at.0
+    }
+
+    /// Remembers that the replica was seen at `at`.
+    pub(crate) fn saw(&self, at: Causality) {
+        self.0.fetch_max(at.0, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +153,6 @@ mod tests {
     fn tokens_are_hex_digits_and_positions_are_postgres_lsns() {
         let at = Causality::from_pg_lsn("16/B374D848").expect("a pg_lsn");
         assert_eq!(at.to_string(), "00000016B374D848");
-        assert_eq!(at.to_pg_lsn(), "16/B374D848");
         assert_eq!("16B374D848".parse(), Ok(at));
         assert_eq!("0".parse(), Ok(Causality(0)));
         assert!(at < Causality::from_pg_lsn("17/0").expect("a pg_lsn"));

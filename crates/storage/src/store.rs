@@ -34,6 +34,8 @@ pub(crate) struct Inner {
     /// A read replica, when given: `get`, `list` and `events` read there
     /// (`causality`).
     pub(crate) replica: Option<Pool<AsyncPgConnection>>,
+    /// How far the replica was last seen to have replayed.
+    pub(crate) replica_seen: crate::causality::SeenReplayed,
     pub(crate) config: StoreConfig,
     /// The rows this process's units are writing (`write_order`).
     pub(crate) write_claims: Arc<crate::write_order::WriteClaims>,
@@ -79,6 +81,7 @@ impl PgStore {
                 pool,
                 locks,
                 replica,
+                replica_seen: crate::causality::SeenReplayed::default(),
                 config,
                 write_claims: Arc::default(),
             }),
@@ -175,24 +178,29 @@ impl PgStore {
         let Some(floor) = crate::causality::floor() else {
             return Ok(conn);
         };
+        let seen = &self.inner.replica_seen;
         let give_up = tokio::time::Instant::now() + self.inner.config.replica_wait;
         loop {
-            match crate::causality::replayed(&mut conn, floor).await {
-                Ok(true) => {
-                    metrics::counter!("storage_replica_reads_total", "served_by" => "replica")
-                        .increment(1);
-                    return Ok(conn);
-                }
-                Ok(false) if tokio::time::Instant::now() < give_up => {
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-                }
-                _ => {
-                    metrics::counter!("storage_replica_reads_total", "served_by" => "primary")
-                        .increment(1);
-                    return self.connection().await;
-                }
+            if seen.covers(floor) {
+                metrics::counter!("storage_replica_reads_total", "served_by" => "replica")
+                    .increment(1);
+                return Ok(conn);
             }
+            match crate::causality::replayed(&mut conn).await {
+                Ok(Some(at)) => seen.saw(at),
+                Ok(None) | Err(_) => break, // no replica after all, or it broke
+            }
+            if seen.covers(floor) {
+                continue;
+            }
+            if tokio::time::Instant::now() >= give_up {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
+        metrics::counter!("storage_replica_reads_total", "served_by" => "primary").increment(1);
+        drop(conn);
+        self.connection().await
     }
 
     /// After a write committed inside a causality scope, on a store with a
