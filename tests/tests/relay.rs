@@ -331,3 +331,58 @@ fn rabbitmqctl(command: &str) {
         .unwrap_or_else(|e| panic!("rabbitmqctl {command}: {e} (is RabbitMQ installed?)"));
     assert!(status.success(), "rabbitmqctl {command} failed");
 }
+
+/// Published events are kept for the retention, then purged in bounded
+/// statements (3 rows each here) until none is left. (Unpublished events
+/// are out of the purge's reach: it deletes by `published_at`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_events_are_purged_after_the_retention_and_no_sooner() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let store = StoreWithDb::fresh().await;
+    let queue = TestQueue::bind().await;
+    let repo = store.store().repository::<Ledger>();
+    let id = LedgerId::generate();
+    repo.create(TxToken::generate(), Ledger::open(id, "ada"))
+        .await
+        .unwrap();
+    for n in 0..10 {
+        repo.update(id, append(n)).await.unwrap();
+    }
+    let in_outbox = || async {
+        use diesel::dsl::sql;
+        use diesel::sql_types::BigInt;
+        use diesel_async::RunQueryDsl;
+        let mut conn = store.db().connect().await;
+        diesel::select(sql::<BigInt>("(SELECT count(*) FROM outbox)"))
+            .get_result::<i64>(&mut conn)
+            .await
+            .unwrap()
+    };
+    let relay_keeping = |retention: Duration| {
+        let mut config =
+            relay::RelayConfig::new(store.db().url(), integration_tests::broker::amqp_url());
+        config.exchange.clone_from(&queue.exchange);
+        config.poll = Duration::from_millis(50);
+        config.retention = retention;
+        config.purge_every = Duration::from_millis(50);
+        config.purge_batch = 3;
+        RunningRelay::start_with(config)
+    };
+
+    // Kept for an hour: published, and all still there.
+    let relay = relay_keeping(Duration::from_secs(3600));
+    assert_eq!(queue.wait_for(11, PATIENCE).await.len(), 11);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.stop().await;
+    assert_eq!((unpublished(store.db()).await, in_outbox().await), (0, 11));
+
+    // Kept for no time: purged, 3 rows per statement, until none is left.
+    let relay = relay_keeping(Duration::ZERO);
+    let started = std::time::Instant::now();
+    while in_outbox().await > 0 && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.stop().await;
+    assert_eq!(in_outbox().await, 0, "published events are purged");
+    queue.delete().await;
+}

@@ -360,11 +360,11 @@ async fn print_memory(duration: Duration) {
 async fn print_relay(args: &Args) -> anyhow::Result<()> {
     println!();
     println!(
-        "| relay | events | writers | registrations/s | seconds | events published/s | lag p50 ms | lag p99 ms |"
+        "| relay | events | writers | events stored/s | seconds | events published/s | lag p50 ms | lag p99 ms |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, live) in [
-        ("live: registrations, one relay", true),
+        ("live: orders placed, one relay", true),
         ("backlog: one relay drains it", false),
     ] {
         let db = setup::BenchDb::create(&args.database_url, 0, 0).await?;

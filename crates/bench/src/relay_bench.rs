@@ -1,14 +1,19 @@
-//! The outbox relay's speed: 10 000 events from concurrent registrations
-//! (each stores a `user_registered` event with the user), published by one
-//! relay to RabbitMQ and consumed from a queue of the bench's own. Measures
+//! The outbox relay's speed: 10 000 events from concurrent use cases (orders
+//! opened and placed through the service's use cases, each a unit of work
+//! with its action-log entry; placing stores an `order_placed` event),
+//! published by one relay to RabbitMQ and consumed from a queue of the
+//! bench's own. Measures
 //! publish throughput and each event's end-to-end lag, from the moment its
 //! change was stored to the moment a consumer received it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::example::{PersonName, Profile, User, UserId, Username};
-use domain::{Repository, Timestamp, TxToken};
+use app::example::use_cases::orders::{self, OrderChange};
+use domain::example::{
+    Cents, OrderLine, PersonName, Profile, Quantity, Sku, User, UserId, Username,
+};
+use domain::{Aggregate, IfVersion, Repository, Timestamp, TxToken};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
@@ -69,7 +74,7 @@ pub async fn bench(
     };
 
     let mut started = Instant::now();
-    let expected = register(database_url, events, writers).await?;
+    let expected = place_orders(database_url, events, writers).await?;
     let written_in = started.elapsed();
     if let Some(parts) = pending.take() {
         started = Instant::now();
@@ -109,23 +114,62 @@ fn arrived(lags: &Mutex<Vec<Duration>>) -> Vec<Duration> {
     lags.lock().map_or_else(|_| Vec::new(), |lags| lags.clone())
 }
 
-/// Registers `events / writers` users from each of `writers` tasks; returns
-/// how many it registered.
-async fn register(database_url: &str, events: usize, writers: usize) -> anyhow::Result<usize> {
-    let store = storage::PgStore::new(database_url, storage::StoreConfig::default());
+/// From each of `writers` tasks: registers a user, then opens and places
+/// `events / writers` orders through the service's use cases (each a unit
+/// of work with its action log; placing records `order_placed`). Returns
+/// how many events that stored (one per user and one per placed order).
+async fn place_orders(database_url: &str, events: usize, writers: usize) -> anyhow::Result<usize> {
+    // Units creating into a fresh, small database conflict often under
+    // SERIALIZABLE (their token lookups share index pages): room to retry.
+    let config = storage::StoreConfig {
+        max_attempts: 1000,
+        deadline: Duration::from_secs(30),
+        ..storage::StoreConfig::default()
+    };
+    let store = storage::PgStore::new(database_url, config);
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
-            let users = store.repository::<User>();
+            let store = store.clone();
             tokio::spawn(async move {
-                for n in 0..events / writers {
-                    let profile = Profile {
-                        first_name: PersonName::parse("First")?,
-                        last_name: PersonName::parse("Last")?,
+                let profile = Profile {
+                    first_name: PersonName::parse("First")?,
+                    last_name: PersonName::parse("Last")?,
+                };
+                let user = User::register(
+                    UserId::generate(),
+                    Username::parse(&format!("writer_{writer}"))?,
+                    profile,
+                    Timestamp::now(),
+                );
+                let user = store
+                    .repository::<User>()
+                    .create(TxToken::generate(), user)
+                    .await?
+                    .into_aggregate()
+                    .id();
+                for _ in 0..events / writers {
+                    let line = OrderLine {
+                        sku: Sku::parse("SKU-X")?,
+                        quantity: Quantity::new(1)?,
+                        unit_price: Cents::new(100)?,
                     };
-                    let username = Username::parse(&format!("r{writer}_{n}"))?;
-                    let user =
-                        User::register(UserId::generate(), username, profile, Timestamp::now());
-                    users.create(TxToken::generate(), user).await?;
+                    let opened = orders::open(
+                        &store,
+                        TxToken::generate(),
+                        user,
+                        vec![line],
+                        Timestamp::now(),
+                    )
+                    .await?;
+                    let id = opened.into_aggregate().id();
+                    orders::change(
+                        &store,
+                        id,
+                        IfVersion::Any,
+                        OrderChange::Place,
+                        Timestamp::now(),
+                    )
+                    .await?;
                 }
                 anyhow::Ok(())
             })
@@ -134,7 +178,7 @@ async fn register(database_url: &str, events: usize, writers: usize) -> anyhow::
     for task in tasks {
         task.await??;
     }
-    Ok(events / writers * writers)
+    Ok(writers + events / writers * writers)
 }
 
 /// An exchange and a queue bound to all of it, of the bench's own.
