@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ConnectionProperties};
 use relay::{RelayConfig, RelayStatus};
 use tokio::sync::{oneshot, watch};
 
@@ -140,34 +140,12 @@ pub async fn messages_waiting(queue: &str) -> u32 {
 async fn open(exchange: &str, queue: &str) -> lapin::Result<(Connection, Channel)> {
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(queue.into(), durable, FieldTable::default())
-        .await?;
-    channel
-        .queue_bind(
-            queue.into(),
-            exchange.into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    relay::declare(
+        &channel,
+        exchange,
+        &[relay::QueueBinding::new(queue, &["#"])],
+    )
+    .await?;
     Ok((connection, channel))
 }
 

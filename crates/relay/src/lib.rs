@@ -43,7 +43,7 @@ use tokio::sync::watch;
 pub use config::RelayConfig;
 pub use consumer::{ConsumerConfig, consume};
 pub use outbox::lag;
-pub use topology::QueueBinding;
+pub use topology::{QueueBinding, declare};
 
 use broker::Broker;
 use outbox::Session;

@@ -31,8 +31,10 @@ impl QueueBinding {
 }
 
 /// Declares `exchange` (durable topic) and each of `queues` (durable),
-/// bound to it by their routing keys.
-pub(crate) async fn declare(
+/// bound to it by their routing keys, on `channel`: what the relay and
+/// [`crate::consume`] do on each connect, for code that reads the exchange
+/// another way.
+pub async fn declare(
     channel: &Channel,
     exchange: &str,
     queues: &[QueueBinding],
