@@ -1,7 +1,7 @@
 //! A set of in-memory repositories that run units of work together.
 
 use std::any::{Any, TypeId};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -36,7 +36,8 @@ pub struct InMemoryStore {
     sim: Option<Simulator>,
     outbox: MemoryOutbox,
     /// Which consumer handled which event (see [`Inbox`](crate::Inbox)).
-    inbox: Arc<Mutex<HashSet<(&'static str, uuid::Uuid)>>>,
+    /// Who handled which event, and when (for the purge).
+    inbox: Arc<Mutex<HashMap<(&'static str, uuid::Uuid), Timestamp>>>,
 }
 
 /// One aggregate type's repository, and how to purge its expired tokens
@@ -173,6 +174,12 @@ impl Store for InMemoryStore {
             keys.retain(|_, (_, bound)| *bound >= cutoff);
             before - keys.len()
         };
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = inbox.len();
+            inbox.retain(|_, handled| *handled >= cutoff);
+            purged += before - inbox.len();
+        }
         let repositories = self
             .repositories
             .lock()
@@ -449,10 +456,12 @@ impl crate::Inbox for MemoryTx {
             return Err(refused_in_read_unit_of(INBOX));
         }
         let inbox = Arc::clone(&self.store.inbox);
+        let now = self.store.clock.now();
         let first = inbox
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((consumer, event));
+            .insert((consumer, event), now)
+            .is_none();
         if first {
             self.undo.push(Box::new(move || {
                 inbox

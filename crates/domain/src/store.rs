@@ -35,9 +35,11 @@ pub trait Store: UnitOfWork + ExclusiveAccess + Clone + Send + Sync + 'static {
         request: Fingerprint,
     ) -> impl Future<Output = Result<(), RepositoryError>> + Send;
 
-    /// Forgets transaction tokens and idempotency keys older than the
-    /// store's token retention, never a younger one; returns how many went.
-    /// A create retried after its token was forgotten creates again. Run
+    /// Forgets transaction tokens, idempotency keys and inbox records older
+    /// than the store's token retention, never a younger one; returns how
+    /// many went. A create retried after its token was forgotten creates
+    /// again, and an event redelivered after its inbox record was forgotten
+    /// takes effect again. Run
     /// it now and then (the service does, hourly); it works in bounded
     /// batches, so any backlog drains.
     fn purge_expired_tokens(&self) -> impl Future<Output = Result<usize, RepositoryError>> + Send;

@@ -21,10 +21,32 @@ pub(crate) async fn record(
     conn: &AsyncPgConnection,
     consumer: &str,
     event: Uuid,
+    now: domain::Timestamp,
 ) -> QueryResult<bool> {
     let insert = diesel::insert_into(inbox::table)
-        .values((inbox::consumer.eq(consumer), inbox::event_id.eq(event)))
+        .values((
+            inbox::consumer.eq(consumer),
+            inbox::event_id.eq(event),
+            inbox::handled_at.eq(now.as_datetime()),
+        ))
         .on_conflict_do_nothing();
     let inserted = crate::cached(insert).execute(&mut &*conn).await?;
     Ok(inserted == 1)
+}
+
+/// Deletes at most `batch` records handled before `cutoff`; how many went.
+pub(crate) async fn purge_batch(
+    conn: &mut AsyncPgConnection,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+) -> QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    diesel::sql_query(
+        "DELETE FROM inbox WHERE ctid = ANY(ARRAY( \
+             SELECT ctid FROM inbox WHERE handled_at < $1 LIMIT $2))",
+    )
+    .bind::<Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await
 }

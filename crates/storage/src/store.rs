@@ -128,8 +128,8 @@ impl PgStore {
             .map_err(|_| RepositoryError::Timeout)?
     }
 
-    /// Forgets transaction tokens (and idempotency keys) older than the
-    /// configured retention, in batches of at most [`Self::PURGE_BATCH`],
+    /// Forgets transaction tokens (and idempotency keys) and inbox records
+    /// older than the configured retention, in batches of at most [`Self::PURGE_BATCH`],
     /// each its own statement; a token younger than the retention is never
     /// removed. Returns how many went.
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
@@ -137,18 +137,27 @@ impl PgStore {
         let cutoff = (config.clock.now() - config.token_retention).as_datetime();
         let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
-        loop {
-            let deleted = crate::tokens::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH)
-                .await
+        for table in [Purged::Tokens, Purged::Inbox] {
+            loop {
+                let deleted = match table {
+                    Purged::Tokens => {
+                        crate::tokens::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH).await
+                    }
+                    Purged::Inbox => {
+                        crate::inbox::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH).await
+                    }
+                }
                 .map_err(|e| match crate::classify::classify(&e) {
                     crate::classify::Fault::Timeout => RepositoryError::Timeout,
                     _ => RepositoryError::Storage(Box::new(e)),
                 })?;
-            purged += deleted;
-            if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
-                return Ok(purged);
+                purged += deleted;
+                if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
+                    break;
+                }
             }
         }
+        Ok(purged)
     }
 
     /// The most tokens one purge statement deletes.
@@ -293,6 +302,13 @@ impl Store for PgStore {
         })
         .await
     }
+}
+
+/// What [`PgStore::purge_expired_tokens`] forgets, table by table.
+#[derive(Clone, Copy)]
+enum Purged {
+    Tokens,
+    Inbox,
 }
 
 /// The kind under which request keys share the token table with creates'

@@ -140,7 +140,8 @@ impl domain::Inbox for PgTx {
             id: format!("{consumer}:{event}"),
             primary_key: "inbox_pkey",
         };
-        let recorded = crate::inbox::record(self.conn(), consumer, event).await;
+        let now = self.clock.now();
+        let recorded = crate::inbox::record(self.conn(), consumer, event, now).await;
         self.absorb(&target, recorded.map_err(Fail::Db))
     }
 }

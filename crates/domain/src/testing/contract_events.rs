@@ -164,7 +164,7 @@ pub async fn a_units_events_commit_and_roll_back_with_it<S: TestStore>(store: S)
 
 /// Whether `consumer` sees `event` for the first time, in a unit of its own
 /// that fails afterwards when `fail` is set.
-async fn deliver<S: TestStore>(
+pub(crate) async fn deliver<S: TestStore>(
     store: &S,
     consumer: &'static str,
     event: uuid::Uuid,

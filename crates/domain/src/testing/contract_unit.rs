@@ -331,15 +331,30 @@ pub async fn a_repository_call_inside_a_unit_is_refused<S: TestStore>(store: S) 
     );
 }
 
-/// On a store that keeps tokens for no time at all, a purge forgets them:
-/// the same token then creates again (the documented limit of retention).
+/// On a store that keeps tokens for no time at all, a purge forgets them,
+/// and the inbox's records with them: the same token then creates again,
+/// and the same event is a first delivery again (the documented limit of
+/// retention).
 pub async fn expired_tokens_are_forgotten<S: TestStore>(store: S) {
+    use super::contract_events::deliver;
     let token = TxToken::generate();
     let first = Counter::sample(CounterId::generate(), 1);
     let repo = store.repository::<Counter>();
     assert!(repo.create(token, first).await.expect("create").is_new());
+    let event = uuid::Uuid::new_v4();
+    assert!(
+        deliver(&store, "stats", event, false)
+            .await
+            .expect("delivered")
+    );
     let purged = store.purge_expired_tokens().await.expect("purge");
-    assert!(purged >= 1, "purged {purged}");
+    assert!(purged >= 2, "purged {purged}");
+    assert!(
+        deliver(&store, "stats", event, false)
+            .await
+            .expect("delivered"),
+        "a forgotten inbox record lets the event in again"
+    );
     let again = Counter::sample(CounterId::generate(), 1);
     let created = repo.create(token, again).await.expect("create again");
     assert!(
@@ -349,15 +364,29 @@ pub async fn expired_tokens_are_forgotten<S: TestStore>(store: S) {
 }
 
 /// On a store with the default retention (a day), a purge keeps a token
-/// claimed just now: a retry still replays.
+/// claimed just now, and an inbox record made just now: a retry still
+/// replays, a redelivery still has no effect.
 pub async fn young_tokens_survive_a_purge<S: TestStore>(store: S) {
+    use super::contract_events::deliver;
     let token = TxToken::generate();
     let repo = store.repository::<Counter>();
     let counter = Counter::sample(CounterId::generate(), 1);
     repo.create(token, counter.clone()).await.expect("create");
+    let event = uuid::Uuid::new_v4();
+    assert!(
+        deliver(&store, "stats", event, false)
+            .await
+            .expect("delivered")
+    );
     store.purge_expired_tokens().await.expect("purge");
     let retried = repo.create(token, counter).await.expect("retry");
     assert!(!retried.is_new(), "the token is still remembered");
+    assert!(
+        !deliver(&store, "stats", event, false)
+            .await
+            .expect("delivered"),
+        "and so is the inbox record"
+    );
 }
 
 /// A nested failure that the caller propagates rolls back the whole unit.
