@@ -34,19 +34,7 @@ pub(crate) async fn record(
     Ok(inserted == 1)
 }
 
-/// Deletes at most `batch` records handled before `cutoff`; how many went.
-pub(crate) async fn purge_batch(
-    conn: &mut AsyncPgConnection,
-    cutoff: chrono::DateTime<chrono::Utc>,
-    batch: i64,
-) -> QueryResult<usize> {
-    use diesel::sql_types::{BigInt, Timestamptz};
-    diesel::sql_query(
-        "DELETE FROM inbox WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM inbox WHERE handled_at < $1 LIMIT $2))",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await
-}
+/// Deletes at most `$2` of the records made before `$1`, as
+/// [`crate::tokens::PURGE_BATCH`] does for tokens.
+pub(crate) const PURGE_BATCH: &str = "DELETE FROM inbox WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM inbox WHERE handled_at < $1 LIMIT $2))";

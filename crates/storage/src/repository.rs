@@ -85,7 +85,7 @@ impl<M: Mapping> PgRepository<M> {
         done: Result<T, RepositoryError<E>>,
     ) -> Result<T, RepositoryError<E>> {
         if done.is_ok() {
-            self.store.note_write::<E>().await;
+            self.store.note_write().await;
         }
         done
     }

@@ -137,20 +137,19 @@ impl PgStore {
         let cutoff = (config.clock.now() - config.token_retention).as_datetime();
         let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
-        for table in [Purged::Tokens, Purged::Inbox] {
+        for statement in [crate::tokens::PURGE_BATCH, crate::inbox::PURGE_BATCH] {
             loop {
-                let deleted = match table {
-                    Purged::Tokens => {
-                        crate::tokens::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH).await
-                    }
-                    Purged::Inbox => {
-                        crate::inbox::purge_batch(&mut conn, cutoff, Self::PURGE_BATCH).await
-                    }
-                }
-                .map_err(|e| match crate::classify::classify(&e) {
-                    crate::classify::Fault::Timeout => RepositoryError::Timeout,
-                    _ => RepositoryError::Storage(Box::new(e)),
-                })?;
+                use diesel::sql_types::{BigInt, Timestamptz};
+                use diesel_async::RunQueryDsl;
+                let deleted = diesel::sql_query(statement)
+                    .bind::<Timestamptz, _>(cutoff)
+                    .bind::<BigInt, _>(Self::PURGE_BATCH)
+                    .execute(&mut conn)
+                    .await
+                    .map_err(|e| match crate::classify::classify(&e) {
+                        crate::classify::Fault::Timeout => RepositoryError::Timeout,
+                        _ => RepositoryError::Storage(Box::new(e)),
+                    })?;
                 purged += deleted;
                 if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
                     break;
@@ -215,11 +214,11 @@ impl PgStore {
     /// After a write committed inside a causality scope, on a store with a
     /// replica: raises the scope to the primary's log position (one
     /// statement). Without a replica or a scope there is nothing to do.
-    pub(crate) async fn note_write<E>(&self) {
+    pub(crate) async fn note_write(&self) {
         if self.inner.replica.is_none() || !crate::causality::in_scope() {
             return;
         }
-        let Ok(mut conn) = self.connection::<E>().await else {
+        let Ok(mut conn) = self.connection::<Infallible>().await else {
             return;
         };
         match crate::causality::position(&mut conn).await {
@@ -302,13 +301,6 @@ impl Store for PgStore {
         })
         .await
     }
-}
-
-/// What [`PgStore::purge_expired_tokens`] forgets, table by table.
-#[derive(Clone, Copy)]
-enum Purged {
-    Tokens,
-    Inbox,
 }
 
 /// The kind under which request keys share the token table with creates'

@@ -1,6 +1,5 @@
 //! The `tx_tokens` table: claimed in the same transaction as a create.
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{Fingerprint, Timestamp, TxToken};
@@ -119,21 +118,7 @@ pub(crate) async fn is_claimed(
     Ok(!probe?)
 }
 
-/// Deletes at most `batch` of the tokens created before `cutoff`; returns
-/// how many it deleted. One bounded statement: a large backlog drains in
-/// several, none of which can outlive the statement timeout.
-pub(crate) async fn purge_batch(
-    conn: &mut AsyncPgConnection,
-    cutoff: DateTime<Utc>,
-    batch: i64,
-) -> QueryResult<usize> {
-    use diesel::sql_types::{BigInt, Timestamptz};
-    diesel::sql_query(
-        "DELETE FROM tx_tokens WHERE ctid = ANY(ARRAY( \
-             SELECT ctid FROM tx_tokens WHERE created_at < $1 LIMIT $2))",
-    )
-    .bind::<Timestamptz, _>(cutoff)
-    .bind::<BigInt, _>(batch)
-    .execute(conn)
-    .await
-}
+/// Deletes at most `$2` of the tokens created before `$1`: one bounded
+/// statement, run by `PgStore::purge_expired_tokens` until a backlog drains.
+pub(crate) const PURGE_BATCH: &str = "DELETE FROM tx_tokens WHERE ctid = ANY(ARRAY( \
+     SELECT ctid FROM tx_tokens WHERE created_at < $1 LIMIT $2))";

@@ -266,7 +266,7 @@ impl UnitOfWork for PgStore {
             .attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
             .await;
         if done.is_ok() {
-            self.note_write::<E>().await;
+            self.note_write().await;
         }
         done
     }
