@@ -44,9 +44,19 @@ impl TestApp {
         Self::start(flags, Some(url.to_owned()), None).await
     }
 
+    /// On a test database, through PgBouncer when the tests run through
+    /// it (`pgbouncer_url`).
     async fn spawn(flags: &[&str], db: Option<Arc<TestDb>>) -> Self {
-        let url = db.as_ref().map(|db| db.url().to_owned());
-        Self::start(flags, url, db).await
+        let Some(test_db) = &db else {
+            return Self::start(flags, None, db).await;
+        };
+        let (url, pooling) = test_db.store_url();
+        let direct = test_db.url().to_owned();
+        let mut flags = flags.to_vec();
+        if pooling == storage::Pooling::Transaction {
+            flags.extend(["--pooling", "transaction", "--session-url", &direct]);
+        }
+        Self::start(&flags, Some(url), db).await
     }
 
     async fn start(flags: &[&str], database_url: Option<String>, db: Option<Arc<TestDb>>) -> Self {

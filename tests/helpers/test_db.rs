@@ -7,12 +7,23 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use domain::{
     Aggregate, Created, Page, PageRequest, Repository, RepositoryError, TxToken, Updated,
 };
-use storage::{Mapped, Mapping, PgRepository, PgStore, StoreConfig};
+use storage::{Mapped, Mapping, PgRepository, PgStore, Pooling, StoreConfig};
 
 /// Where the tests find Postgres: `DATABASE_URL`, or the local default.
 pub fn admin_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A PgBouncer in transaction mode in front of that server
+/// (`PGBOUNCER_URL`; `scripts/test` sets it for its second pass, after
+/// `scripts/pgbouncer up`). When set, the stores the helpers build connect
+/// through it, under [`Pooling::Transaction`]; setup and fault injection
+/// still connect directly.
+pub fn pgbouncer_url() -> Option<String> {
+    std::env::var("PGBOUNCER_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
 }
 
 /// A connection to the server's administrative database (`DATABASE_URL`).
@@ -64,14 +75,25 @@ impl TestDb {
         db
     }
 
-    /// The database's URL.
+    /// The database's URL, direct to the server.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// A store on this database.
+    /// Where stores reach the database: through the PgBouncer of
+    /// [`pgbouncer_url`] when there is one, else directly; and how.
+    pub fn store_url(&self) -> (String, Pooling) {
+        match pgbouncer_url() {
+            Some(bouncer) => (database_url(&bouncer, &self.name), Pooling::Transaction),
+            None => (self.url.clone(), Pooling::Session),
+        }
+    }
+
+    /// A store on this database (through PgBouncer under
+    /// [`pgbouncer_url`]).
     pub fn store(&self, config: StoreConfig) -> PgStore {
-        PgStore::new(&self.url, config)
+        let (url, pooling) = self.store_url();
+        PgStore::new(&url, StoreConfig { pooling, ..config })
     }
 
     /// Runs `sql` (statements without results) on a connection of its own.

@@ -29,6 +29,18 @@ pub struct Config {
     #[arg(long, env = "REPLICA_URL", hide_env_values = true)]
     pub replica_url: Option<String>,
 
+    /// What `DATABASE_URL` (and `REPLICA_URL`) reach: Postgres or a
+    /// session-pooling PgBouncer (`session`), or a PgBouncer in transaction
+    /// mode (`transaction`, which needs `SESSION_DATABASE_URL`).
+    #[arg(long, env = "DB_POOLING", value_enum, default_value_t = Pooling::Session)]
+    pub pooling: Pooling,
+
+    /// Postgres past any transaction pooler, for what needs a server
+    /// session of its own: the migrations and the outbox relay (`LISTEN`,
+    /// its leader lock). Defaults to `DATABASE_URL`.
+    #[arg(long, env = "SESSION_DATABASE_URL", hide_env_values = true)]
+    pub session_url: Option<String>,
+
     /// Most pooled database connections.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub max_connections: u32,
@@ -62,6 +74,15 @@ pub struct Config {
     pub command: Option<Command>,
 }
 
+/// What a database URL reaches (`storage::Pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pooling {
+    /// A server session per connection.
+    Session,
+    /// A server session per transaction.
+    Transaction,
+}
+
 /// What to run instead of the API.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -81,11 +102,30 @@ impl Config {
         Duration::from_millis(self.request_deadline_ms)
     }
 
+    /// Where the migrations and the relay connect: `SESSION_DATABASE_URL`,
+    /// else `DATABASE_URL` unless that is a transaction pooler.
+    ///
+    /// # Errors
+    /// Under transaction pooling without `SESSION_DATABASE_URL`.
+    pub fn session_url(&self) -> anyhow::Result<Option<&str>> {
+        match (&self.session_url, self.pooling) {
+            (Some(url), _) => Ok(Some(url)),
+            (None, Pooling::Session) => Ok(self.database_url.as_deref()),
+            (None, Pooling::Transaction) => anyhow::bail!(
+                "DB_POOLING=transaction needs SESSION_DATABASE_URL (or --session-url): the \
+                 migrations and the outbox relay need a server session of their own, past the pooler"
+            ),
+        }
+    }
+
     /// The relay's settings, when both the database and the broker are set.
     /// The relay declares the queues of the service's consumers, so their
     /// events wait for them from the first one on.
-    pub fn relay_config(&self) -> Option<relay::RelayConfig> {
-        match (&self.database_url, &self.amqp_url) {
+    ///
+    /// # Errors
+    /// As [`Self::session_url`].
+    pub fn relay_config(&self) -> anyhow::Result<Option<relay::RelayConfig>> {
+        Ok(match (self.session_url()?, &self.amqp_url) {
             (Some(database), Some(amqp)) => {
                 let mut config = relay::RelayConfig::new(database, amqp);
                 config.exchange.clone_from(&self.events_exchange);
@@ -93,7 +133,7 @@ impl Config {
                 Some(config)
             }
             _ => None,
-        }
+        })
     }
 
     /// The store settings these flags describe. The store's own deadline is
@@ -104,6 +144,10 @@ impl Config {
             min_idle: self.min_idle,
             connection_timeout: Duration::from_millis(self.connection_timeout_ms),
             deadline: self.request_deadline(),
+            pooling: match self.pooling {
+                Pooling::Session => storage::Pooling::Session,
+                Pooling::Transaction => storage::Pooling::Transaction,
+            },
             ..storage::StoreConfig::default()
         }
     }

@@ -83,9 +83,10 @@ impl Application {
             }
             Some(url) => {
                 tracing::info!(database = %redact(url), "serving from Postgres; migrating");
-                storage::migrate(url)
+                let direct = config.session_url()?.unwrap_or(url);
+                storage::migrate(direct)
                     .await
-                    .with_context(|| format!("migrating {}", redact(url)))?;
+                    .with_context(|| format!("migrating {}", redact(direct)))?;
                 let store = match &config.replica_url {
                     Some(replica) => {
                         tracing::info!(replica = %redact(replica), "reading from a replica");
@@ -96,7 +97,7 @@ impl Application {
                 tokio::spawn(purge_tokens_hourly(store.clone()));
                 let pools = store.clone();
                 sampler = Some(Sampler(Arc::new(move || pools.record_pool_gauges())));
-                if let Some(relay_config) = config.relay_config() {
+                if let Some(relay_config) = config.relay_config()? {
                     tracing::info!(broker = %redact(&relay_config.amqp_url), "running the outbox relay");
                     // example-only: begin
                     let consumed = store.clone();
@@ -152,7 +153,7 @@ impl Application {
 /// `app relay`: publishes the outbox's events until `shutdown` completes.
 pub async fn run_relay(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let relay_config = config
-        .relay_config()
+        .relay_config()?
         .context("the relay needs DATABASE_URL and AMQP_URL (or --database-url and --amqp-url)")?;
     tracing::info!(
         database = %redact(&relay_config.database_url),

@@ -52,7 +52,7 @@ struct Args {
     only: Vec<String>,
     /// Implementations to run, for profiling one alone (default: all):
     /// hand, framework, verified, raw, memory, relay, replica (with
-    /// `--replica-url`).
+    /// `--replica-url`), pgbouncer (with `--pgbouncer-url`).
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
     /// The server to benchmark against (a database of its own is created).
@@ -74,6 +74,11 @@ struct Args {
     /// pair and passes both).
     #[arg(long)]
     replica_url: Option<String>,
+    /// A PgBouncer in transaction mode in front of `--database-url`'s
+    /// server, for the pgbouncer scenario (`--contenders pgbouncer`;
+    /// `scripts/bench-pgbouncer` starts one and passes it).
+    #[arg(long)]
+    pgbouncer_url: Option<String>,
 }
 
 impl Args {
@@ -88,7 +93,7 @@ impl Args {
         let known: Vec<&str> = CONTENDERS
             .iter()
             .map(|(name, _)| *name)
-            .chain(["memory", "relay", "replica"])
+            .chain(["memory", "relay", "replica", "pgbouncer"])
             .collect();
         if let Some(unknown) = self
             .contenders
@@ -100,6 +105,10 @@ impl Args {
         anyhow::ensure!(
             self.replica_url.is_some() || !self.contenders.iter().any(|c| c == "replica"),
             "the replica scenario needs --replica-url (scripts/bench-replica sets it)"
+        );
+        anyhow::ensure!(
+            self.pgbouncer_url.is_some() || !self.contenders.iter().any(|c| c == "pgbouncer"),
+            "the pgbouncer scenario needs --pgbouncer-url (scripts/bench-pgbouncer sets it)"
         );
         anyhow::ensure!(
             self.tasks.iter().all(|&t| t > 0) && self.seconds > 0.0,
@@ -276,6 +285,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    print_pgbouncer(&args, &data, &mut run).await?;
     // Close every connection before the database goes.
     drop((direct, relayed));
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -337,6 +347,85 @@ async fn print_replica(args: &Args, replica: &str) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     db.drop_database().await
+}
+
+/// With `--pgbouncer-url`: the framework's `get`, `update` and `create` on
+/// direct connections and through that transaction-pooling PgBouncer (the
+/// same database, the same pool size), round by round in turn.
+async fn print_pgbouncer(
+    args: &Args,
+    data: &dyn Fn(u32) -> Data,
+    run: &mut u32,
+) -> anyhow::Result<()> {
+    let Some(bouncer) = args
+        .pgbouncer_url
+        .as_deref()
+        .filter(|_| args.runs("pgbouncer"))
+    else {
+        return Ok(());
+    };
+    let url = data(0).url;
+    let through = match (bouncer.rsplit_once('/'), url.rsplit_once('/')) {
+        (Some((server, _)), Some((_, name))) => format!("{server}/{name}"),
+        _ => anyhow::bail!("--pgbouncer-url must name a database: {bouncer}"),
+    };
+    let store = |url: &str, pooling| {
+        storage::PgStore::new(
+            url,
+            storage::StoreConfig {
+                max_connections: args.connections,
+                deadline: Duration::from_secs(10),
+                connection_timeout: Duration::from_secs(5),
+                pooling,
+                ..storage::StoreConfig::default()
+            },
+        )
+    };
+    let counters = Arc::new(Counters::default());
+    let ways = [
+        framework::Framework::new(&store(&url, storage::Pooling::Session), counters.clone()),
+        framework::Framework::new(
+            &store(&through, storage::Pooling::Transaction),
+            counters.clone(),
+        ),
+    ];
+    println!();
+    println!(
+        "| framework | tasks | direct ops/s | through pgbouncer ops/s | pgbouncer / direct | direct p50 ms | pgbouncer p50 ms |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let duration = Duration::from_secs_f64(args.seconds);
+    for scenario in ["get", "update", "create"]
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
+    {
+        for &tasks in &args.tasks {
+            let mut rounds: [Vec<Figures>; 2] = Default::default();
+            for round in 0..args.rounds {
+                for offset in 0..2 {
+                    let which = (offset + usize::from(round)) % 2;
+                    *run += 1;
+                    let way = ways[which].clone();
+                    let figures = bench(scenario, tasks, duration, &counters, way, data(*run));
+                    rounds[which].push(figures.await?);
+                }
+            }
+            let ratio = paired_ratio(&rounds[1], &rounds[0]);
+            let [direct, pooled] = &mut rounds;
+            if let (Some(direct), Some(pooled), Some(ratio)) =
+                (median(direct), median(pooled), ratio)
+            {
+                println!(
+                    "| {scenario} | {tasks} | {:.0} | {:.0} | {ratio:.2} | {:.2} | {:.2} |",
+                    direct.ops_per_second,
+                    pooled.ops_per_second,
+                    direct.p50.as_secs_f64() * 1e3,
+                    pooled.p50.as_secs_f64() * 1e3,
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The in-memory repository's figures, one task each.

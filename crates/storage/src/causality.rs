@@ -96,7 +96,7 @@ pub(crate) fn wrote(at: Causality) {
 /// The primary's current log position, read on `conn`: at or after the
 /// commit of every transaction that committed before.
 pub(crate) async fn position(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &diesel_async::AsyncPgConnection,
 ) -> diesel::QueryResult<Causality> {
     read_position(conn, "pg_current_wal_lsn()::text")
         .await?
@@ -106,20 +106,20 @@ pub(crate) async fn position(
 /// How far the replica `conn` is on has replayed (`None` on a server
 /// that is no replica).
 pub(crate) async fn replayed(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &diesel_async::AsyncPgConnection,
 ) -> diesel::QueryResult<Option<Causality>> {
     read_position(conn, "pg_last_wal_replay_lsn()::text").await
 }
 
 async fn read_position(
-    conn: &mut diesel_async::AsyncPgConnection,
+    conn: &diesel_async::AsyncPgConnection,
     expression: &str,
 ) -> diesel::QueryResult<Option<Causality>> {
     use diesel::dsl::sql;
     use diesel::sql_types::{Nullable, Text};
     use diesel_async::RunQueryDsl;
     let text: Option<String> = diesel::select(sql::<Nullable<Text>>(expression))
-        .get_result(conn)
+        .get_result(&mut &*conn)
         .await?;
     text.map(|text| Causality::from_pg_lsn(&text))
         .transpose()

@@ -58,13 +58,20 @@ fn classify_message(message: &str) -> Fault {
         "canceling statement due to lock timeout", // 55P03
         "could not serialize access",              // 40001 raised at COMMIT
     ];
-    const CONNECTION: [&str; 6] = [
+    const CONNECTION: [&str; 11] = [
         "terminating connection", // 57P01 admin shutdown, 25P03 idle in transaction
         "connection closed",      // socket closed under us
         "the database system is", // 57P03 starting up / shutting down
         "server closed the connection",
         "connection reset",
         "broken pipe",
+        // PgBouncer (08P01), which then closes the client's connection:
+        // the server session under it died, or none can be had.
+        "server conn crashed",
+        "invalid server parameter", // died while PgBouncer applied settings
+        "pgbouncer cannot connect to server",
+        "server login has been failing",
+        "query_wait_timeout",
     ];
     let lower = message.to_ascii_lowercase();
     if lower.contains("canceling statement due to statement timeout") {
@@ -98,12 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn terminated_backends_and_closed_sockets_are_connection_faults() {
+    fn terminated_backends_closed_sockets_and_pooler_losses_are_connection_faults() {
         for message in [
             "terminating connection due to administrator command",
             "terminating connection due to idle-in-transaction timeout",
             "connection closed",
             "the database system is shutting down",
+            "server conn crashed?",
+            "invalid server parameter",
         ] {
             assert_eq!(
                 classify_message(message),

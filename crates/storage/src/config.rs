@@ -13,6 +13,28 @@ pub enum Recycling {
     Verified,
 }
 
+/// What a pooled connection of the store is on the server's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// A server session of its own for as long as it is open: a direct
+    /// connection, or a pooler in session mode. Its settings are set once,
+    /// and each statement is prepared once per connection.
+    #[default]
+    Session,
+    /// A server session only until its transaction ends: PgBouncer in
+    /// transaction mode. Every statement then runs inside a transaction
+    /// (a lone one gets its own `BEGIN` and `COMMIT`), the settings are set
+    /// with `SET LOCAL` in each, and no statement stays prepared. The
+    /// pooler must deallocate what a transaction prepared when it ends
+    /// (PgBouncer: `server_reset_query = DEALLOCATE ALL` with
+    /// `server_reset_query_always = 1`; `scripts/pgbouncer` sets both).
+    /// Keyed locks hold their transaction, and so their server session,
+    /// while held. Whatever needs a session of its own (migrations, the
+    /// outbox relay's `LISTEN` and leader lock) must connect past the
+    /// pooler.
+    Transaction,
+}
+
 /// Everything a [`PgStore`](crate::PgStore) can be tuned with. `Default` gives
 /// settings fit for a small service and for tests.
 #[derive(Debug, Clone)]
@@ -34,6 +56,9 @@ pub struct StoreConfig {
     pub max_lifetime: Option<Duration>,
     /// How the pool checks connections on checkout.
     pub recycling: Recycling,
+    /// Whether a connection is a server session or, through a
+    /// transaction-pooling PgBouncer, only a transaction.
+    pub pooling: Pooling,
     /// The whole budget of one repository operation: pool wait, statements,
     /// retries and backoff. Also set as the connections' `statement_timeout`.
     pub deadline: Duration,
@@ -79,6 +104,7 @@ impl Default for StoreConfig {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             recycling: Recycling::Fast,
+            pooling: Pooling::Session,
             deadline: Duration::from_secs(2),
             lock_wait: Duration::from_millis(50),
             max_attempts: 20,

@@ -87,14 +87,23 @@ impl Drop for Guard {
     }
 }
 
-/// Sends BEGIN and `statements` (built on `conn`) in one flight; returns
-/// BEGIN's outcome and theirs.
+/// Sends `begin` (the store's `BEGIN`, see `session`) and `statements`
+/// (built on `conn`) in one flight; returns BEGIN's outcome and theirs.
 pub(crate) async fn begin_with<T>(
     conn: &AsyncPgConnection,
+    begin: &str,
     statements: impl Future<Output = T>,
 ) -> (QueryResult<()>, T) {
     let mut on = conn;
-    tokio::join!(on.batch_execute("BEGIN"), statements)
+    tokio::join!(on.batch_execute(begin), statements)
+}
+
+/// Whether no transaction is open on `conn`: outside a unit of work.
+pub(crate) fn outside_transaction(conn: &mut AsyncPgConnection) -> bool {
+    matches!(
+        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    )
 }
 
 /// A COMMIT to send after a flight's statements, in the same flight (see

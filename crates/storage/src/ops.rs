@@ -9,10 +9,11 @@ use domain::{
 use uuid::Uuid;
 
 use crate::classify::is_connection_fault;
-use crate::flight::{self, End, Guard};
+use crate::flight::{self, End, Guard, outside_transaction};
 use crate::mapping::Mapping;
 use crate::outbox;
 use crate::retry::Fail;
+use crate::session::Sessions;
 use crate::tokens;
 use crate::writes::Writes;
 
@@ -21,10 +22,12 @@ type IdOf<M> = <Agg<M> as Aggregate>::Id;
 
 /// Loads the aggregate or answers `NotFound`.
 pub(crate) async fn load<M: Mapping, E>(
-    conn: &AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     id: IdOf<M>,
 ) -> Result<Agg<M>, Fail<E>> {
-    M::load(conn, id)
+    sessions
+        .alone::<_, diesel::result::Error>(conn, move |c| Box::pin(M::load(c, id)))
         .await?
         .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
 }
@@ -90,6 +93,7 @@ enum Attempt<E> {
 /// names, in a second round trip.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     token: TxToken,
     aggregate: &Agg<M>,
     events: &[StoredEvent],
@@ -106,7 +110,7 @@ pub(crate) async fn create<M: Mapping, E>(
     outbox::write(&mut writes, events);
     // Created after the inserts, so that it is polled, and sent, after them.
     let commit = writes.in_order().then(|| flight::commit_after(shared));
-    let first_flight = flight::begin_with(shared, async {
+    let first_flight = flight::begin_with(shared, sessions.begin(), async {
         tokio::join!(
             tokens::find(shared, claim.kind, token),
             tokens::claim_or_fail(shared, claim.kind, token, claim.id, &claim.fingerprint, now),
@@ -131,19 +135,21 @@ pub(crate) async fn create<M: Mapping, E>(
         },
         (Err(error), _) | (_, Err(error)) => Attempt::Failed(Fail::Db(error)),
     };
-    let stored = match &attempt {
+    let stored: Option<IdOf<M>> = match &attempt {
         Attempt::ClaimedBefore(Some((stored_id, _))) => Some((*stored_id).into()),
         _ => None,
     };
+    // COMMIT went with the flight, and a replay loads in a second one; or
+    // COMMIT (ROLLBACK and the replay's load) make the second flight. A
+    // connection that is no session of its own (`session`) loads after.
+    let landed = committed.is_some() || !late;
+    let load_with_end = committed.is_none() && sessions.caches_statements();
     let load_stored = async {
         match stored {
-            Some(stored_id) => M::load(shared, stored_id).await,
-            None => Ok(None),
+            Some(stored_id) if load_with_end => M::load(shared, stored_id).await,
+            _ => Ok(None),
         }
     };
-    // COMMIT went with the flight, and a replay loads in a second one; or
-    // COMMIT (ROLLBACK and the replay's load) make the second flight.
-    let landed = committed.is_some() || !late;
     let (ended, loaded) = if let Some(committed) = committed {
         (committed.map(drop), load_stored.await)
     } else {
@@ -155,6 +161,14 @@ pub(crate) async fn create<M: Mapping, E>(
     };
     let sound = ended.is_ok();
     guard.landed(conn, sound);
+    let loaded = match stored {
+        Some(stored_id) if !load_with_end && sound => {
+            sessions
+                .alone(conn, move |c| Box::pin(M::load(c, stored_id)))
+                .await
+        }
+        _ => loaded,
+    };
     match (attempt, ended) {
         (Attempt::Written, Ok(())) if !landed => Err(Fail::Done(RepositoryError::Timeout)),
         (Attempt::Written, Ok(())) => {
@@ -221,12 +235,13 @@ async fn create_in_savepoint<M: Mapping, E>(
 /// version moved.
 pub(crate) async fn update<M: Mapping, R, E>(
     conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     id: IdOf<M>,
     f: impl FnOnce(&mut Agg<M>) -> Result<R, E>,
     unsettled: &mut Option<domain::Version>,
     now: Timestamp,
 ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
-    let old = load::<M, E>(conn, id).await?;
+    let old = load::<M, E>(conn, sessions, id).await?;
     if unsettled.is_some_and(|version| version != old.version()) {
         return Err(Fail::Done(RepositoryError::OutcomeUnknown));
     }
@@ -244,7 +259,7 @@ pub(crate) async fn update<M: Mapping, R, E>(
     new.set_version(old.version().next());
     let events = StoredEvent::stamp::<Agg<M>>(id, new.version(), new.take_events(), now);
     let pair = [(old, new)];
-    if let Err(failure) = write_all::<M, E>(conn, &pair, &events).await {
+    if let Err(failure) = write_all::<M, E>(conn, sessions, &pair, &events).await {
         if let Fail::ReplyLost(_) = &failure {
             *unsettled = Some(pair[0].0.version());
         }
@@ -260,6 +275,7 @@ pub(crate) async fn update<M: Mapping, R, E>(
 /// in a unit, inside a savepoint.
 pub(crate) async fn write_all<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     pairs: &[(Agg<M>, Agg<M>)],
     events: &[StoredEvent],
 ) -> Result<(), Fail<E>> {
@@ -273,7 +289,7 @@ pub(crate) async fn write_all<M: Mapping, E>(
     let written = if outside_transaction(conn) {
         // One aggregate's writes can go with their COMMIT: each root
         // matches one row or none.
-        send_top_level(conn, pairs.len(), pairs.len() == 1, build).await
+        send_top_level(conn, sessions, pairs.len(), pairs.len() == 1, build).await
     } else {
         AnsiTransactionManager::begin_transaction(conn).await?;
         let mut writes = Writes::on(conn);
@@ -285,7 +301,7 @@ pub(crate) async fn write_all<M: Mapping, E>(
         Ok(true) => Ok(()),
         Ok(false) => Err(Fail::VersionMiss),
         Err(Fail::Db(error)) if !is_connection_fault(&error) => {
-            Err(settle_failed_write::<M, E>(conn, pairs, error).await)
+            Err(settle_failed_write::<M, E>(conn, sessions, pairs, error).await)
         }
         Err(failure) => Err(failure),
     }
@@ -295,11 +311,12 @@ pub(crate) async fn write_all<M: Mapping, E>(
 /// whether a root row went.
 pub(crate) async fn delete<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     id: IdOf<M>,
 ) -> Result<(), Fail<E>> {
     let build = |writes: &mut Writes<'_>| M::delete(writes, id);
     let deleted = if outside_transaction(conn) {
-        send_top_level(conn, 1, false, build).await?
+        send_top_level(conn, sessions, 1, false, build).await?
     } else {
         let mut writes = Writes::on(conn);
         build(&mut writes);
@@ -328,6 +345,7 @@ pub(crate) async fn delete<M: Mapping, E>(
 /// or lose the reply of a write that landed.
 async fn send_top_level<E>(
     conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     expected: usize,
     guard_roots: bool,
     build: impl FnOnce(&mut Writes<'_>),
@@ -340,17 +358,21 @@ async fn send_top_level<E>(
         Writes::on(shared)
     };
     build(&mut writes);
-    if writes.len() == 1 || (writes.roots_guarded() && writes.in_order()) {
-        let (outcome, sound) = if writes.len() == 1 {
+    let alone = writes.len() == 1 && !sessions.needs_transaction();
+    // A lone write commits alone whatever COMMIT follows it: a miss fails
+    // nothing it would keep.
+    let with_commit = (writes.len() == 1 || writes.roots_guarded()) && writes.in_order();
+    if alone || with_commit {
+        let (outcome, sound) = if alone {
             send_alone(&guard, writes, expected).await
         } else {
-            send_with_commit(&guard, shared, writes, expected).await
+            send_with_commit(&guard, shared, sessions, writes, expected).await
         };
         guard.landed(conn, sound);
         return outcome;
     }
     let (first_flight, late) = guard
-        .settle(flight::begin_with(shared, writes.send()))
+        .settle(flight::begin_with(shared, sessions.begin(), writes.send()))
         .await;
     let (begun, written) = first_flight;
     let written = begun.and_then(|()| written.matched(expected));
@@ -406,12 +428,15 @@ async fn send_alone<E>(
 async fn send_with_commit<E>(
     guard: &Guard,
     shared: &AsyncPgConnection,
+    sessions: &Sessions,
     writes: Writes<'_>,
     expected: usize,
 ) -> (Result<bool, Fail<E>>, bool) {
     // Created after the writes, so that it is polled, and sent, after them.
     let commit = flight::commit_after(shared);
-    let flight = flight::begin_with(shared, async { tokio::join!(writes.send(), commit) });
+    let flight = flight::begin_with(shared, sessions.begin(), async {
+        tokio::join!(writes.send(), commit)
+    });
     let ((begun, (written, committed)), late) = guard.settle(flight).await;
     let written = begun.and_then(|()| written.matched(expected));
     // A COMMIT that came back, failed or not, ended the transaction.
@@ -463,12 +488,18 @@ fn lost_connection(why: &str) -> diesel::result::Error {
 /// touches (say, took the line position it appends): if a version moved,
 /// that is a conflict to retry; otherwise the error stands.
 async fn settle_failed_write<M: Mapping, E>(
-    conn: &AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
     pairs: &[(Agg<M>, Agg<M>)],
     error: diesel::result::Error,
 ) -> Fail<E> {
     let ids: Vec<_> = pairs.iter().map(|(old, _)| old.id()).collect();
-    let now = match M::load_many(conn, &ids).await {
+    let now = match sessions
+        .alone(conn, move |c| {
+            Box::pin(async move { M::load_many(c, &ids).await })
+        })
+        .await
+    {
         Ok(now) => now,
         Err(error) => return Fail::Db(error),
     };
@@ -481,14 +512,6 @@ async fn settle_failed_write<M: Mapping, E>(
     } else {
         Fail::Db(error)
     }
-}
-
-/// Whether no transaction is open on `conn`: outside a unit of work.
-fn outside_transaction(conn: &mut AsyncPgConnection) -> bool {
-    matches!(
-        AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
-        Ok(None)
-    )
 }
 
 /// Releases the savepoint a write inside a unit took after success, rolls

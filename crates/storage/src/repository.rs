@@ -91,8 +91,8 @@ impl<M: Mapping> PgRepository<M> {
     }
 
     async fn try_get(&self, id: IdOf<M>) -> Result<Agg<M>, Fail<Infallible>> {
-        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
-        ops::load::<M, _>(&conn, id).await
+        let mut conn = self.store.read_connection().await.map_err(Fail::Done)?;
+        ops::load::<M, _>(&mut conn, self.store.sessions(), id).await
     }
 
     /// One attempt. `commit_lost` remembers an earlier attempt of the same
@@ -108,7 +108,16 @@ impl<M: Mapping> PgRepository<M> {
     ) -> Result<Created<Agg<M>>, Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         let now = self.store.config().clock.now();
-        match ops::create::<M, _>(&mut conn, token, aggregate, events, now).await {
+        match ops::create::<M, _>(
+            &mut conn,
+            self.store.sessions(),
+            token,
+            aggregate,
+            events,
+            now,
+        )
+        .await
+        {
             Err(Fail::ReplyLost(error)) => {
                 *commit_lost = true;
                 Err(Fail::ReplyLost(error))
@@ -130,23 +139,35 @@ impl<M: Mapping> PgRepository<M> {
     ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         let now = self.store.config().clock.now();
-        ops::update::<M, R, E>(&mut conn, id, f, unsettled, now).await
+        ops::update::<M, R, E>(&mut conn, self.store.sessions(), id, f, unsettled, now).await
     }
 
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
-        ops::delete::<M, _>(&mut conn, id).await
+        ops::delete::<M, _>(&mut conn, self.store.sessions(), id).await
     }
 
     async fn try_events(&self, id: IdOf<M>) -> Result<Vec<StoredEvent>, Fail<Infallible>> {
-        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
-        Ok(crate::outbox::of(&conn, Agg::<M>::KIND, id.into()).await?)
+        let mut conn = self.store.read_connection().await.map_err(Fail::Done)?;
+        let kind = Agg::<M>::KIND;
+        Ok(self
+            .store
+            .sessions()
+            .alone(&mut conn, move |c| {
+                Box::pin(crate::outbox::of(c, kind, id.into()))
+            })
+            .await?)
     }
 
     async fn try_list(&self, page: PageRequest<IdOf<M>>) -> Result<Vec<Agg<M>>, Fail<Infallible>> {
         let limit = i64::try_from(page.limit()).unwrap_or(i64::MAX);
-        let conn = self.store.read_connection().await.map_err(Fail::Done)?;
-        Ok(M::load_page(&conn, page.cursor(), limit).await?)
+        let mut conn = self.store.read_connection().await.map_err(Fail::Done)?;
+        let after = page.cursor();
+        Ok(self
+            .store
+            .sessions()
+            .alone(&mut conn, move |c| Box::pin(M::load_page(c, after, limit)))
+            .await?)
     }
 }
 

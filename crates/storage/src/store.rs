@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     /// How far the replica was last seen to have replayed.
     pub(crate) replica_seen: crate::causality::SeenReplayed,
     pub(crate) config: StoreConfig,
+    /// How transactions begin, and whether a statement may run alone.
+    pub(crate) sessions: crate::session::Sessions,
     /// The rows this process's units are writing (`write_order`).
     pub(crate) write_claims: Arc<crate::write_order::WriteClaims>,
 }
@@ -62,20 +64,12 @@ impl PgStore {
     }
 
     fn build(database_url: &str, replica_url: Option<&str>, config: StoreConfig) -> Self {
-        let replica =
-            replica_url.map(|url| build_pool(url, &config, config.max_connections, Some(0)));
-        let pool = build_pool(
-            database_url,
-            &config,
-            config.max_connections,
-            config.min_idle,
-        );
-        let locks = build_pool(
-            database_url,
-            &config,
-            config.max_lock_connections.max(1),
-            Some(0),
-        );
+        let sessions = crate::session::Sessions::new(&config);
+        let pool_of =
+            |url, max_size, min_idle| build_pool(url, &config, &sessions, max_size, min_idle);
+        let replica = replica_url.map(|url| pool_of(url, config.max_connections, Some(0)));
+        let pool = pool_of(database_url, config.max_connections, config.min_idle);
+        let locks = pool_of(database_url, config.max_lock_connections.max(1), Some(0));
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -83,6 +77,7 @@ impl PgStore {
                 replica,
                 replica_seen: crate::causality::SeenReplayed::default(),
                 config,
+                sessions,
                 write_claims: Arc::default(),
             }),
         }
@@ -107,6 +102,11 @@ impl PgStore {
     /// The settings.
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    /// How this store's transactions begin (`session`).
+    pub(crate) fn sessions(&self) -> &crate::session::Sessions {
+        &self.inner.sessions
     }
 
     /// Connections open and idle right now, for health checks and tests.
@@ -141,10 +141,14 @@ impl PgStore {
             loop {
                 use diesel::sql_types::{BigInt, Timestamptz};
                 use diesel_async::RunQueryDsl;
-                let deleted = diesel::sql_query(statement)
-                    .bind::<Timestamptz, _>(cutoff)
-                    .bind::<BigInt, _>(Self::PURGE_BATCH)
-                    .execute(&mut conn)
+                let deleted = self
+                    .sessions()
+                    .alone(&mut conn, move |c| {
+                        let delete = diesel::sql_query(statement)
+                            .bind::<Timestamptz, _>(cutoff)
+                            .bind::<BigInt, _>(Self::PURGE_BATCH);
+                        Box::pin(async move { delete.execute(&mut &*c).await })
+                    })
                     .await
                     .map_err(|e| match crate::classify::classify(&e) {
                         crate::classify::Fault::Timeout => RepositoryError::Timeout,
@@ -194,7 +198,11 @@ impl PgStore {
                     .increment(1);
                 return Ok(conn);
             }
-            match crate::causality::replayed(&mut conn).await {
+            match self
+                .sessions()
+                .alone(&mut conn, |c| Box::pin(crate::causality::replayed(c)))
+                .await
+            {
                 Ok(Some(at)) => seen.saw(at),
                 Ok(None) | Err(_) => break, // no replica after all, or it broke
             }
@@ -221,7 +229,11 @@ impl PgStore {
         let Ok(mut conn) = self.connection::<Infallible>().await else {
             return;
         };
-        match crate::causality::position(&mut conn).await {
+        match self
+            .sessions()
+            .alone(&mut conn, |c| Box::pin(crate::causality::position(c)))
+            .await
+        {
             Ok(at) => crate::causality::wrote(at),
             Err(error) => tracing::warn!(%error, "could not read the log position after a write"),
         }
@@ -267,8 +279,9 @@ impl Store for PgStore {
 
     /// One `SELECT` on the outbox's index of unpublished events.
     async fn outbox_lag(&self) -> Result<Option<std::time::Duration>, RepositoryError> {
-        let conn = self.connection::<Infallible>().await?;
-        crate::outbox::lag(&conn)
+        let mut conn = self.connection::<Infallible>().await?;
+        self.sessions()
+            .alone(&mut conn, |c| Box::pin(crate::outbox::lag(c)))
             .await
             .map_err(|e| RepositoryError::Storage(Box::new(e)))
     }
@@ -313,22 +326,24 @@ impl PgStore {
         key: TxToken,
         request: &Fingerprint,
     ) -> Result<(), Fail<Infallible>> {
-        let conn = self.connection().await.map_err(Fail::Done)?;
+        let mut conn = self.connection().await.map_err(Fail::Done)?;
         let id = key.as_uuid();
-        if crate::tokens::claim(
-            &conn,
-            REQUEST_KIND,
-            key,
-            id,
-            request,
-            self.config().clock.now(),
-        )
-        .await?
-        {
+        let now = self.config().clock.now();
+        let sessions = self.sessions();
+        let fingerprint = *request;
+        let claimed = sessions.alone(&mut conn, move |c| {
+            Box::pin(async move {
+                crate::tokens::claim(c, REQUEST_KIND, key, id, &fingerprint, now).await
+            })
+        });
+        if claimed.await? {
             return Ok(());
         }
         // Claimed, then gone: purged in between. Try again.
-        let Some((_, bound)) = crate::tokens::find(&conn, REQUEST_KIND, key).await? else {
+        let find = sessions.alone(&mut conn, move |c| {
+            Box::pin(crate::tokens::find(c, REQUEST_KIND, key))
+        });
+        let Some((_, bound)) = find.await? else {
             return Err(Fail::VersionMiss);
         };
         if bound == *request {
@@ -355,6 +370,7 @@ impl<A: Mapped> Stores<A> for PgStore {
 fn build_pool(
     database_url: &str,
     config: &StoreConfig,
+    sessions: &crate::session::Sessions,
     max_size: u32,
     min_idle: Option<u32>,
 ) -> Pool<AsyncPgConnection> {
@@ -366,35 +382,37 @@ fn build_pool(
         .max_lifetime(config.max_lifetime)
         .test_on_check_out(true)
         .error_sink(Box::new(LogSink))
-        .build_unchecked(manager(database_url, config))
+        .build_unchecked(manager(database_url, config, sessions))
 }
 
 /// How the pools open and check connections: each session gets the
-/// deadline as its statement timeout, `lock_wait` as its lock timeout and a
-/// bound on idling inside a transaction.
+/// store's settings (`session`), unless only its transactions do, which
+/// then keep no statement prepared.
 fn manager(
     database_url: &str,
     config: &StoreConfig,
+    sessions: &crate::session::Sessions,
 ) -> AsyncDieselConnectionManager<AsyncPgConnection> {
-    let deadline_ms = config.deadline.as_millis();
-    let lock_wait_ms = config.lock_wait.as_millis().max(1);
+    let on_connect: Arc<str> = sessions.on_connect().into();
+    let caches_statements = sessions.caches_statements();
     let mut manager_config = ManagerConfig::default();
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
+        let on_connect = Arc::clone(&on_connect);
         Box::pin(async move {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
-            // A statement can never outlive its operation's deadline, a
-            // lock wait (a deadlock, say) is retried long before it, and a
-            // transaction left open by a vanished client is ended by the
-            // server instead of holding locks forever.
-            conn.batch_execute(&format!(
-                "SET statement_timeout = {deadline_ms}; \
-                 SET lock_timeout = {lock_wait_ms}; \
-                 SET idle_in_transaction_session_timeout = {};",
-                deadline_ms * 5
-            ))
-            .await
-            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            let mut conn = if caches_statements {
+                AsyncPgConnection::establish(&url).await?
+            } else {
+                establish_through_transaction_pooler(&url).await?
+            };
+            if !on_connect.is_empty() {
+                conn.batch_execute(&on_connect)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            }
+            if !caches_statements {
+                conn.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+            }
             Ok(conn)
         })
     });
@@ -411,6 +429,29 @@ fn manager(
         })),
     };
     AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, manager_config)
+}
+
+/// Connects through a transaction pooler. diesel-async sets the session's
+/// time zone and encoding with prepared statements, which such a pooler
+/// can only route inside a transaction: they run inside one here.
+async fn establish_through_transaction_pooler(
+    url: &str,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let bad = |e: tokio_postgres::Error| diesel::ConnectionError::BadConnection(e.to_string());
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(bad)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "a connection through the pooler ended");
+        }
+    });
+    client.batch_execute("BEGIN").await.map_err(bad)?;
+    let mut conn = AsyncPgConnection::try_from(client).await?;
+    conn.batch_execute("COMMIT")
+        .await
+        .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 /// bb8 sends connect and validation errors to a sink that drops them by

@@ -100,11 +100,12 @@ pub(crate) async fn find(
 /// index does), so the answer is final, unlike a plain `SELECT`.
 pub(crate) async fn is_claimed(
     conn: &mut AsyncPgConnection,
+    sessions: &crate::session::Sessions,
     kind: &str,
     token: TxToken,
 ) -> QueryResult<bool> {
     use diesel_async::{AnsiTransactionManager, TransactionManager};
-    AnsiTransactionManager::begin_transaction(conn).await?;
+    AnsiTransactionManager::begin_transaction_sql(conn, sessions.begin()).await?;
     let probe = claim(
         conn,
         kind,

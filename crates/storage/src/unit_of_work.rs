@@ -27,6 +27,7 @@ use crate::write_order::Claims;
 /// the error it got.
 pub struct PgTx {
     conn: Conn,
+    store: PgStore,
     fault: Option<RetryAs>,
     /// The tokens this attempt's creates claimed: if its COMMIT reply is
     /// lost, any of them tells whether it landed.
@@ -48,6 +49,11 @@ impl std::fmt::Debug for PgTx {
 impl PgTx {
     fn conn(&mut self) -> &mut AsyncPgConnection {
         &mut self.conn
+    }
+
+    /// The connection, and how its store's transactions begin.
+    fn parts(&mut self) -> (&mut AsyncPgConnection, &crate::session::Sessions) {
+        (&mut self.conn, self.store.sessions())
     }
 
     /// Turns a failed attempt into the error the closure sees, remembering
@@ -161,8 +167,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
             aggregate.take_events(),
             now,
         );
+        let (conn, sessions) = self.parts();
         let result =
-            ops::create::<A::Mapping, Infallible>(self.conn(), token, &aggregate, &events, now)
+            ops::create::<A::Mapping, Infallible>(conn, sessions, token, &aggregate, &events, now)
                 .await;
         if let Ok(Created::New(_)) = &result {
             self.claimed.push((A::KIND, token));
@@ -171,7 +178,8 @@ impl<A: Mapped> Transaction<A> for PgTx {
     }
 
     async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
-        let result = ops::load::<A::Mapping, Infallible>(self.conn(), id).await;
+        let (conn, sessions) = self.parts();
+        let result = ops::load::<A::Mapping, Infallible>(conn, sessions, id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
@@ -189,13 +197,15 @@ impl<A: Mapped> Transaction<A> for PgTx {
         // Inside the unit's transaction no reply is lost on its own: the
         // unit settles a lost COMMIT.
         let now = self.clock.now();
-        let result = ops::update::<A::Mapping, R, E>(self.conn(), id, f, &mut None, now).await;
+        let (conn, sessions) = self.parts();
+        let result = ops::update::<A::Mapping, R, E>(conn, sessions, id, f, &mut None, now).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
         self.claim::<A, Infallible>(&id)?;
-        let result = ops::delete::<A::Mapping, Infallible>(self.conn(), id).await;
+        let (conn, sessions) = self.parts();
+        let result = ops::delete::<A::Mapping, Infallible>(conn, sessions, id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
@@ -209,7 +219,8 @@ impl<A: Mapped> Transaction<A> for PgTx {
             self.claim::<A, Infallible>(&a.id())?;
         }
         let now = self.clock.now();
-        let result = save_all::<A::Mapping>(self.conn(), changed, now).await;
+        let (conn, sessions) = self.parts();
+        let result = save_all::<A::Mapping>(conn, sessions, changed, now).await;
         self.absorb(&target::<A::Mapping>("*"), result)
     }
 }
@@ -218,6 +229,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
 /// the mappings that override `load_many`) and writes them all.
 async fn save_all<M: Mapping>(
     conn: &mut AsyncPgConnection,
+    sessions: &crate::session::Sessions,
     changed: Vec<M::Aggregate>,
     now: domain::Timestamp,
 ) -> Result<(), Fail<Infallible>> {
@@ -249,7 +261,7 @@ async fn save_all<M: Mapping>(
         ));
         pairs.push((old.clone(), new));
     }
-    ops::write_all::<M, Infallible>(conn, &pairs, &events).await
+    ops::write_all::<M, Infallible>(conn, sessions, &pairs, &events).await
 }
 
 impl UnitOfWork for PgStore {
@@ -263,7 +275,7 @@ impl UnitOfWork for PgStore {
         E: Send,
     {
         let done = self
-            .attempts("BEGIN ISOLATION LEVEL SERIALIZABLE", work)
+            .attempts(self.sessions().begin_serializable(), work)
             .await;
         if done.is_ok() {
             self.note_write().await;
@@ -279,8 +291,7 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        self.attempts("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", work)
-            .await
+        self.attempts(self.sessions().begin_read_only(), work).await
     }
 }
 
@@ -312,6 +323,7 @@ impl PgStore {
                 let conn = self.connection::<Infallible>().await?;
                 let mut tx = PgTx {
                     conn,
+                    store: self.clone(),
                     fault: None,
                     claimed: Vec::new(),
                     rows,
@@ -388,7 +400,9 @@ impl PgStore {
     async fn landed(&self, claimed: &[(&'static str, TxToken)]) -> Option<bool> {
         let (kind, token) = *claimed.first()?;
         let mut conn = self.connection::<Infallible>().await.ok()?;
-        crate::tokens::is_claimed(&mut conn, kind, token).await.ok()
+        crate::tokens::is_claimed(&mut conn, self.sessions(), kind, token)
+            .await
+            .ok()
     }
 }
 
