@@ -1,5 +1,6 @@
-//! Three processes of the service on one database, driven at once, as
-//! behind a load balancer: idempotency keys, If-Match and units of work
+//! Three processes of the service on one database (through PgBouncer in
+//! `scripts/test`'s second pass), driven at once, as behind a load
+//! balancer: idempotency keys, If-Match and units of work
 //! hold across them, and a request retried on another instance gets the
 //! same answer. Each instance is the real binary (`CARGO_BIN_EXE_app`),
 //! started on port 0 and ended by its process id when the test ends.
@@ -28,11 +29,19 @@ struct Instance {
 }
 
 impl Instance {
-    /// Starts the binary on `db` and waits for its "listening" log line.
+    /// Starts the binary on `db` (through PgBouncer when the tests run
+    /// through it) and waits for its "listening" log line.
     async fn start(db: &TestDb) -> Self {
+        let (url, pooling) = db.store_url();
+        let pooling = match pooling {
+            storage::Pooling::Session => "session",
+            storage::Pooling::Transaction => "transaction",
+        };
         let mut process = Command::new(env!("CARGO_BIN_EXE_app"))
             .args(["--bind", "127.0.0.1:0"])
-            .env("DATABASE_URL", db.url())
+            .env("DATABASE_URL", url)
+            .env("DB_POOLING", pooling)
+            .env("SESSION_DATABASE_URL", db.url())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .env_remove("AMQP_URL")

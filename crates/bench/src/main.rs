@@ -382,23 +382,40 @@ async fn print_pgbouncer(
         )
     };
     let counters = Arc::new(Counters::default());
-    let ways = [
-        framework::Framework::new(&store(&url, storage::Pooling::Session), counters.clone()),
-        framework::Framework::new(
-            &store(&through, storage::Pooling::Transaction),
-            counters.clone(),
-        ),
+    let ways_to = |direct: &str, pooled: &str| {
+        [
+            framework::Framework::new(&store(direct, storage::Pooling::Session), counters.clone()),
+            framework::Framework::new(
+                &store(pooled, storage::Pooling::Transaction),
+                counters.clone(),
+            ),
+        ]
+    };
+    let ways = ways_to(&url, &through);
+    // The same two through relays that count round trips, in a pass of
+    // their own.
+    let relays = [
+        round_trips::Relay::start(&url).await?,
+        round_trips::Relay::start(&through).await?,
     ];
+    let counted = ways_to(&relays[0].url, &relays[1].url);
     println!();
     println!(
-        "| framework | tasks | direct ops/s | through pgbouncer ops/s | pgbouncer / direct | direct p50 ms | pgbouncer p50 ms |"
+        "| framework | tasks | direct ops/s | through pgbouncer ops/s | pgbouncer / direct | direct p50 ms | pgbouncer p50 ms | round trips/op direct | round trips/op pgbouncer |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let duration = Duration::from_secs_f64(args.seconds);
     for scenario in ["get", "update", "create"]
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s))
     {
+        let mut round_trips = [0.0; 2];
+        for (which, way) in counted.iter().enumerate() {
+            *run += 1;
+            let short = Duration::from_millis(300);
+            let figures = bench(scenario, 1, short, &counters, way.clone(), data(*run)).await?;
+            round_trips[which] = figures.round_trips_per_op;
+        }
         for &tasks in &args.tasks {
             let mut rounds: [Vec<Figures>; 2] = Default::default();
             for round in 0..args.rounds {
@@ -416,11 +433,13 @@ async fn print_pgbouncer(
                 (median(direct), median(pooled), ratio)
             {
                 println!(
-                    "| {scenario} | {tasks} | {:.0} | {:.0} | {ratio:.2} | {:.2} | {:.2} |",
+                    "| {scenario} | {tasks} | {:.0} | {:.0} | {ratio:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
                     direct.ops_per_second,
                     pooled.ops_per_second,
                     direct.p50.as_secs_f64() * 1e3,
                     pooled.p50.as_secs_f64() * 1e3,
+                    round_trips[0],
+                    round_trips[1],
                 );
             }
         }

@@ -45,6 +45,10 @@
 //! | `create`, replayed | the same flight (the claim fails and aborts it), then a load | 2 | |
 //! | `delete` | 1 `DELETE` (children cascade) | 1 | |
 //!
+//! Under [`Pooling::Transaction`] (a transaction-pooling PgBouncer) a
+//! lone statement gets a `BEGIN` in its flight and a `COMMIT` after it, and
+//! every statement is prepared anew in its transaction (`session`).
+//!
 //! A conflict or transient fault adds a whole attempt. With
 //! [`Recycling::Verified`] every operation pays one more RT for `SELECT 1`.
 //! A write whose statements bind a custom SQL type (a Postgres enum) sends
