@@ -64,10 +64,34 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
         }
     })
     .await;
+    // The same into stores of at most 10 000 counters, the size of a
+    // domain test's: a fresh store every 10 000 creates (dropping the full
+    // one is counted too). The row above grows one store to millions,
+    // where the B-tree's and the hash table's growth costs most.
+    let current = Arc::new(std::sync::Mutex::new(InMemoryRepository::<Counter>::new()));
+    let create_small = measure::run(1, duration, &counters, move |_, n| {
+        let repo = {
+            let mut current = current.lock().expect("not poisoned");
+            if n % 10_000 == 0 {
+                *current = InMemoryRepository::new();
+            }
+            current.clone()
+        };
+        let (id, token) = (
+            CounterId::from(uuid::Uuid::from_u64_pair(3, n)),
+            TxToken::from(uuid::Uuid::from_u64_pair(4, n)),
+        );
+        async move {
+            repo.create(token, Counter::sample(id, n)).await?;
+            Ok(())
+        }
+    })
+    .await;
     vec![
         ("get", get),
         ("update", update),
         ("create (with token)", create),
+        ("create (with token), stores of 10 000", create_small),
         (
             "unit: transfer, 300 accounts",
             transfers(300, duration, &counters).await,

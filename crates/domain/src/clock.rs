@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A UTC instant truncated to microseconds: what Postgres `timestamptz`
@@ -31,8 +31,10 @@ impl Timestamp {
 
 impl From<DateTime<Utc>> for Timestamp {
     fn from(at: DateTime<Utc>) -> Self {
-        // Only fails for instants near the ends of chrono's range.
-        Self(at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at))
+        // Drops the nanoseconds below a microsecond: cheaper than chrono's
+        // general `duration_trunc`, which every store write pays for.
+        let nanos = at.nanosecond();
+        Self(at.with_nanosecond(nanos - nanos % 1_000).unwrap_or(at))
     }
 }
 

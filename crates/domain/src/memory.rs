@@ -1,8 +1,8 @@
 //! The in-memory repository: the same contract as the Postgres one, for
 //! domain unit tests and for running a service without a database.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::aggregate::{Aggregate, UniqueKey, Version};
@@ -60,8 +60,8 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
         Self {
             state: Arc::new(Mutex::new(State {
                 rows: BTreeMap::new(),
-                tokens: HashMap::new(),
-                unique: HashMap::new(),
+                tokens: HashMap::default(),
+                unique: HashMap::default(),
                 recorded: Vec::new(),
             })),
             gate: None,
@@ -71,6 +71,10 @@ impl<A: Aggregate> Default for InMemoryRepository<A> {
         }
     }
 }
+
+/// foldhash, not the standard library's `SipHash`: the maps are keyed by
+/// random uuids and short strings, and a create hashes twice.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 #[derive(Debug)]
 pub(crate) struct State<A: Aggregate> {
@@ -120,6 +124,9 @@ impl<A: Aggregate> InMemoryRepository<A> {
 
     /// The events of the writes just made on `state`, stamped.
     pub(crate) fn stamped(&self, state: &mut State<A>) -> Vec<StoredEvent> {
+        if state.recorded.is_empty() {
+            return Vec::new(); // no clock to read
+        }
         let now = self.now();
         state
             .recorded
