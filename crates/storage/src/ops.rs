@@ -26,10 +26,14 @@ pub(crate) async fn load<M: Mapping, E>(
     sessions: &Sessions,
     id: IdOf<M>,
 ) -> Result<Agg<M>, Fail<E>> {
-    sessions
-        .alone::<_, diesel::result::Error>(conn, move |c| Box::pin(M::load(c, id)))
-        .await?
-        .ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
+    let found = if sessions.runs_alone(conn) {
+        M::load(conn, id).await? // the common case, without boxing a future
+    } else {
+        sessions
+            .alone(conn, move |c| Box::pin(M::load(c, id)))
+            .await?
+    };
+    found.ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
 }
 
 /// What a create claims its token with.

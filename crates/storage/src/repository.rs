@@ -179,11 +179,15 @@ macro_rules! retrying {
     ($repo:ident, $op:literal, $id:expr, $attempt:expr) => {
         within_deadline($repo.store.config(), Self::span($op, &$id), async {
             domain::__private::refuse_inside_unit(Agg::<M>::KIND)?;
-            let mut retry = $repo.retry(&$id);
+            // Made at the first failure: its target names the id as text.
+            let mut retry = None;
             loop {
                 match $attempt.await {
                     Ok(value) => return Ok(value),
-                    Err(failure) => retry.after(failure).await?,
+                    Err(failure) => {
+                        let retry = retry.get_or_insert_with(|| $repo.retry(&$id));
+                        retry.after(failure).await?
+                    }
                 }
             }
         })
