@@ -29,6 +29,21 @@ diesel::table! {
         created_at -> Timestamptz,
     }
 }
+
+// The framework's outbox: a registration stores its `user_registered`
+// event, as the framework does (its trigger `NOTIFY`s the relay).
+diesel::table! {
+    outbox (seq) {
+        seq -> BigInt,
+        id -> Uuid,
+        aggregate_kind -> Text,
+        aggregate_id -> Uuid,
+        version -> BigInt,
+        name -> Text,
+        payload -> Jsonb,
+        occurred_at -> Timestamptz,
+    }
+}
 use uuid::Uuid;
 
 use crate::contender::Contender;
@@ -270,9 +285,21 @@ impl Contender for HandWritten {
                     let child = diesel::insert_into(user_profiles::table)
                         .values(&profile)
                         .execute(&mut &*shared);
-                    let (root, child) = tokio::join!(root, child);
+                    let event = diesel::insert_into(outbox::table)
+                        .values((
+                            outbox::id.eq(Uuid::now_v7()),
+                            outbox::aggregate_kind.eq("user"),
+                            outbox::aggregate_id.eq(id),
+                            outbox::version.eq(1_i64),
+                            outbox::name.eq("user_registered"),
+                            outbox::payload.eq(serde_json::json!({ "username": user.username })),
+                            outbox::occurred_at.eq(now),
+                        ))
+                        .execute(&mut &*shared);
+                    let (root, child, event) = tokio::join!(root, child, event);
                     root?;
                     child?;
+                    event?;
                     Ok::<_, diesel::result::Error>(None)
                 } else {
                     let stored = tx_tokens::table

@@ -27,8 +27,13 @@ const CREATE_USER: &str = "WITH claimed AS ( \
        ON CONFLICT DO NOTHING RETURNING aggregate_id), \
      created AS ( \
        INSERT INTO users (id, version, username, score, created_at, updated_at) \
-       SELECT aggregate_id, 1, $4, 0, now(), now() FROM claimed RETURNING id) \
-     INSERT INTO user_profiles (user_id, first_name, last_name) SELECT id, 'First', 'Last' FROM created";
+       SELECT aggregate_id, 1, $4, 0, now(), now() FROM claimed RETURNING id), \
+     profiled AS ( \
+       INSERT INTO user_profiles (user_id, first_name, last_name) \
+       SELECT id, 'First', 'Last' FROM created RETURNING user_id) \
+     INSERT INTO outbox (id, aggregate_kind, aggregate_id, version, name, payload, occurred_at) \
+     SELECT $5, 'user', user_id, 1, 'user_registered', jsonb_build_object('username', $4::text), now() \
+     FROM profiled";
 const FIND_TOKEN: &str = "SELECT u.id, u.version, u.username, u.score, p.first_name, p.last_name \
      FROM tx_tokens t JOIN users u ON u.id = t.aggregate_id JOIN user_profiles p ON p.user_id = u.id \
      WHERE t.aggregate_kind = 'user' AND t.token = $1";
@@ -130,7 +135,13 @@ impl Contender for Raw {
             .client
             .execute(
                 &c.create_user,
-                &[&token, &id, &fingerprint.as_bytes().as_slice(), &username],
+                &[
+                    &token,
+                    &id,
+                    &fingerprint.as_bytes().as_slice(),
+                    &username,
+                    &Uuid::now_v7(), // the user_registered event, as the framework stores it
+                ],
             )
             .await?;
         if created == 0 {
