@@ -50,18 +50,8 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
         }
     })
     .await;
-    // Ids and tokens from a counter, not the OS's random source: the
-    // figure is the store's cost, not `getrandom`'s.
     let create = measure::run(1, duration, &counters, move |_, n| {
-        let repo = repo.clone();
-        let (id, token) = (
-            CounterId::from(uuid::Uuid::from_u64_pair(1, n)),
-            TxToken::from(uuid::Uuid::from_u64_pair(2, n)),
-        );
-        async move {
-            repo.create(token, Counter::sample(id, n)).await?;
-            Ok(())
-        }
+        create_counter(repo.clone(), 1, n)
     })
     .await;
     // The same into stores of at most 10 000 counters, the size of a
@@ -77,14 +67,7 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
             }
             current.clone()
         };
-        let (id, token) = (
-            CounterId::from(uuid::Uuid::from_u64_pair(3, n)),
-            TxToken::from(uuid::Uuid::from_u64_pair(4, n)),
-        );
-        async move {
-            repo.create(token, Counter::sample(id, n)).await?;
-            Ok(())
-        }
+        create_counter(repo, 2, n)
     })
     .await;
     vec![
@@ -101,6 +84,16 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
             transfers(30_000, duration, &counters).await,
         ),
     ]
+}
+
+/// Creates counter `n` of a run, its id and token made from `(run, n)`,
+/// not drawn from the OS's random source: the figure is the store's cost,
+/// not `getrandom`'s.
+async fn create_counter(repo: InMemoryRepository<Counter>, run: u64, n: u64) -> anyhow::Result<()> {
+    let id = CounterId::from(uuid::Uuid::from_u64_pair(run, 2 * n));
+    let token = TxToken::from(uuid::Uuid::from_u64_pair(run, 2 * n + 1));
+    repo.create(token, Counter::sample(id, n)).await?;
+    Ok(())
 }
 
 /// A unit of work moving money between two of `accounts` accounts in an
