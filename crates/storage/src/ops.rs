@@ -147,7 +147,7 @@ pub(crate) async fn create<M: Mapping, E>(
     // COMMIT (ROLLBACK and the replay's load) make the second flight. A
     // connection that is no session of its own (`session`) loads after.
     let landed = committed.is_some() || !late;
-    let load_with_end = committed.is_none() && sessions.caches_statements();
+    let load_with_end = committed.is_none() && !sessions.needs_transaction();
     let load_stored = async {
         match stored {
             Some(stored_id) if load_with_end => M::load(shared, stored_id).await,

@@ -68,11 +68,6 @@ impl Sessions {
         &self.on_connect
     }
 
-    /// Whether statements stay prepared on a connection.
-    pub(crate) fn caches_statements(&self) -> bool {
-        !self.transaction_pooled
-    }
-
     /// Opens a transaction with the store's settings.
     pub(crate) fn begin(&self) -> &str {
         &self.begin
@@ -88,7 +83,8 @@ impl Sessions {
         &self.read_only
     }
 
-    /// Whether a statement outside a transaction needs one of its own.
+    /// Whether a statement outside a transaction needs one of its own
+    /// (and, so, whether no statement may stay prepared on a connection).
     pub(crate) fn needs_transaction(&self) -> bool {
         self.transaction_pooled
     }

@@ -394,7 +394,7 @@ fn manager(
     sessions: &crate::session::Sessions,
 ) -> AsyncDieselConnectionManager<AsyncPgConnection> {
     let on_connect: Arc<str> = sessions.on_connect().into();
-    let caches_statements = sessions.caches_statements();
+    let caches_statements = !sessions.needs_transaction();
     let mut manager_config = ManagerConfig::default();
     manager_config.custom_setup = Box::new(move |url| {
         let url = url.to_owned();
