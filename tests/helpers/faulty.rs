@@ -104,14 +104,14 @@ impl Mapping for FaultyCounters {
         CounterMapping::load_page(conn, after, limit).await
     }
 
-    fn insert(writes: &mut Writes<'_>, counter: &Counter) {
+    fn insert<'a>(writes: &mut Writes<'a>, counter: &'a Counter) {
         CounterMapping::insert(writes, counter);
     }
 
     /// A planned fault goes first, as a statement that raises it: the
     /// update after it then fails too ("transaction is aborted"), and the
     /// framework judges the write by the first failure.
-    fn update(writes: &mut Writes<'_>, old: &Counter, new: &Counter) {
+    fn update<'a>(writes: &mut Writes<'a>, old: &'a Counter, new: &'a Counter) {
         if let Some(fault) = next_fault(new.id()) {
             writes.child(diesel::sql_query(format!(
                 "DO $$ BEGIN RAISE EXCEPTION '{}' USING ERRCODE = '{}'; END $$",

@@ -51,7 +51,7 @@ pub trait Mapping: Send + Sync + 'static {
 
     /// Lists the statements that insert a new aggregate: its root row's
     /// ([`Writes::root`]), then its child rows' ([`Writes::child`]).
-    fn insert(writes: &mut Writes<'_>, aggregate: &Self::Aggregate);
+    fn insert<'a>(writes: &mut Writes<'a>, aggregate: &'a Self::Aggregate);
 
     /// Lists the statements that write `new` over `old`: the root row's
     /// update, which filters on `version = old.version()` and sets
@@ -59,7 +59,7 @@ pub trait Mapping: Send + Sync + 'static {
     /// concurrent writer won), then the child rows' writes. Write only what
     /// changed: a write of the root row alone is sent alone, without a
     /// transaction around it.
-    fn update(writes: &mut Writes<'_>, old: &Self::Aggregate, new: &Self::Aggregate);
+    fn update<'a>(writes: &mut Writes<'a>, old: &'a Self::Aggregate, new: &'a Self::Aggregate);
 
     /// The stored aggregates among `ids`, in any order. The default loads
     /// them one by one; override it with one statement (`eq_any`) for
@@ -81,7 +81,7 @@ pub trait Mapping: Send + Sync + 'static {
     /// does for one; the root statements' counts add up to the pairs
     /// matched. The default lists `update` per pair; override it with one
     /// statement for aggregates that batch operations touch.
-    fn update_many(writes: &mut Writes<'_>, pairs: &[(Self::Aggregate, Self::Aggregate)]) {
+    fn update_many<'a>(writes: &mut Writes<'a>, pairs: &'a [(Self::Aggregate, Self::Aggregate)]) {
         for (old, new) in pairs {
             Self::update(writes, old, new);
         }

@@ -86,15 +86,17 @@ enum Attempt<E> {
     Failed(Fail<E>),
 }
 
-/// Claims the token and inserts, in one transaction; or, if the token was
-/// claimed before, answers from it. A lost COMMIT reply is retried: the
-/// token makes the retry find what the first attempt stored.
+/// Claims the token and inserts, atomically; or, if the token was claimed
+/// before, answers from it. A lost reply is retried: the token makes the
+/// retry find what the first attempt stored.
 ///
-/// Outside a unit, one round trip: BEGIN, a lookup of the token (for a
-/// replay), the claim, the inserts and COMMIT. A token claimed before fails
-/// the claim, which aborts the transaction (the inserts after it cost
-/// nothing, and COMMIT rolls back); the replay then loads what the token
-/// names, in a second round trip.
+/// Outside a unit, one round trip: a lookup of the token (for a replay),
+/// then the claim, the inserts and the events as one statement (`Writes`
+/// groups them; it commits by itself). Writes that cannot all be one
+/// statement go between BEGIN and COMMIT in the same flight instead. A
+/// token claimed before fails the claim, which fails the statement (or
+/// the transaction) before any insert runs; the replay then loads what
+/// the token names, in a second round trip.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     sessions: &Sessions,
@@ -107,37 +109,55 @@ pub(crate) async fn create<M: Mapping, E>(
     if !outside_transaction(conn) {
         return create_in_savepoint::<M, E>(conn, &claim, aggregate, events).await;
     }
-    let guard = Guard::arm(conn);
-    let shared = &*conn;
-    let mut writes = Writes::on(shared);
+    let mut writes = Writes::new();
+    // First, so that a token claimed before fails the claim before an
+    // insert can fail on the id it made.
+    writes.child(tokens::claim_or_fail(
+        claim.kind,
+        token,
+        claim.id,
+        &claim.fingerprint,
+        now,
+    ));
     M::insert(&mut writes, aggregate);
     outbox::write(&mut writes, events);
-    // Created after the inserts, so that it is polled, and sent, after them.
-    let commit = writes.in_order().then(|| flight::commit_after(shared));
-    let first_flight = flight::begin_with(shared, sessions.begin(), async {
-        tokio::join!(
-            tokens::find(shared, claim.kind, token),
-            tokens::claim_or_fail(shared, claim.kind, token, claim.id, &claim.fingerprint, now),
-            writes.send(),
-            async {
-                match commit {
-                    Some(commit) => Some(commit.await),
-                    None => None,
-                }
-            },
-        )
-    });
-    let ((begun, (found, claimed, written, committed)), late) = guard.settle(first_flight).await;
-    let attempt = match (begun, claimed) {
-        (Ok(()), Ok(())) => match written.matched(1) {
-            Ok(_) => Attempt::Written,
-            Err(error) => Attempt::Failed(Fail::Db(error)),
-        },
-        (Ok(()), Err(error)) if tokens::claimed_before(&error) => match found {
+    // Writes that go as one statement commit by themselves.
+    let solo = writes.sends() == 1 && !sessions.needs_transaction();
+    let guard = Guard::arm(conn);
+    let shared = &*conn;
+    let first_flight = async {
+        if solo {
+            let (found, mut written) =
+                tokio::join!(tokens::find(shared, claim.kind, token), writes.send(shared));
+            // The statement's reply is its commit's.
+            let committed = Some(written.take_connection_fault().map_or(Ok(0), Err));
+            (Ok(()), (found, written, committed))
+        } else {
+            // Created after the writes, so that it is polled, and sent, after them.
+            let commit = writes.in_order().then(|| flight::commit_after(shared));
+            flight::begin_with(shared, sessions.begin(), async {
+                tokio::join!(
+                    tokens::find(shared, claim.kind, token),
+                    writes.send(shared),
+                    async {
+                        match commit {
+                            Some(commit) => Some(commit.await),
+                            None => None,
+                        }
+                    },
+                )
+            })
+            .await
+        }
+    };
+    let ((begun, (found, written, committed)), late) = guard.settle(first_flight).await;
+    let attempt = match begun.and_then(|()| written.matched(1)) {
+        Ok(_) => Attempt::Written,
+        Err(error) if tokens::claimed_before(&error) => match found {
             Ok(found) => Attempt::ClaimedBefore(found),
             Err(error) => Attempt::Failed(Fail::Db(error)),
         },
-        (Err(error), _) | (_, Err(error)) => Attempt::Failed(Fail::Db(error)),
+        Err(error) => Attempt::Failed(Fail::Db(error)),
     };
     let stored: Option<IdOf<M>> = match &attempt {
         Attempt::ClaimedBefore(Some((stored_id, _))) => Some((*stored_id).into()),
@@ -211,10 +231,10 @@ async fn create_in_savepoint<M: Mapping, E>(
         if !tokens::claim(conn, kind, token, claim.id, &claim.fingerprint, claim.now).await? {
             return Ok(tokens::find(conn, kind, token).await?);
         }
-        let mut writes = Writes::on(conn);
+        let mut writes = Writes::new();
         M::insert(&mut writes, aggregate);
         outbox::write(&mut writes, events);
-        writes.send().await.matched(1).map_err(Fail::Db)?;
+        writes.send(conn).await.matched(1).map_err(Fail::Db)?;
         Ok(None)
     }
     .await;
@@ -283,22 +303,24 @@ pub(crate) async fn write_all<M: Mapping, E>(
     pairs: &[(Agg<M>, Agg<M>)],
     events: &[StoredEvent],
 ) -> Result<(), Fail<E>> {
-    let build = |writes: &mut Writes<'_>| {
-        match pairs {
-            [(old, new)] => M::update(writes, old, new),
-            _ => M::update_many(writes, pairs),
-        }
-        outbox::write(writes, events);
+    let outside = outside_transaction(conn);
+    // One aggregate's writes can go as one statement, or with their
+    // COMMIT: each root matches one row or none.
+    let mut writes = if outside && pairs.len() == 1 {
+        Writes::guarded()
+    } else {
+        Writes::new()
     };
-    let written = if outside_transaction(conn) {
-        // One aggregate's writes can go with their COMMIT: each root
-        // matches one row or none.
-        send_top_level(conn, sessions, pairs.len(), pairs.len() == 1, build).await
+    match pairs {
+        [(old, new)] => M::update(&mut writes, old, new),
+        _ => M::update_many(&mut writes, pairs),
+    }
+    outbox::write(&mut writes, events);
+    let written = if outside {
+        send_top_level(conn, sessions, pairs.len(), writes).await
     } else {
         AnsiTransactionManager::begin_transaction(conn).await?;
-        let mut writes = Writes::on(conn);
-        build(&mut writes);
-        let written = writes.send().await.matched(pairs.len());
+        let written = writes.send(conn).await.matched(pairs.len());
         release(conn, written.map_err(Fail::Db)).await
     };
     match written {
@@ -318,13 +340,12 @@ pub(crate) async fn delete<M: Mapping, E>(
     sessions: &Sessions,
     id: IdOf<M>,
 ) -> Result<(), Fail<E>> {
-    let build = |writes: &mut Writes<'_>| M::delete(writes, id);
+    let mut writes = Writes::new();
+    M::delete(&mut writes, id);
     let deleted = if outside_transaction(conn) {
-        send_top_level(conn, sessions, 1, false, build).await?
+        send_top_level(conn, sessions, 1, writes).await?
     } else {
-        let mut writes = Writes::on(conn);
-        build(&mut writes);
-        writes.send().await.matched(1)?
+        writes.send(conn).await.matched(1)?
     };
     if deleted {
         Ok(())
@@ -333,10 +354,11 @@ pub(crate) async fn delete<M: Mapping, E>(
     }
 }
 
-/// Sends the writes `build` lists outside a transaction. Whether the roots
-/// matched `expected` rows (`Ok(false)` on a miss).
+/// Sends `writes` outside a transaction. Whether the roots matched
+/// `expected` rows (`Ok(false)` on a miss).
 ///
-/// One statement goes alone (it commits by itself). Several go in a
+/// One statement goes alone (it commits by itself): a lone write, or
+/// guarded writes that `Writes` groups into one statement. Several go in a
 /// transaction whose BEGIN travels with them; so does its COMMIT when the
 /// roots are guarded (a miss then fails the transaction on the server, see
 /// [`Writes::guarded`]) and nothing can overtake it
@@ -351,24 +373,18 @@ async fn send_top_level<E>(
     conn: &mut AsyncPgConnection,
     sessions: &Sessions,
     expected: usize,
-    guard_roots: bool,
-    build: impl FnOnce(&mut Writes<'_>),
+    mut writes: Writes<'_>,
 ) -> Result<bool, Fail<E>> {
+    // A lone write, or guarded ones, keep nothing after a miss: they may
+    // commit as they land.
+    let commits_as_landed = writes.len() == 1 || writes.roots_guarded();
+    let alone = commits_as_landed && writes.sends() == 1 && !sessions.needs_transaction();
+    let with_commit = commits_as_landed && writes.in_order();
     let guard = Guard::arm(conn);
     let shared = &*conn;
-    let mut writes = if guard_roots {
-        Writes::guarded(shared)
-    } else {
-        Writes::on(shared)
-    };
-    build(&mut writes);
-    let alone = writes.len() == 1 && !sessions.needs_transaction();
-    // A lone write commits alone whatever COMMIT follows it: a miss fails
-    // nothing it would keep.
-    let with_commit = (writes.len() == 1 || writes.roots_guarded()) && writes.in_order();
     if alone || with_commit {
         let (outcome, sound) = if alone {
-            send_alone(&guard, writes, expected).await
+            send_alone(&guard, shared, writes, expected).await
         } else {
             send_with_commit(&guard, shared, sessions, writes, expected).await
         };
@@ -376,7 +392,11 @@ async fn send_top_level<E>(
         return outcome;
     }
     let (first_flight, late) = guard
-        .settle(flight::begin_with(shared, sessions.begin(), writes.send()))
+        .settle(flight::begin_with(
+            shared,
+            sessions.begin(),
+            writes.send(shared),
+        ))
         .await;
     let (begun, written) = first_flight;
     let written = begun.and_then(|()| written.matched(expected));
@@ -406,6 +426,7 @@ async fn send_top_level<E>(
 /// sound after it.
 async fn send_alone<E>(
     guard: &Guard,
+    conn: &AsyncPgConnection,
     writes: Writes<'_>,
     expected: usize,
 ) -> (Result<bool, Fail<E>>, bool) {
@@ -414,7 +435,7 @@ async fn send_alone<E>(
         let lost = lost_connection("failpoint: connection lost before the write");
         return (Err(Fail::ReplyLost(lost)), false);
     }
-    let (written, late) = guard.settle(writes.send()).await;
+    let (written, late) = guard.settle(writes.send(conn)).await;
     let written = written.matched(expected);
     let sound = !matches!(&written, Err(error) if is_connection_fault(error));
     let outcome = match written {
@@ -439,7 +460,7 @@ async fn send_with_commit<E>(
     // Created after the writes, so that it is polled, and sent, after them.
     let commit = flight::commit_after(shared);
     let flight = flight::begin_with(shared, sessions.begin(), async {
-        tokio::join!(writes.send(), commit)
+        tokio::join!(writes.send(shared), commit)
     });
     let ((begun, (written, committed)), late) = guard.settle(flight).await;
     let written = begun.and_then(|()| written.matched(expected));

@@ -40,7 +40,7 @@ struct NewEvent<'a> {
 /// Lists the insert of `events` after the change's own writes (nothing
 /// when there are none). A change records one or two events, so each
 /// count is a statement shape of its own, prepared once.
-pub(crate) fn write(writes: &mut Writes<'_>, events: &[StoredEvent]) {
+pub(crate) fn write<'a>(writes: &mut Writes<'a>, events: &'a [StoredEvent]) {
     if events.is_empty() {
         return;
     }

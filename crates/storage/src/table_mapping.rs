@@ -111,13 +111,13 @@ macro_rules! table_mapping {
                 rows.into_iter().map(Row::restore).collect()
             }
 
-            fn insert(writes: &mut $crate::Writes<'_>, aggregate: &$aggregate) {
+            fn insert<'a>(writes: &mut $crate::Writes<'a>, aggregate: &'a $aggregate) {
                 writes.root($crate::cached(
                     $crate::diesel::insert_into($table::table).values(Row::of(aggregate)),
                 ));
             }
 
-            fn update(writes: &mut $crate::Writes<'_>, old: &$aggregate, new: &$aggregate) {
+            fn update<'a>(writes: &mut $crate::Writes<'a>, old: &'a $aggregate, new: &'a $aggregate) {
                 let id = $crate::__private::uuid($crate::__private::Aggregate::id(new));
                 let old_version =
                     $crate::version_to_db($crate::__private::Aggregate::version(old));

@@ -1,6 +1,8 @@
 //! The `tx_tokens` table: claimed in the same transaction as a create.
 
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{QueryFragment, QueryId};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::{Fingerprint, Timestamp, TxToken};
 use uuid::Uuid;
@@ -41,26 +43,23 @@ pub(crate) async fn claim(
     Ok(inserted == 1)
 }
 
-/// Claims `token` as [`claim`] does, but fails (a unique violation on
-/// `tx_tokens_pkey`) when it was claimed before: the transaction is then
-/// aborted, and the statements pipelined after this one cost the server
-/// nothing.
-pub(crate) async fn claim_or_fail(
-    conn: &AsyncPgConnection,
-    kind: &str,
+/// The statement that claims `token` as [`claim`] does, but fails (a
+/// unique violation on `tx_tokens_pkey`) when it was claimed before: the
+/// write it starts then fails, and nothing after it runs.
+pub(crate) fn claim_or_fail<'a>(
+    kind: &'a str,
     token: TxToken,
     id: Uuid,
-    fingerprint: &Fingerprint,
+    fingerprint: &'a Fingerprint,
     now: Timestamp,
-) -> QueryResult<()> {
-    let claim = diesel::insert_into(tx_tokens::table).values((
+) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
+    crate::cached(diesel::insert_into(tx_tokens::table).values((
         tx_tokens::aggregate_kind.eq(kind),
         tx_tokens::token.eq(token.as_uuid()),
         tx_tokens::aggregate_id.eq(id),
         tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
         tx_tokens::created_at.eq(now.as_datetime()),
-    ));
-    crate::cached(claim).execute(&mut &*conn).await.map(drop)
+    )))
 }
 
 /// Whether `error` is [`claim_or_fail`]'s: the token was claimed before.

@@ -1,24 +1,53 @@
 //! The statements of one write, as a mapping lists them: the framework
 //! decides how they travel (alone, in one flight with BEGIN and the token
 //! claim, inside a unit's savepoint) and reads their replies in order.
+//!
+//! Statements on different tables travel as one: `WITH storage_w0 AS
+//! (<first> RETURNING 1), storage_w1 AS (<second> RETURNING 1) SELECT
+//! ARRAY[(SELECT count(*) FROM storage_w0), (SELECT count(*) FROM
+//! storage_w1)]`. The server runs them in that order (it evaluates the
+//! array's elements in order, each running its statement), as one
+//! statement: atomic without a transaction around it, and one reply to
+//! wait for instead of one per statement. A statement on a table the
+//! current group already writes starts the next group, so that it sees
+//! what the earlier one wrote (a delete of child rows, then their
+//! reinsertion); so does one this shape cannot hold (a `RETURNING`, a
+//! statement that is no plain `INSERT`, `UPDATE` or `DELETE`).
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 
 use diesel::QueryResult;
-use diesel::pg::{Pg, PgMetadataLookup, PgTypeMetadata};
+use diesel::pg::{Pg, PgMetadataLookup, PgQueryBuilder, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryBuilder as _, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-/// One statement on its way, boxed so that statements of any shape share
-/// a flight.
-type Sent<'c> = Pin<Box<dyn Future<Output = QueryResult<usize>> + Send + 'c>>;
+/// One statement (or group) on its way, boxed so that statements of any
+/// shape share a flight.
+type Sent<'c> = Pin<Box<dyn Future<Output = QueryResult<Counts>> + Send + 'c>>;
+
+/// What a statement, or a group sent as one, reports.
+enum Counts {
+    /// A lone statement's rows.
+    One(usize),
+    /// Each grouped statement's rows, in order.
+    Each(Vec<i64>),
+}
+
+/// A listed statement, kept until the framework sends the list.
+type Statement<'c> = Box<dyn QueryFragment<Pg> + Send + Sync + 'c>;
 
 /// The statements a [`Mapping`](crate::Mapping) writes an aggregate with,
 /// in order: the root row's first ([`Writes::root`]), then the child rows'
 /// ([`Writes::child`]). A mapping only lists them; nothing is sent until
-/// the framework sends the whole list, in one round trip where it can.
+/// the framework sends the whole list, in one round trip where it can, and
+/// statements on different tables as one statement (see the module's
+/// documentation): a statement must not read what an earlier statement of
+/// the same write wrote to another table. Foreign keys are fine; they are
+/// checked once the statement ends.
 ///
 /// ```ignore
 /// writes.root(
@@ -28,16 +57,14 @@ type Sent<'c> = Pin<Box<dyn Future<Output = QueryResult<usize>> + Send + 'c>>;
 /// writes.child(storage::cached(diesel::insert_into(order_lines::table).values(added)));
 /// ```
 pub struct Writes<'c> {
-    conn: &'c AsyncPgConnection,
-    statements: Vec<(Part, Sent<'c>)>,
+    statements: Vec<(Part, Statement<'c>)>,
     custom_types: bool,
-    /// Whether a root statement that has company is sent guarded
-    /// ([`ExpectOne`]), so that a miss fails the transaction.
+    /// Whether a root statement that has company is sent guarded (see
+    /// [`Writes::guarded`]), so that a miss fails the whole write.
     guard_roots: bool,
-    /// The first root statement, in guard mode, while it is still alone:
-    /// as it is, and guarded. Which one is sent depends on whether any
-    /// statement follows.
-    held_root: Option<(Sent<'c>, Sent<'c>)>,
+    /// How many statements each group sent as one holds, in order; made
+    /// when first needed.
+    groups: Option<Vec<usize>>,
 }
 
 /// Whether a statement writes the root row or a child row.
@@ -52,7 +79,7 @@ enum Part {
 pub(crate) struct Written {
     /// The rows the root statements matched.
     matched: usize,
-    /// Whether a root statement failed.
+    /// Whether a statement (or group) holding a root failed.
     root_failed: bool,
     /// The first failure, in statement order.
     first_error: Option<diesel::result::Error>,
@@ -70,28 +97,41 @@ impl Written {
             None => Ok(self.matched >= expected),
         }
     }
+
+    /// Takes the failure out if it is the connection's: the write's
+    /// outcome is then unknown, and the caller settles it.
+    pub(crate) fn take_connection_fault(&mut self) -> Option<diesel::result::Error> {
+        if self
+            .first_error
+            .as_ref()
+            .is_some_and(crate::classify::is_connection_fault)
+        {
+            return self.first_error.take();
+        }
+        None
+    }
 }
 
 impl<'c> Writes<'c> {
-    pub(crate) fn on(conn: &'c AsyncPgConnection) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            conn,
             statements: Vec::new(),
             custom_types: false,
             guard_roots: false,
-            held_root: None,
+            groups: None,
         }
     }
 
-    /// Writes of one aggregate's update, sent in one flight with their
-    /// COMMIT: the root statement is guarded when other statements go with
-    /// it (a miss then fails the transaction, and the COMMIT rolls back),
-    /// and sent as it is when alone (it commits by itself, and its count
-    /// tells a miss without an error in the server's log).
-    pub(crate) fn guarded(conn: &'c AsyncPgConnection) -> Self {
+    /// Writes of one aggregate's update, sent as one statement or in one
+    /// flight with their COMMIT: the root statement is guarded when other
+    /// statements go with it (a miss then fails the statement, and the
+    /// transaction, so that nothing after it lands), and sent as it is
+    /// when alone (it commits by itself, and its count tells a miss
+    /// without an error in the server's log).
+    pub(crate) fn guarded() -> Self {
         Self {
             guard_roots: true,
-            ..Self::on(conn)
+            ..Self::new()
         }
     }
 
@@ -99,13 +139,14 @@ impl<'c> Writes<'c> {
     /// version and sets the new one, so that it matches no row when a
     /// concurrent writer won; its count is the rows the write matched.
     ///
-    /// An update's root is a plain `UPDATE` (no `RETURNING`): when child
-    /// writes follow it, the framework sends it as `WITH storage_root AS
-    /// (<update> RETURNING 1) SELECT storage_expect_one(count(*)) FROM
-    /// storage_root`, which fails the transaction on a miss.
+    /// A root is a plain `INSERT`, `UPDATE` or `DELETE` (no `RETURNING`):
+    /// when child writes follow an update's, the framework sends it as
+    /// `WITH storage_w0 AS (<update> RETURNING 1) SELECT
+    /// ARRAY[storage_expect_one((SELECT count(*) FROM storage_w0)), ..]`,
+    /// which fails on a miss before any child write runs.
     pub fn root<Q>(&mut self, statement: Q)
     where
-        Q: QueryFragment<Pg> + QueryId + Send + Sync,
+        Q: QueryFragment<Pg> + QueryId + Send + Sync + 'c,
     {
         self.push(Part::Root, statement);
     }
@@ -113,42 +154,34 @@ impl<'c> Writes<'c> {
     /// A child row's statement (or several rows'), sent after the root's.
     pub fn child<Q>(&mut self, statement: Q)
     where
-        Q: QueryFragment<Pg> + QueryId + Send + Sync,
+        Q: QueryFragment<Pg> + QueryId + Send + Sync + 'c,
     {
         self.push(Part::Child, statement);
     }
 
     fn push<Q>(&mut self, part: Part, statement: Q)
     where
-        Q: QueryFragment<Pg> + QueryId + Send + Sync,
+        Q: QueryFragment<Pg> + QueryId + Send + Sync + 'c,
     {
         self.custom_types |= uses_custom_types(&statement);
-        let mut conn = self.conn;
-        if let Some((_alone, guarded)) = self.held_root.take() {
-            self.statements.push((Part::Root, guarded));
-        }
-        if part == Part::Root && self.guard_roots {
-            // Built both ways now (the statement is not kept), sent one way.
-            let guarded = ExpectOne(&statement).execute(&mut conn);
-            if self.statements.is_empty() {
-                self.held_root = Some((statement.execute(&mut conn), guarded));
-            } else {
-                self.statements.push((part, guarded));
-            }
-            return;
-        }
-        self.statements.push((part, statement.execute(&mut conn)));
+        self.groups = None;
+        self.statements.push((part, Box::new(statement)));
     }
 
-    /// How many statements the write takes.
+    /// How many statements the mapping listed.
     pub(crate) fn len(&self) -> usize {
-        self.statements.len() + usize::from(self.held_root.is_some())
+        self.statements.len()
+    }
+
+    /// How many statements go to the server: groups count as one.
+    pub(crate) fn sends(&mut self) -> usize {
+        self.groups().len()
     }
 
     /// Whether a root statement goes guarded: a miss then fails the
     /// transaction on the server, and a COMMIT may follow in the flight.
     pub(crate) fn roots_guarded(&self) -> bool {
-        self.guard_roots && self.held_root.is_none()
+        self.guard_roots && self.statements.len() > 1
     }
 
     /// Whether every statement goes out as soon as it is polled, so that a
@@ -160,24 +193,58 @@ impl<'c> Writes<'c> {
         !self.custom_types
     }
 
-    /// Sends every statement, in order, and reads their replies.
-    pub(crate) async fn send(mut self) -> Written {
-        if let Some((alone, _guarded)) = self.held_root.take() {
-            self.statements.push((Part::Root, alone));
+    fn groups(&mut self) -> &[usize] {
+        let statements = &self.statements;
+        self.groups.get_or_insert_with(|| group(statements))
+    }
+
+    /// Sends every statement, in order (grouped), and reads their replies.
+    pub(crate) async fn send(mut self, conn: &AsyncPgConnection) -> Written {
+        let guard = self.roots_guarded();
+        let sizes = self.groups().to_vec();
+        let mut on = conn;
+        let mut sent: Vec<(Vec<Part>, Sent<'_>)> = Vec::with_capacity(sizes.len());
+        let mut listed = self.statements.as_slice();
+        for size in sizes {
+            let (group, rest) = listed.split_at(size);
+            listed = rest;
+            let parts: Vec<Part> = group.iter().map(|(part, _)| *part).collect();
+            let future: Sent<'_> = match group {
+                [(part, statement)] if !(guard && *part == Part::Root) => {
+                    let count = Dyn(statement.as_ref()).execute(&mut on);
+                    Box::pin(async move { count.await.map(Counts::One) })
+                }
+                _ => {
+                    let counts = Grouped { group, guard }.get_result::<Vec<i64>>(&mut on);
+                    Box::pin(async move { counts.await.map(Counts::Each) })
+                }
+            };
+            sent.push((parts, future));
         }
-        let (parts, sent): (Vec<Part>, Vec<Sent<'c>>) = self.statements.into_iter().unzip();
-        let replies = futures_util::future::join_all(sent).await;
+        let (parts, futures): (Vec<Vec<Part>>, Vec<Sent<'_>>) = sent.into_iter().unzip();
+        let replies = futures_util::future::join_all(futures).await;
         let mut written = Written {
             matched: 0,
             root_failed: false,
             first_error: None,
         };
-        for (part, reply) in parts.into_iter().zip(replies) {
+        for (parts, reply) in parts.into_iter().zip(replies) {
             match reply {
-                Ok(count) if part == Part::Root => written.matched += count,
-                Ok(_) => {}
+                Ok(Counts::One(count)) => {
+                    if parts[0] == Part::Root {
+                        written.matched += count;
+                    }
+                }
+                Ok(Counts::Each(counts)) => {
+                    for (part, count) in parts.iter().zip(counts) {
+                        if *part == Part::Root {
+                            written.matched += usize::try_from(count).unwrap_or(0);
+                        }
+                    }
+                }
                 Err(error) => {
-                    written.root_failed |= part == Part::Root && !is_version_miss(&error);
+                    let has_root = parts.contains(&Part::Root);
+                    written.root_failed |= has_root && !is_version_miss(&error);
                     written.first_error.get_or_insert(error);
                 }
             }
@@ -186,37 +253,138 @@ impl<'c> Writes<'c> {
     }
 }
 
-/// What [`ExpectOne`] raises when its root matched no row; the text is
-/// the framework's own (`storage_expect_one`), never translated.
+/// Splits `statements` into groups sent as one statement each: a group
+/// grows while the next statement can join it (see [`target`]) and writes
+/// a table no statement of the group writes.
+fn group(statements: &[(Part, Statement<'_>)]) -> Vec<usize> {
+    if statements.len() < 2 {
+        return vec![1; statements.len()];
+    }
+    let mut groups = Vec::new();
+    let mut tables: Vec<String> = Vec::new();
+    let mut size = 0;
+    for (_, statement) in statements {
+        let mut sql = PgQueryBuilder::default();
+        let table = statement
+            .to_sql(&mut sql, &Pg)
+            .ok()
+            .and_then(|()| target(&sql.finish()).map(str::to_owned));
+        let joins = table
+            .as_ref()
+            .is_some_and(|t| size > 0 && !tables.contains(t))
+            && tables.len() == size;
+        if !joins && size > 0 {
+            groups.push(size);
+            size = 0;
+            tables.clear();
+        }
+        size += 1;
+        tables.extend(table);
+    }
+    groups.push(size);
+    groups
+}
+
+/// The table a statement writes, if it is a plain `INSERT`, `UPDATE` or
+/// `DELETE` that can be one part of a group (no `RETURNING` of its own, no
+/// second statement).
+fn target(sql: &str) -> Option<&str> {
+    if sql.contains(';') || sql.contains(" RETURNING ") {
+        return None;
+    }
+    let rest = sql
+        .strip_prefix("INSERT INTO ")
+        .or_else(|| sql.strip_prefix("UPDATE "))
+        .or_else(|| sql.strip_prefix("DELETE FROM "))?;
+    let end = rest.find([' ', '(']).unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
+/// What `storage_expect_one` raises when its root matched no row; the text
+/// is the framework's own, never translated.
 const VERSION_MISS: &str = "storage: version miss";
 
 fn is_version_miss(error: &diesel::result::Error) -> bool {
     matches!(error, diesel::result::Error::DatabaseError(_, info) if info.message().starts_with(VERSION_MISS))
 }
 
-/// A root update that fails its transaction when it matches no row:
-/// `WITH root AS (<update> RETURNING 1) SELECT storage_expect_one(count(*))
-/// FROM root`, whose count is 1. The function is the framework's
-/// migration's. Cached as the update it wraps is.
-struct ExpectOne<'q, Q>(&'q Q);
+/// A listed statement, run as it is. Cached as the statement is.
+struct Dyn<'s>(&'s (dyn QueryFragment<Pg> + Send + Sync));
 
-impl<Q> QueryId for ExpectOne<'_, Q> {
+impl QueryId for Dyn<'_> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for ExpectOne<'_, Q> {
+impl QueryFragment<Pg> for Dyn<'_> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    /// The statement's own answer (diesel's `Box` and `&` would walk it
+    /// and lose a [`cached`](crate::cached) statement's).
+    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
+        self.0.is_safe_to_cache_prepared(backend)
+    }
+}
+
+/// A group of statements sent as one (see the module's documentation),
+/// answering each one's count. With `guard`, a root's count goes through
+/// `storage_expect_one` (the framework's migration's), which fails the
+/// statement when it is not 1, before the statements after it run.
+struct Grouped<'s, 'c> {
+    group: &'s [(Part, Statement<'c>)],
+    guard: bool,
+}
+
+impl QueryId for Grouped<'_, '_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for Grouped<'_, '_> {
+    type SqlType = Array<BigInt>;
+}
+
+impl QueryFragment<Pg> for Grouped<'_, '_> {
     fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        pass.push_sql("WITH storage_root AS (");
-        self.0.walk_ast(pass.reborrow())?;
-        pass.push_sql(" RETURNING 1) SELECT storage_expect_one(count(*)) FROM storage_root");
+        let mut name = String::with_capacity(16);
+        for (i, (_, statement)) in self.group.iter().enumerate() {
+            name.clear();
+            let _ = write!(
+                name,
+                "{} storage_w{i} AS (",
+                if i == 0 { "WITH" } else { "," }
+            );
+            pass.push_sql(&name);
+            statement.walk_ast(pass.reborrow())?;
+            pass.push_sql(" RETURNING 1)");
+        }
+        pass.push_sql(" SELECT ARRAY[");
+        for (i, (part, _)) in self.group.iter().enumerate() {
+            name.clear();
+            let separator = if i == 0 { "" } else { ", " };
+            let _ = if self.guard && *part == Part::Root {
+                write!(
+                    name,
+                    "{separator}storage_expect_one((SELECT count(*) FROM storage_w{i}))"
+                )
+            } else {
+                write!(name, "{separator}(SELECT count(*) FROM storage_w{i})")
+            };
+            pass.push_sql(&name);
+        }
+        pass.push_sql("]");
         Ok(())
     }
 
-    /// The wrapped statement's own answer (diesel's `&Q` would walk it
-    /// and lose a [`cached`](crate::cached) statement's).
     fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
-        Q::is_safe_to_cache_prepared(self.0, backend)
+        for (_, statement) in self.group {
+            if !statement.as_ref().is_safe_to_cache_prepared(backend)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -236,4 +404,39 @@ fn uses_custom_types(statement: &dyn QueryFragment<Pg>) -> bool {
     // A statement whose binds fail to serialize fails when sent, in order.
     let _ = statement.collect_binds(&mut binds, &mut spy, &Pg);
     spy.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target;
+
+    #[test]
+    fn plain_writes_name_their_table() {
+        assert_eq!(
+            target(r#"INSERT INTO "users" ("id") VALUES ($1)"#),
+            Some(r#""users""#)
+        );
+        assert_eq!(
+            target(r#"UPDATE "users" SET "version" = $1"#),
+            Some(r#""users""#)
+        );
+        assert_eq!(
+            target(r#"DELETE FROM "public"."lines" WHERE "id" = $1"#),
+            Some(r#""public"."lines""#)
+        );
+    }
+
+    #[test]
+    fn writes_that_cannot_join_a_group_name_none() {
+        assert_eq!(
+            target(r#"INSERT INTO "t" ("a") VALUES ($1) RETURNING "a""#),
+            None
+        );
+        assert_eq!(target("SELECT 1"), None);
+        assert_eq!(target("UPDATE t SET a = 1; DELETE FROM t"), None);
+        assert_eq!(
+            target(r#"WITH x AS (SELECT 1) INSERT INTO "t" SELECT * FROM x"#),
+            None
+        );
+    }
 }

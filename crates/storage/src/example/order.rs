@@ -142,7 +142,7 @@ impl Mapping for OrderMapping {
 
     /// The order row, then its lines in one statement (at most
     /// `Order::MAX_LINES` shapes: bounded, so cached).
-    fn insert(writes: &mut Writes<'_>, order: &Order) {
+    fn insert<'a>(writes: &mut Writes<'a>, order: &'a Order) {
         writes.root(cached(
             diesel::insert_into(orders::table).values(OrderRow::of(order)),
         ));
@@ -157,7 +157,7 @@ impl Mapping for OrderMapping {
     /// Rewrites only what changed: appended lines are inserted, any other
     /// change to the lines replaces them in two statements, and the root row
     /// takes the version check.
-    fn update(writes: &mut Writes<'_>, old: &Order, new: &Order) {
+    fn update<'a>(writes: &mut Writes<'a>, old: &'a Order, new: &'a Order) {
         let id: Uuid = new.id().into();
         writes.root(cached(
             diesel::update(

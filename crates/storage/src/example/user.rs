@@ -109,7 +109,7 @@ impl Mapping for UserMapping {
         rows.into_iter().map(restore).collect()
     }
 
-    fn insert(writes: &mut Writes<'_>, user: &User) {
+    fn insert<'a>(writes: &mut Writes<'a>, user: &'a User) {
         writes.root(cached(
             diesel::insert_into(users::table).values(UserRow::of(user)),
         ));
@@ -120,7 +120,7 @@ impl Mapping for UserMapping {
 
     /// The profile changes seldom: most updates write the `users` row
     /// alone, in one statement.
-    fn update(writes: &mut Writes<'_>, old: &User, new: &User) {
+    fn update<'a>(writes: &mut Writes<'a>, old: &'a User, new: &'a User) {
         let id: Uuid = new.id().into();
         writes.root(cached(
             diesel::update(
@@ -157,7 +157,7 @@ impl Mapping for UserMapping {
     /// One statement for every root row (and, pipelined, one for the
     /// profiles that changed), however many users: a batch rule such as the
     /// score recompute costs one round trip.
-    fn update_many(writes: &mut Writes<'_>, pairs: &[(User, User)]) {
+    fn update_many<'a>(writes: &mut Writes<'a>, pairs: &'a [(User, User)]) {
         use diesel::sql_types::{Array, BigInt, Double, Text, Timestamptz};
         if pairs.is_empty() {
             return;

@@ -129,7 +129,7 @@ impl Mapping for LedgerMapping {
     /// The ledger row, then its entries in one statement. That one is
     /// left uncached on purpose (a shape per number of entries): each is
     /// prepared first, a round trip the flight must keep in order.
-    fn insert(writes: &mut Writes<'_>, ledger: &Ledger) {
+    fn insert<'a>(writes: &mut Writes<'a>, ledger: &'a Ledger) {
         writes.root(crate::cached(diesel::insert_into(ledgers::table).values(
             LedgerRow {
                 id: ledger.id.into(),
@@ -146,7 +146,7 @@ impl Mapping for LedgerMapping {
 
     /// Appended entries are inserted; any other change to them replaces
     /// them.
-    fn update(writes: &mut Writes<'_>, old: &Ledger, new: &Ledger) {
+    fn update<'a>(writes: &mut Writes<'a>, old: &'a Ledger, new: &'a Ledger) {
         let id = new.id().as_uuid();
         writes.root(crate::cached(
             diesel::update(
