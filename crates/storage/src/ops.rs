@@ -80,8 +80,8 @@ impl Claim {
 enum Attempt<E> {
     /// Every statement succeeded.
     Written,
-    /// The token was claimed before, for the aggregate and request found
-    /// (`None`: by a transaction that committed after the lookup ran).
+    /// The token was claimed before, for the aggregate and request it
+    /// recorded (`None`: the claim went away since, purged).
     ClaimedBefore(Option<(Uuid, Fingerprint)>),
     Failed(Fail<E>),
 }
@@ -90,13 +90,13 @@ enum Attempt<E> {
 /// before, answers from it. A lost reply is retried: the token makes the
 /// retry find what the first attempt stored.
 ///
-/// Outside a unit, one round trip: a lookup of the token (for a replay),
-/// then the claim, the inserts and the events as one statement (`Writes`
-/// groups them; it commits by itself). Writes that cannot all be one
-/// statement go between BEGIN and COMMIT in the same flight instead. A
-/// token claimed before fails the claim, which fails the statement (or
-/// the transaction) before any insert runs; the replay then loads what
-/// the token names, in a second round trip.
+/// Outside a unit, one round trip: the claim, the inserts and the events
+/// as one statement (`Writes` groups them; it commits by itself). Writes
+/// that cannot all be one statement go between BEGIN and COMMIT in the
+/// same flight instead. A token claimed before fails the claim, which
+/// fails the statement (or the transaction) before any insert runs, with
+/// an error that names what the token made; the replay then loads it, in
+/// a second round trip.
 pub(crate) async fn create<M: Mapping, E>(
     conn: &mut AsyncPgConnection,
     sessions: &Sessions,
@@ -110,15 +110,10 @@ pub(crate) async fn create<M: Mapping, E>(
         return create_in_savepoint::<M, E>(conn, &claim, aggregate, events).await;
     }
     let mut writes = Writes::new();
-    // First, so that a token claimed before fails the claim before an
+    // First, so that a token claimed before fails the write before an
     // insert can fail on the id it made.
-    writes.child(tokens::claim_or_fail(
-        claim.kind,
-        token,
-        claim.id,
-        &claim.fingerprint,
-        now,
-    ));
+    let claim_token = tokens::claim_statement(claim.kind, token, claim.id, &claim.fingerprint, now);
+    writes.claim(claim.kind, token.as_uuid(), claim_token);
     M::insert(&mut writes, aggregate);
     outbox::write(&mut writes, events);
     // Writes that go as one statement commit by themselves.
@@ -127,37 +122,31 @@ pub(crate) async fn create<M: Mapping, E>(
     let shared = &*conn;
     let first_flight = async {
         if solo {
-            let (found, mut written) =
-                tokio::join!(tokens::find(shared, claim.kind, token), writes.send(shared));
+            let mut written = writes.send(shared).await;
             // The statement's reply is its commit's.
             let committed = Some(written.take_connection_fault().map_or(Ok(0), Err));
-            (Ok(()), (found, written, committed))
+            (Ok(()), (written, committed))
         } else {
             // Created after the writes, so that it is polled, and sent, after them.
             let commit = writes.in_order().then(|| flight::commit_after(shared));
             flight::begin_with(shared, sessions.begin(), async {
-                tokio::join!(
-                    tokens::find(shared, claim.kind, token),
-                    writes.send(shared),
-                    async {
-                        match commit {
-                            Some(commit) => Some(commit.await),
-                            None => None,
-                        }
-                    },
-                )
+                tokio::join!(writes.send(shared), async {
+                    match commit {
+                        Some(commit) => Some(commit.await),
+                        None => None,
+                    }
+                })
             })
             .await
         }
     };
-    let ((begun, (found, written, committed)), late) = guard.settle(first_flight).await;
+    let ((begun, (written, committed)), late) = guard.settle(first_flight).await;
     let attempt = match begun.and_then(|()| written.matched(1)) {
         Ok(_) => Attempt::Written,
-        Err(error) if tokens::claimed_before(&error) => match found {
-            Ok(found) => Attempt::ClaimedBefore(found),
-            Err(error) => Attempt::Failed(Fail::Db(error)),
+        Err(error) => match tokens::claimed_before(&error) {
+            Some(claimed) => Attempt::ClaimedBefore(claimed.made),
+            None => Attempt::Failed(Fail::Db(error)),
         },
-        Err(error) => Attempt::Failed(Fail::Db(error)),
     };
     let stored: Option<IdOf<M>> = match &attempt {
         Attempt::ClaimedBefore(Some((stored_id, _))) => Some((*stored_id).into()),
@@ -210,8 +199,8 @@ pub(crate) async fn create<M: Mapping, E>(
             claim.replay::<M, E>(loaded?, fingerprint)
         }
         _ if late => Err(Fail::Done(RepositoryError::Timeout)),
-        // Claimed by a transaction that committed after our lookup ran:
-        // look again.
+        // The claim went away (purged) between the insert and the lookup:
+        // try again.
         (Attempt::ClaimedBefore(None), Ok(())) => Err(Fail::VersionMiss),
         (Attempt::Failed(failure), Ok(())) => Err(failure),
     }
@@ -379,7 +368,7 @@ async fn send_top_level<E>(
     // commit as they land.
     let commits_as_landed = writes.len() == 1 || writes.roots_guarded();
     let alone = commits_as_landed && writes.sends() == 1 && !sessions.needs_transaction();
-    let with_commit = commits_as_landed && writes.in_order();
+    let with_commit = !alone && commits_as_landed && writes.in_order();
     let guard = Guard::arm(conn);
     let shared = &*conn;
     if alone || with_commit {

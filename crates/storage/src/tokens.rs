@@ -30,45 +30,72 @@ pub(crate) async fn claim(
     fingerprint: &Fingerprint,
     now: Timestamp,
 ) -> QueryResult<bool> {
-    let claim = diesel::insert_into(tx_tokens::table)
-        .values((
-            tx_tokens::aggregate_kind.eq(kind),
-            tx_tokens::token.eq(token.as_uuid()),
-            tx_tokens::aggregate_id.eq(id),
-            tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
-            tx_tokens::created_at.eq(now.as_datetime()),
-        ))
-        .on_conflict_do_nothing();
-    let inserted = crate::cached(claim).execute(&mut &*conn).await?;
+    let claim = claim_statement(kind, token, id, fingerprint, now);
+    let inserted = claim.execute(&mut &*conn).await?;
     Ok(inserted == 1)
 }
 
-/// The statement that claims `token` as [`claim`] does, but fails (a
-/// unique violation on `tx_tokens_pkey`) when it was claimed before: the
-/// write it starts then fails, and nothing after it runs.
-pub(crate) fn claim_or_fail<'a>(
+/// The statement that claims `token` for the aggregate `id` being
+/// created, stamped `now`; it inserts nothing when the token was claimed
+/// before (see [`claim`]).
+pub(crate) fn claim_statement<'a>(
     kind: &'a str,
     token: TxToken,
     id: Uuid,
     fingerprint: &'a Fingerprint,
     now: Timestamp,
 ) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
-    crate::cached(diesel::insert_into(tx_tokens::table).values((
-        tx_tokens::aggregate_kind.eq(kind),
-        tx_tokens::token.eq(token.as_uuid()),
-        tx_tokens::aggregate_id.eq(id),
-        tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
-        tx_tokens::created_at.eq(now.as_datetime()),
-    )))
+    crate::cached(
+        diesel::insert_into(tx_tokens::table)
+            .values((
+                tx_tokens::aggregate_kind.eq(kind),
+                tx_tokens::token.eq(token.as_uuid()),
+                tx_tokens::aggregate_id.eq(id),
+                tx_tokens::fingerprint.eq(fingerprint.as_bytes().as_slice()),
+                tx_tokens::created_at.eq(now.as_datetime()),
+            ))
+            .on_conflict_do_nothing(),
+    )
 }
 
-/// Whether `error` is [`claim_or_fail`]'s: the token was claimed before.
-pub(crate) fn claimed_before(error: &diesel::result::Error) -> bool {
-    matches!(
-        error,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
-            if info.constraint_name() == Some("tx_tokens_pkey")
-    )
+/// What `storage_expect_claim` (the framework's migration's) raises when a
+/// write's token was claimed before, with what the token made in DETAIL:
+/// `<aggregate id> <fingerprint in hex>`. The text is ours, never
+/// translated.
+const TOKEN_CLAIMED: &str = "storage: token claimed before";
+
+/// A write's token was claimed before.
+pub(crate) struct ClaimedBefore {
+    /// The aggregate id and request fingerprint the token recorded
+    /// (`None` if the claim went away since: purged).
+    pub(crate) made: Option<(Uuid, Fingerprint)>,
+}
+
+/// Whether `error` says that a write's token was claimed before.
+pub(crate) fn claimed_before(error: &diesel::result::Error) -> Option<ClaimedBefore> {
+    let diesel::result::Error::DatabaseError(_, info) = error else {
+        return None;
+    };
+    if !info.message().starts_with(TOKEN_CLAIMED) {
+        return None;
+    }
+    let made = info.details().and_then(|detail| {
+        let (id, hex) = detail.split_once(' ')?;
+        Some((id.parse().ok()?, fingerprint_from_hex(hex)?))
+    });
+    Some(ClaimedBefore { made })
+}
+
+fn fingerprint_from_hex(hex: &str) -> Option<Fingerprint> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(Fingerprint::from_bytes(bytes))
 }
 
 /// The aggregate id and request fingerprint a claimed token recorded, if

@@ -22,7 +22,7 @@ use diesel::QueryResult;
 use diesel::pg::{Pg, PgMetadataLookup, PgQueryBuilder, PgTypeMetadata};
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 use diesel::query_builder::{AstPass, Query, QueryBuilder as _, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// One statement (or group) on its way, boxed so that statements of any
@@ -57,8 +57,7 @@ type Statement<'c> = Box<dyn QueryFragment<Pg> + Send + Sync + 'c>;
 /// writes.child(storage::cached(diesel::insert_into(order_lines::table).values(added)));
 /// ```
 pub struct Writes<'c> {
-    statements: Vec<(Part, Statement<'c>)>,
-    custom_types: bool,
+    statements: Vec<(Part<'c>, Statement<'c>)>,
     /// Whether a root statement that has company is sent guarded (see
     /// [`Writes::guarded`]), so that a miss fails the whole write.
     guard_roots: bool,
@@ -67,11 +66,19 @@ pub struct Writes<'c> {
     groups: Option<Vec<usize>>,
 }
 
-/// Whether a statement writes the root row or a child row.
+/// Whether a statement writes the root row, a child row, or claims a
+/// create's token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
+enum Part<'c> {
     Root,
     Child,
+    /// An `INSERT .. ON CONFLICT DO NOTHING` of the token: always sent in
+    /// a group, so that a token claimed before fails the write
+    /// (`storage_expect_claim`, the framework's migration's).
+    Claim {
+        kind: &'c str,
+        token: uuid::Uuid,
+    },
 }
 
 /// What a list of writes came to, read in statement order.
@@ -79,7 +86,8 @@ enum Part {
 pub(crate) struct Written {
     /// The rows the root statements matched.
     matched: usize,
-    /// Whether a statement (or group) holding a root failed.
+    /// Whether a statement (or group) failed that holds a root or the
+    /// claim: its failure is the write's own, not a consequence of a miss.
     root_failed: bool,
     /// The first failure, in statement order.
     first_error: Option<diesel::result::Error>,
@@ -116,7 +124,6 @@ impl<'c> Writes<'c> {
     pub(crate) fn new() -> Self {
         Self {
             statements: Vec::new(),
-            custom_types: false,
             guard_roots: false,
             groups: None,
         }
@@ -159,11 +166,21 @@ impl<'c> Writes<'c> {
         self.push(Part::Child, statement);
     }
 
-    fn push<Q>(&mut self, part: Part, statement: Q)
+    /// The statement that claims a create's `token` for `kind`, first of
+    /// the write: an insert of the token that does nothing on a conflict.
+    /// A token claimed before then fails the write before anything after
+    /// it runs (see `tokens::claimed_before`).
+    pub(crate) fn claim<Q>(&mut self, kind: &'c str, token: uuid::Uuid, statement: Q)
     where
         Q: QueryFragment<Pg> + QueryId + Send + Sync + 'c,
     {
-        self.custom_types |= uses_custom_types(&statement);
+        self.push(Part::Claim { kind, token }, statement);
+    }
+
+    fn push<Q>(&mut self, part: Part<'c>, statement: Q)
+    where
+        Q: QueryFragment<Pg> + QueryId + Send + Sync + 'c,
+    {
         self.groups = None;
         self.statements.push((part, Box::new(statement)));
     }
@@ -190,7 +207,10 @@ impl<'c> Writes<'c> {
     /// the connection has not made yet, and with it a COMMIT would not be
     /// ordered: such writes commit once their replies are in.
     pub(crate) fn in_order(&self) -> bool {
-        !self.custom_types
+        !self
+            .statements
+            .iter()
+            .any(|(_, statement)| uses_custom_types(statement.as_ref()))
     }
 
     fn groups(&mut self) -> &[usize] {
@@ -203,14 +223,16 @@ impl<'c> Writes<'c> {
         let guard = self.roots_guarded();
         let sizes = self.groups().to_vec();
         let mut on = conn;
-        let mut sent: Vec<(Vec<Part>, Sent<'_>)> = Vec::with_capacity(sizes.len());
+        let mut sent: Vec<(Vec<Part<'c>>, Sent<'_>)> = Vec::with_capacity(sizes.len());
         let mut listed = self.statements.as_slice();
         for size in sizes {
             let (group, rest) = listed.split_at(size);
             listed = rest;
-            let parts: Vec<Part> = group.iter().map(|(part, _)| *part).collect();
+            let parts: Vec<Part<'c>> = group.iter().map(|(part, _)| *part).collect();
             let future: Sent<'_> = match group {
-                [(part, statement)] if !(guard && *part == Part::Root) => {
+                [(part @ (Part::Root | Part::Child), statement)]
+                    if !(guard && *part == Part::Root) =>
+                {
                     let count = Dyn(statement.as_ref()).execute(&mut on);
                     Box::pin(async move { count.await.map(Counts::One) })
                 }
@@ -221,7 +243,7 @@ impl<'c> Writes<'c> {
             };
             sent.push((parts, future));
         }
-        let (parts, futures): (Vec<Vec<Part>>, Vec<Sent<'_>>) = sent.into_iter().unzip();
+        let (parts, futures): (Vec<Vec<Part<'c>>>, Vec<Sent<'_>>) = sent.into_iter().unzip();
         let replies = futures_util::future::join_all(futures).await;
         let mut written = Written {
             matched: 0,
@@ -243,8 +265,10 @@ impl<'c> Writes<'c> {
                     }
                 }
                 Err(error) => {
-                    let has_root = parts.contains(&Part::Root);
-                    written.root_failed |= has_root && !is_version_miss(&error);
+                    let decisive = parts
+                        .iter()
+                        .any(|part| matches!(part, Part::Root | Part::Claim { .. }));
+                    written.root_failed |= decisive && !is_version_miss(&error);
                     written.first_error.get_or_insert(error);
                 }
             }
@@ -256,7 +280,7 @@ impl<'c> Writes<'c> {
 /// Splits `statements` into groups sent as one statement each: a group
 /// grows while the next statement can join it (see [`target`]) and writes
 /// a table no statement of the group writes.
-fn group(statements: &[(Part, Statement<'_>)]) -> Vec<usize> {
+fn group(statements: &[(Part<'_>, Statement<'_>)]) -> Vec<usize> {
     if statements.len() < 2 {
         return vec![1; statements.len()];
     }
@@ -333,7 +357,7 @@ impl QueryFragment<Pg> for Dyn<'_> {
 /// `storage_expect_one` (the framework's migration's), which fails the
 /// statement when it is not 1, before the statements after it run.
 struct Grouped<'s, 'c> {
-    group: &'s [(Part, Statement<'c>)],
+    group: &'s [(Part<'c>, Statement<'c>)],
     guard: bool,
 }
 
@@ -364,15 +388,19 @@ impl QueryFragment<Pg> for Grouped<'_, '_> {
         for (i, (part, _)) in self.group.iter().enumerate() {
             name.clear();
             let separator = if i == 0 { "" } else { ", " };
-            let _ = if self.guard && *part == Part::Root {
-                write!(
-                    name,
-                    "{separator}storage_expect_one((SELECT count(*) FROM storage_w{i}))"
-                )
-            } else {
-                write!(name, "{separator}(SELECT count(*) FROM storage_w{i})")
+            let count = format_args!("(SELECT count(*) FROM storage_w{i})");
+            let _ = match part {
+                Part::Root if self.guard => write!(name, "{separator}storage_expect_one({count})"),
+                Part::Claim { .. } => write!(name, "{separator}storage_expect_claim({count}, "),
+                _ => write!(name, "{separator}{count}"),
             };
             pass.push_sql(&name);
+            if let Part::Claim { kind, token } = part {
+                pass.push_bind_param::<Text, str>(kind)?;
+                pass.push_sql(", ");
+                pass.push_bind_param::<diesel::sql_types::Uuid, uuid::Uuid>(token)?;
+                pass.push_sql(")");
+            }
         }
         pass.push_sql("]");
         Ok(())

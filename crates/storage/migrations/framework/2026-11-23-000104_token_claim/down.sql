@@ -1,0 +1,1 @@
+DROP FUNCTION storage_expect_claim(BIGINT, TEXT, UUID);
