@@ -40,9 +40,9 @@
 //! | `get` | 1 `SELECT` (root joined to children) | 1 | one statement reads one consistent snapshot |
 //! | `list` | 1 `SELECT` | 1 | keyset page joined to children |
 //! | `update`, root row only | `SELECT`; then the root `UPDATE .. WHERE version = $old` alone | 2 | the load is optimistic, outside any transaction, so the closure never runs with a transaction open; the lone write commits by itself and its row count tells a miss |
-//! | `update`, with child rows | `SELECT`; then one flight: `BEGIN`, the guarded root `UPDATE`, the child writes, `COMMIT` | 2 | the root update raises when it matches no row (`storage_expect_one`), which fails the transaction, so the queued `COMMIT` rolls the child writes back |
-//! | `create` | one flight: `BEGIN`, token lookup, token claim, root and child `INSERT`s, `COMMIT` | 1 | the token is claimed in the create's transaction, so a lost COMMIT reply is recoverable |
-//! | `create`, replayed | the same flight (the claim fails and aborts it), then a load | 2 | |
+//! | `update`, with child rows or events | `SELECT`; then one statement: `WITH` the guarded root `UPDATE`, the child writes and the events' `INSERT` (`Writes` groups writes on different tables) | 2 | the root's count goes through `storage_expect_one`, which raises when it is not 1, before any child write runs; a child write on a table the statement already writes (a delete of lines, then their reinsertion) starts a second statement, and both go in one flight between `BEGIN` and `COMMIT` |
+//! | `create` | one statement: `WITH` the token claim (`ON CONFLICT DO NOTHING`), the root and child `INSERT`s, the events' `INSERT` | 1 | the token is claimed with the inserts, atomically, so a lost reply is settled by retrying with the token |
+//! | `create`, replayed | the same statement, which fails at the claim (`storage_expect_claim` raises, naming what the token made), then a load | 2 | |
 //! | `delete` | 1 `DELETE` (children cascade) | 1 | |
 //!
 //! Under [`Pooling::Transaction`] (a transaction-pooling PgBouncer) a

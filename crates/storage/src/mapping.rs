@@ -16,6 +16,9 @@ use crate::writes::Writes;
 /// Rules the framework relies on (the contract suite catches breaking them):
 /// * `load` and `load_page` read a consistent state: one statement (join the
 ///   child tables), not one per table.
+/// * The root's statement is a plain `INSERT`, `UPDATE` or `DELETE`
+///   without `RETURNING` (the framework wraps it to read its count). Other
+///   statements of any shape are sent as they are.
 /// * `update` lists the root row's statement first: it filters on
 ///   `version = old.version()` and sets `version = new.version()`, so that
 ///   it matches no row when a concurrent writer won (the framework then
@@ -25,7 +28,10 @@ use crate::writes::Writes;
 ///
 /// Reads take a shared connection (run a query on `&mut &*conn`); writes
 /// only list statements, which the framework sends together with its own
-/// (BEGIN, the token claim, COMMIT) and reads back in order. Wrap the
+/// (the token claim, the events; BEGIN and COMMIT where it needs them) and
+/// reads back in order. Statements on different tables may run as one
+/// statement ([`Writes`]): none may read what an earlier one of the same
+/// write wrote to another table (foreign keys are fine). Wrap the
 /// writes in [`cached`](crate::cached): diesel prepares an `INSERT` or an
 /// `UPDATE` afresh on every call otherwise, a round trip each time.
 pub trait Mapping: Send + Sync + 'static {

@@ -237,8 +237,16 @@ impl<'c> Writes<'c> {
                     Box::pin(async move { count.await.map(Counts::One) })
                 }
                 _ => {
-                    let counts = Grouped { group, guard }.get_result::<Vec<i64>>(&mut on);
-                    Box::pin(async move { counts.await.map(Counts::Each) })
+                    // `load`, not `get_result`: it reads up to the server's
+                    // ReadyForQuery, which a statement outside a transaction
+                    // only sends once it committed (and a synchronous
+                    // standby confirmed). `get_result` returns at the row,
+                    // before: a crash then would lose a write reported done.
+                    let rows = Grouped { group, guard }.load::<Vec<i64>>(&mut on);
+                    Box::pin(async move {
+                        let mut rows = rows.await?;
+                        Ok(Counts::Each(rows.pop().unwrap_or_default()))
+                    })
                 }
             };
             sent.push((parts, future));
