@@ -51,9 +51,10 @@
 //!
 //! A conflict or transient fault adds a whole attempt. With
 //! [`Recycling::Verified`] every operation pays one more RT for `SELECT 1`.
-//! A write whose statements bind a custom SQL type (a Postgres enum) sends
-//! its `COMMIT` after their replies, one RT more: such a bind may wait for
-//! a type lookup that a pipelined `COMMIT` would overtake.
+//! A write that needs `BEGIN` and `COMMIT` (two statements on one table,
+//! or transaction pooling) and binds a custom SQL type (a Postgres enum)
+//! sends its `COMMIT` after their replies, one RT more: such a bind may
+//! wait for a type lookup that a pipelined `COMMIT` would overtake.
 //!
 //! # Faults
 //! Serialization failures (40001, also at COMMIT), deadlocks (40P01), lock
@@ -116,7 +117,7 @@ pub use diesel;
 
 #[doc(hidden)]
 pub mod __private {
-    //! For [`table_mapping!`]; not part of the API.
+    //! For [`table_mapping!`](crate::table_mapping); not part of the API.
     pub use crate::mapping::{corrupt, uuid};
     pub use domain::{Aggregate, BoxError};
     pub use uuid::Uuid;

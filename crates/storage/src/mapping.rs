@@ -56,7 +56,9 @@ pub trait Mapping: Send + Sync + 'static {
     ) -> impl Future<Output = QueryResult<Vec<Self::Aggregate>>> + Send;
 
     /// Lists the statements that insert a new aggregate: its root row's
-    /// ([`Writes::root`]), then its child rows' ([`Writes::child`]).
+    /// ([`Writes::root`]), then its child rows' ([`Writes::child`]). The
+    /// statements may borrow the aggregate (`'a`): the framework keeps them
+    /// until it sends the whole write, grouped.
     fn insert<'a>(writes: &mut Writes<'a>, aggregate: &'a Self::Aggregate);
 
     /// Lists the statements that write `new` over `old`: the root row's

@@ -50,10 +50,10 @@ type Statement<'c> = Box<dyn QueryFragment<Pg> + Send + Sync + 'c>;
 /// checked once the statement ends.
 ///
 /// ```ignore
-/// writes.root(
-///     storage::cached(diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::version.eq(old_version))))
-///         .set(..)),
-/// );
+/// writes.root(storage::cached(
+///     diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::version.eq(old_version)))
+///         .set(orders::version.eq(new_version)),
+/// ));
 /// writes.child(storage::cached(diesel::insert_into(order_lines::table).values(added)));
 /// ```
 pub struct Writes<'c> {
