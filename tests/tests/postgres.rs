@@ -512,6 +512,51 @@ async fn a_version_miss_inside_a_flight_writes_none_of_its_child_rows() {
     }
 }
 
+/// A write that touches one table twice (the ledger deletes its entries,
+/// then inserts new ones at the same keys) goes as two statements between
+/// BEGIN and COMMIT: the rows are replaced whole, and a miss on the root
+/// still writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_child_rows_replace_the_old_ones_whole() {
+    use domain::testing::{Ledger, LedgerId};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = TestDb::new().await;
+    let repo = db.store(StoreConfig::default()).repository::<Ledger>();
+    let id = LedgerId::generate();
+    let mut ledger = Ledger::open(id, "owner");
+    ledger.entries = vec![1, 2, 3];
+    repo.create(TxToken::generate(), ledger)
+        .await
+        .expect("create");
+    // Not a prefix of the old entries: the mapping deletes them all and
+    // inserts the new ones at positions 0 and 1, which the old rows held.
+    repo.update(id, |ledger| {
+        ledger.entries = vec![9, 8];
+        Ok::<_, Infallible>(())
+    })
+    .await
+    .expect("rewrite");
+    assert_eq!(repo.get(id).await.expect("get").entries, vec![9, 8]);
+
+    let calls = AtomicUsize::new(0);
+    repo.update(id, |ledger| {
+        if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            move_the_handle_from_elsewhere(&db, id);
+        }
+        ledger.entries = vec![7];
+        Ok::<_, Infallible>(())
+    })
+    .await
+    .expect("rewrite after a miss");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one miss, one retry");
+    let stored = repo.get(id).await.expect("get");
+    assert_eq!(
+        (stored.handle, stored.entries),
+        (Some(format!("moved {id}")), vec![7]),
+        "the missed attempt wrote nothing"
+    );
+}
+
 /// Updates the ledger's handle through a store of its own, on a thread and
 /// runtime of its own, and returns once that write committed.
 fn move_the_handle_from_elsewhere(db: &std::sync::Arc<TestDb>, id: domain::testing::LedgerId) {

@@ -9,10 +9,12 @@
 //! array's elements in order, each running its statement), as one
 //! statement: atomic without a transaction around it, and one reply to
 //! wait for instead of one per statement. A statement on a table the
-//! current group already writes starts the next group, so that it sees
-//! what the earlier one wrote (a delete of child rows, then their
-//! reinsertion); so does one this shape cannot hold (a `RETURNING`, a
-//! statement that is no plain `INSERT`, `UPDATE` or `DELETE`).
+//! current group already writes starts the next group: parts of one
+//! statement read the rows as they were when it began, so a second write
+//! to a row an earlier part changed would not see that change (Postgres
+//! then keeps only one of the two). So does a statement this shape cannot
+//! hold (a `RETURNING`, a statement that is no plain `INSERT`, `UPDATE` or
+//! `DELETE`).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -444,7 +446,32 @@ fn uses_custom_types(statement: &dyn QueryFragment<Pg>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::target;
+    use super::{Writes, target};
+
+    #[test]
+    fn a_table_the_group_writes_or_an_odd_statement_starts_the_next_group() {
+        use crate::outbox::outbox;
+        use crate::tokens::tx_tokens;
+        use diesel::prelude::*;
+        let mut writes = Writes::new();
+        writes.root(diesel::delete(
+            tx_tokens::table.filter(tx_tokens::token.eq(uuid::Uuid::nil())),
+        ));
+        writes.child(diesel::delete(outbox::table.filter(outbox::seq.eq(1))));
+        writes.child(diesel::delete(
+            tx_tokens::table.filter(tx_tokens::token.eq(uuid::Uuid::max())),
+        ));
+        writes.child(diesel::sql_query(
+            "DELETE FROM outbox WHERE seq = 2 RETURNING seq",
+        ));
+        writes.child(diesel::delete(outbox::table.filter(outbox::seq.eq(3))));
+        writes.child(diesel::delete(
+            tx_tokens::table.filter(tx_tokens::token.eq(uuid::Uuid::nil())),
+        ));
+        assert_eq!(writes.len(), 6);
+        assert_eq!(writes.groups(), [2, 1, 1, 2]);
+        assert_eq!(writes.sends(), 4);
+    }
 
     #[test]
     fn plain_writes_name_their_table() {
