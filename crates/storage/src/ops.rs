@@ -152,9 +152,10 @@ pub(crate) async fn create<M: Mapping, E>(
         Attempt::ClaimedBefore(Some((stored_id, _))) => Some((*stored_id).into()),
         _ => None,
     };
-    // COMMIT went with the flight, and a replay loads in a second one; or
-    // COMMIT (ROLLBACK and the replay's load) make the second flight. A
-    // connection that is no session of its own (`session`) loads after.
+    // The write committed by itself, or its COMMIT went with the flight,
+    // and a replay loads in a second one; or COMMIT (ROLLBACK and the
+    // replay's load) make the second flight. A connection that is no
+    // session of its own (`session`) loads after.
     let landed = committed.is_some() || !late;
     let load_with_end = committed.is_none() && !sessions.needs_transaction();
     let load_stored = async {
