@@ -19,7 +19,11 @@
 //! sending it).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use crate::session::Sessions;
 use diesel::QueryResult;
 use diesel::connection::TransactionManagerStatus;
 use diesel_async::{
@@ -28,13 +32,24 @@ use diesel_async::{
 };
 
 /// Armed while a flight is out: see the module's documentation.
-pub(crate) struct Guard(Option<tokio_postgres::CancelToken>);
+pub(crate) struct Guard(Option<Cancel>);
+
+/// How to cancel what runs on a connection.
+struct Cancel {
+    token: tokio_postgres::CancelToken,
+    /// A pooler's `host:port` (`Sessions::cancel_via`), when the cancel
+    /// request must go by a socket held open until the pooler closes it.
+    via: Option<Arc<str>>,
+}
 
 impl Guard {
     /// Marks `conn` (with no transaction open) broken until [`Self::landed`].
-    pub(crate) fn arm(conn: &mut AsyncPgConnection) -> Self {
+    pub(crate) fn arm(conn: &mut AsyncPgConnection, sessions: &Sessions) -> Self {
         AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-        Self(Some(conn.cancel_token()))
+        Self(Some(Cancel {
+            token: conn.cancel_token(),
+            via: sessions.cancel_via().cloned(),
+        }))
     }
 
     /// Every reply of the flight came. If the flight ended its transaction
@@ -63,8 +78,8 @@ impl Guard {
             if let Ok(replies) = tokio::time::timeout_at(until, &mut flight).await {
                 return (replies, false);
             }
-            if let Some(token) = &self.0
-                && let Err(error) = token.cancel_query(tokio_postgres::NoTls).await
+            if let Some(cancel) = &self.0
+                && let Err(error) = cancel.send().await
             {
                 tracing::warn!(%error, "could not cancel a write past its deadline");
             }
@@ -76,13 +91,88 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let Some(token) = self.0.take() else { return };
+        let Some(cancel) = self.0.take() else { return };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = token.cancel_query(tokio_postgres::NoTls).await {
+                if let Err(error) = cancel.send().await {
                     tracing::warn!(%error, "could not cancel a dropped write");
                 }
             });
+        }
+    }
+}
+
+impl Cancel {
+    /// Asks the server to cancel what runs on the connection. Through a
+    /// pooler, the request's socket stays open until the pooler closes it:
+    /// PgBouncer 1.18 (Debian 12's) exits when a cancel request's client
+    /// disconnects before the server side of it is done (pgbouncer issue
+    /// #801, fixed in 1.20), and tokio-postgres closes its cancel socket as
+    /// soon as the request is written.
+    async fn send(&self) -> Result<(), String> {
+        let Some(via) = &self.via else {
+            return self
+                .token
+                .cancel_query(tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string());
+        };
+        let until_closed = async {
+            let stream = tokio::net::TcpStream::connect(&**via)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.token
+                .cancel_query_raw(UntilClosed(stream), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), until_closed)
+            .await
+            .map_err(|_| "no answer to the cancel request in 5 s".to_owned())?
+    }
+}
+
+/// A socket whose shutdown only waits for the peer to close it: even a
+/// half-close of our side reads to PgBouncer as the client going away.
+struct UntilClosed(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for UntilClosed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for UntilClosed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    /// Reads until the peer closes.
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut scratch = [0; 64];
+        loop {
+            let mut buf = tokio::io::ReadBuf::new(&mut scratch);
+            match std::task::ready!(tokio::io::AsyncRead::poll_read(
+                Pin::new(&mut self.0),
+                cx,
+                &mut buf
+            )) {
+                Ok(()) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Ok(()) => {}
+                Err(error) => return Poll::Ready(Err(error)),
+            }
         }
     }
 }

@@ -118,7 +118,7 @@ pub(crate) async fn create<M: Mapping, E>(
     outbox::write(&mut writes, events);
     // Writes that go as one statement commit by themselves.
     let solo = writes.sends() == 1 && !sessions.needs_transaction();
-    let guard = Guard::arm(conn);
+    let guard = Guard::arm(conn, sessions);
     let shared = &*conn;
     let first_flight = async {
         if solo {
@@ -370,7 +370,7 @@ async fn send_top_level<E>(
     let commits_as_landed = writes.len() == 1 || writes.roots_guarded();
     let alone = commits_as_landed && writes.sends() == 1 && !sessions.needs_transaction();
     let with_commit = !alone && commits_as_landed && writes.in_order();
-    let guard = Guard::arm(conn);
+    let guard = Guard::arm(conn, sessions);
     let shared = &*conn;
     if alone || with_commit {
         let (outcome, sound) = if alone {

@@ -12,6 +12,8 @@
 //! prepared, and sets its timeouts with `SET LOCAL` in each transaction's
 //! `BEGIN` instead of once per connection.
 
+use std::sync::Arc;
+
 use diesel::result::Error;
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use domain::BoxFuture;
@@ -30,10 +32,13 @@ pub(crate) struct Sessions {
     serializable: String,
     read_only: String,
     transaction_pooled: bool,
+    /// Where cancel requests go through a pooler (`host:port`), under
+    /// `Pooling::Transaction`: see `flight::Guard`.
+    cancel_via: Option<Arc<str>>,
 }
 
 impl Sessions {
-    pub(crate) fn new(config: &StoreConfig) -> Self {
+    pub(crate) fn new(config: &StoreConfig, database_url: &str) -> Self {
         let deadline_ms = config.deadline.as_millis();
         let lock_wait_ms = config.lock_wait.as_millis().max(1);
         // A statement can never outlive its operation's deadline, a lock
@@ -54,7 +59,11 @@ impl Sessions {
         } else {
             (settings(""), String::new())
         };
+        let cancel_via = transaction_pooled
+            .then(|| tcp_address(database_url))
+            .flatten();
         Self {
+            cancel_via,
             on_connect,
             begin: format!("BEGIN{local}"),
             serializable: format!("BEGIN ISOLATION LEVEL SERIALIZABLE{local}"),
@@ -83,6 +92,12 @@ impl Sessions {
         &self.read_only
     }
 
+    /// Where cancel requests must go by a socket the store holds open
+    /// until the pooler closes it (see `flight::Guard`), if anywhere.
+    pub(crate) fn cancel_via(&self) -> Option<&Arc<str>> {
+        self.cancel_via.as_ref()
+    }
+
     /// Whether a statement outside a transaction needs one of its own
     /// (and, so, whether no statement may stay prepared on a connection).
     pub(crate) fn needs_transaction(&self) -> bool {
@@ -108,7 +123,7 @@ impl Sessions {
         if self.runs_alone(conn) {
             return work(conn).await;
         }
-        let guard = Guard::arm(conn);
+        let guard = Guard::arm(conn, self);
         let shared = &*conn;
         let (begun, done) = flight::begin_with(shared, &self.begin, work(shared)).await;
         let end = if begun.is_ok() && done.is_ok() {
@@ -123,4 +138,16 @@ impl Sessions {
         ended?;
         Ok(done)
     }
+}
+
+/// The first TCP `host:port` of a connection URL (none for a Unix socket).
+fn tcp_address(database_url: &str) -> Option<Arc<str>> {
+    let config: tokio_postgres::Config = database_url.parse().ok()?;
+    let host = match config.get_hosts().first()? {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(_) => return None,
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Some(format!("{host}:{port}").into())
 }

@@ -64,7 +64,7 @@ impl PgStore {
     }
 
     fn build(database_url: &str, replica_url: Option<&str>, config: StoreConfig) -> Self {
-        let sessions = crate::session::Sessions::new(&config);
+        let sessions = crate::session::Sessions::new(&config, database_url);
         let pool_of =
             |url, max_size, min_idle| build_pool(url, &config, &sessions, max_size, min_idle);
         let replica = replica_url.map(|url| pool_of(url, config.max_connections, Some(0)));
