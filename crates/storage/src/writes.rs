@@ -223,61 +223,68 @@ impl<'c> Writes<'c> {
     /// Sends every statement, in order (grouped), and reads their replies.
     pub(crate) async fn send(mut self, conn: &AsyncPgConnection) -> Written {
         let guard = self.roots_guarded();
-        let sizes = self.groups().to_vec();
+        let sizes = self
+            .groups
+            .take()
+            .unwrap_or_else(|| group(&self.statements));
+        let groups = || {
+            let mut listed = self.statements.as_slice();
+            sizes.iter().map(move |&size| {
+                let (group, rest) = listed.split_at(size);
+                listed = rest;
+                group
+            })
+        };
         let mut on = conn;
-        let mut sent: Vec<(Vec<Part<'c>>, Sent<'_>)> = Vec::with_capacity(sizes.len());
-        let mut listed = self.statements.as_slice();
-        for size in sizes {
-            let (group, rest) = listed.split_at(size);
-            listed = rest;
-            let parts: Vec<Part<'c>> = group.iter().map(|(part, _)| *part).collect();
-            let future: Sent<'_> = match group {
-                [(part @ (Part::Root | Part::Child), statement)]
-                    if !(guard && *part == Part::Root) =>
-                {
-                    let count = Dyn(statement.as_ref()).execute(&mut on);
-                    Box::pin(async move { count.await.map(Counts::One) })
+        let sent: Vec<Sent<'_>> = groups()
+            .map(|group| -> Sent<'_> {
+                match group {
+                    [(part @ (Part::Root | Part::Child), statement)]
+                        if !(guard && *part == Part::Root) =>
+                    {
+                        let count = Dyn(statement.as_ref()).execute(&mut on);
+                        Box::pin(async move { count.await.map(Counts::One) })
+                    }
+                    _ => {
+                        // `load`, not `get_result`: it reads up to the
+                        // server's ReadyForQuery, which a statement outside
+                        // a transaction only sends once it committed (and a
+                        // synchronous standby confirmed). `get_result`
+                        // returns at the row, before: a crash then would
+                        // lose a write reported done.
+                        let rows = Grouped { group, guard }.load::<Vec<i64>>(&mut on);
+                        Box::pin(async move {
+                            let mut rows = rows.await?;
+                            Ok(Counts::Each(rows.pop().unwrap_or_default()))
+                        })
+                    }
                 }
-                _ => {
-                    // `load`, not `get_result`: it reads up to the server's
-                    // ReadyForQuery, which a statement outside a transaction
-                    // only sends once it committed (and a synchronous
-                    // standby confirmed). `get_result` returns at the row,
-                    // before: a crash then would lose a write reported done.
-                    let rows = Grouped { group, guard }.load::<Vec<i64>>(&mut on);
-                    Box::pin(async move {
-                        let mut rows = rows.await?;
-                        Ok(Counts::Each(rows.pop().unwrap_or_default()))
-                    })
-                }
-            };
-            sent.push((parts, future));
-        }
-        let (parts, futures): (Vec<Vec<Part<'c>>>, Vec<Sent<'_>>) = sent.into_iter().unzip();
-        let replies = futures_util::future::join_all(futures).await;
+            })
+            .collect();
+        let replies = futures_util::future::join_all(sent).await;
         let mut written = Written {
             matched: 0,
             root_failed: false,
             first_error: None,
         };
-        for (parts, reply) in parts.into_iter().zip(replies) {
+        for (group, reply) in groups().zip(replies) {
             match reply {
                 Ok(Counts::One(count)) => {
-                    if parts[0] == Part::Root {
+                    if group[0].0 == Part::Root {
                         written.matched += count;
                     }
                 }
                 Ok(Counts::Each(counts)) => {
-                    for (part, count) in parts.iter().zip(counts) {
+                    for ((part, _), count) in group.iter().zip(counts) {
                         if *part == Part::Root {
                             written.matched += usize::try_from(count).unwrap_or(0);
                         }
                     }
                 }
                 Err(error) => {
-                    let decisive = parts
+                    let decisive = group
                         .iter()
-                        .any(|part| matches!(part, Part::Root | Part::Claim { .. }));
+                        .any(|(part, _)| matches!(part, Part::Root | Part::Claim { .. }));
                     written.root_failed |= decisive && !is_version_miss(&error);
                     written.first_error.get_or_insert(error);
                 }
