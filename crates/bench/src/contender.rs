@@ -19,6 +19,9 @@ pub trait Contender: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Read-modify-write of an order: append a line (two tables).
     fn add_line(&self, order: Uuid) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// A unit of work: one cent from one account to another, both
+    /// changed or neither (two aggregates, one SERIALIZABLE transaction).
+    fn transfer(&self, from: Uuid, to: Uuid) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// The score a read-modify-write gives: the community rule for one more

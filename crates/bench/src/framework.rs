@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use domain::example::{
-    Cents, OrderId, OrderLine, PersonName, Profile, Quantity, Sku, User, UserId, Username,
+    Account, AccountId, Cents, OrderId, OrderLine, PersonName, Profile, Quantity, Sku, User,
+    UserId, Username,
 };
-use domain::{Repository, Timestamp, TxToken};
+use domain::{Repository, Timestamp, TxExt, TxToken, UnitOfWork};
 use storage::PgRepository;
 use storage::example::{OrderMapping, UserMapping};
 use uuid::Uuid;
@@ -18,6 +19,7 @@ use crate::measure::Counters;
 pub struct Framework {
     users: PgRepository<UserMapping>,
     orders: PgRepository<OrderMapping>,
+    store: storage::PgStore,
     counters: Arc<Counters>,
 }
 
@@ -26,6 +28,7 @@ impl Framework {
         Self {
             users: store.repository::<User>(),
             orders: store.repository::<domain::example::Order>(),
+            store: store.clone(),
             counters,
         }
     }
@@ -75,6 +78,21 @@ impl Contender for Framework {
             .update(OrderId::from(order), |o| {
                 self.counters.attempts.fetch_add(1, Ordering::Relaxed);
                 o.add_line(line.clone(), now)
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn transfer(&self, from: Uuid, to: Uuid) -> anyhow::Result<()> {
+        let (from, to) = (AccountId::from(from), AccountId::from(to));
+        self.store
+            .run(|tx| {
+                self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+                Box::pin(async move {
+                    tx.of::<Account>().update(from, |a| a.withdraw(1)).await?;
+                    tx.of::<Account>().update(to, |a| a.deposit(1)).await?;
+                    Ok::<_, domain::RepositoryError<domain::example::AccountError>>(())
+                })
             })
             .await?;
         Ok(())

@@ -12,11 +12,11 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use domain::example::{
-    Cents, Order, OrderId, OrderLine, OrderStatus, PersonName, Profile, Quantity, Score, Sku, User,
-    UserId, Username,
+    Account, AccountId, Cents, Order, OrderId, OrderLine, OrderStatus, PersonName, Profile,
+    Quantity, Score, Sku, User, UserId, Username,
 };
 use domain::{Aggregate, Fingerprint, Timestamp, Version};
-use storage::schema::{order_lines, orders, user_profiles, users};
+use storage::schema::{accounts, order_lines, orders, user_profiles, users};
 
 // The framework's token table, declared here rather than borrowed: the
 // baseline uses nothing of the framework but the example's schema.
@@ -372,6 +372,63 @@ impl Contender for HandWritten {
                 Ok(()) => return Ok(()),
                 Err(Failed::Stale(Stale)) => {}
                 Err(Failed::Db(error)) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn transfer(&self, from: Uuid, to: Uuid) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().await?;
+        loop {
+            self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+            let moved = conn
+                .build_transaction()
+                .serializable()
+                .run(async |conn| {
+                    let mut both = Vec::with_capacity(2);
+                    for id in [from, to] {
+                        let (version, owner, balance): (i64, Uuid, i64) = accounts::table
+                            .find(id)
+                            .select((
+                                accounts::version,
+                                accounts::owner_id,
+                                accounts::balance_cents,
+                            ))
+                            .first(conn)
+                            .await?;
+                        let version = Version::new(u64::try_from(version)?);
+                        both.push(Account::restore(
+                            AccountId::from(id),
+                            version,
+                            UserId::from(owner),
+                            balance,
+                        ));
+                    }
+                    both[0].withdraw(1)?;
+                    both[1].deposit(1)?;
+                    for account in &both {
+                        let version = i64::try_from(account.version().get())?;
+                        diesel::update(accounts::table.find(Uuid::from(account.id())))
+                            .set((
+                                accounts::version.eq(version + 1),
+                                accounts::balance_cents.eq(account.balance_cents()),
+                            ))
+                            .execute(conn)
+                            .await?;
+                    }
+                    anyhow::Ok(())
+                })
+                .await;
+            match moved {
+                Ok(()) => return Ok(()),
+                Err(error)
+                    if matches!(
+                        error.downcast_ref::<diesel::result::Error>(),
+                        Some(diesel::result::Error::DatabaseError(
+                            diesel::result::DatabaseErrorKind::SerializationFailure,
+                            _
+                        ))
+                    ) => {}
+                Err(error) => return Err(error),
             }
         }
     }

@@ -174,13 +174,14 @@ fn client_cost(rounds: &[Figures]) -> ClientCost {
     }
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "get",
     "update",
     "update-hot",
     "create",
     "create-retry",
     "order-update",
+    "unit-transfer",
 ];
 
 /// What the operations pick from.
@@ -188,6 +189,8 @@ const SCENARIOS: [&str; 6] = [
 struct Data {
     users: Arc<Vec<Uuid>>,
     orders: Arc<Vec<Uuid>>,
+    /// One account per user, for `unit-transfer`.
+    accounts: Arc<Vec<Uuid>>,
     /// Users created with a token before `create-retry`, per implementation.
     created: Arc<Vec<(Uuid, String)>>,
     run: u32,
@@ -204,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
     let (users, orders) = db.ids().await?;
     let users = Arc::new(users);
     let orders = Arc::new(orders);
+    let accounts = Arc::new(db.account_ids().await?);
 
     let counters: [Arc<Counters>; 4] = Default::default();
     let direct = Contenders::on(&db.url, args.connections, &counters).await?;
@@ -223,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
     let data = |run| Data {
         users: users.clone(),
         orders: orders.clone(),
+        accounts: accounts.clone(),
         created: Arc::new(Vec::new()),
         run,
         url: Arc::from(db.url.as_str()),
@@ -734,6 +739,17 @@ async fn bench<C: Contender>(
             measure::run(tasks, duration, counters, move |_, _| {
                 let (c, id) = (contender.clone(), pick(&data.orders));
                 async move { c.add_line(id).await }
+            })
+            .await
+        }
+        "unit-transfer" => {
+            measure::run(tasks, duration, counters, move |_, _| {
+                let c = contender.clone();
+                let from = rand::rng().random_range(0..data.accounts.len());
+                let to =
+                    (from + rand::rng().random_range(1..data.accounts.len())) % data.accounts.len();
+                let (from, to) = (data.accounts[from], data.accounts[to]);
+                async move { c.transfer(from, to).await }
             })
             .await
         }

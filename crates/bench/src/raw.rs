@@ -44,6 +44,10 @@ const APPEND_LINE: &str = "WITH bumped AS ( \
      INSERT INTO order_lines (order_id, position, sku, quantity, unit_price_cents) \
      SELECT id, $3, 'SKU-X', 1, 100 FROM bumped";
 
+const TRANSFER: &str = "UPDATE accounts SET version = version + 1, \
+     balance_cents = balance_cents + CASE WHEN id = $1 THEN -1 ELSE 1 END \
+     WHERE id IN ($1, $2)";
+
 /// A client and its statements, prepared once: each query is then one
 /// round trip (a `&str` query would be prepared again on every call).
 struct Connection {
@@ -54,6 +58,7 @@ struct Connection {
     find_token: Statement,
     load_order: Statement,
     append_line: Statement,
+    transfer: Statement,
 }
 
 impl Connection {
@@ -71,6 +76,7 @@ impl Connection {
             find_token: client.prepare(FIND_TOKEN).await?,
             load_order: client.prepare(LOAD_ORDER).await?,
             append_line: client.prepare(APPEND_LINE).await?,
+            transfer: client.prepare(TRANSFER).await?,
             client,
         })
     }
@@ -171,5 +177,16 @@ impl Contender for Raw {
                 return Ok(());
             }
         }
+    }
+
+    /// One statement, atomic by itself: the schema's
+    /// `CHECK (balance_cents >= 0)` refuses an overdraft, as the domain's
+    /// `withdraw` does.
+    async fn transfer(&self, from: Uuid, to: Uuid) -> anyhow::Result<()> {
+        let c = self.client();
+        self.counters.attempts.fetch_add(1, Ordering::Relaxed);
+        let moved = c.client.execute(&c.transfer, &[&from, &to]).await?;
+        anyhow::ensure!(moved == 2, "a transfer between missing accounts");
+        Ok(())
     }
 }

@@ -11,8 +11,8 @@ pub struct BenchDb {
 }
 
 impl BenchDb {
-    /// Creates, migrates and seeds `users` users (each with a profile) and
-    /// `orders` draft orders of 3 lines.
+    /// Creates, migrates and seeds `users` users (each with a profile and
+    /// an account) and `orders` draft orders of 3 lines.
     pub async fn create(admin_url: &str, users: u32, orders: u32) -> anyhow::Result<Self> {
         let name = format!("bench_{}", std::process::id());
         let mut admin = AsyncPgConnection::establish(admin_url).await?;
@@ -34,11 +34,15 @@ impl BenchDb {
             "INSERT INTO users (id, version, username, score, created_at, updated_at) \
                SELECT md5('u' || i)::uuid, 1, 'user_' || i, 0, now(), now() FROM generate_series(1, {users}) i; \
              INSERT INTO user_profiles (user_id, first_name, last_name) \
-               SELECT md5('u' || i)::uuid, 'First', 'Last' FROM generate_series(1, {users}) i;"
+               SELECT md5('u' || i)::uuid, 'First', 'Last' FROM generate_series(1, {users}) i; \
+             INSERT INTO accounts (id, version, owner_id, balance_cents) \
+               SELECT md5('a' || i)::uuid, 1, md5('u' || i)::uuid, 1000000000 \
+               FROM generate_series(1, {users}) i;"
         ))
         .await?;
         conn.batch_execute("VACUUM ANALYZE users").await?;
         conn.batch_execute("VACUUM ANALYZE user_profiles").await?;
+        conn.batch_execute("VACUUM ANALYZE accounts").await?;
         let db = Self {
             url,
             admin_url: admin_url.to_owned(),
@@ -76,6 +80,15 @@ impl BenchDb {
         let user_ids = users::table.select(users::id).load(&mut conn).await?;
         let order_ids = orders::table.select(orders::id).load(&mut conn).await?;
         Ok((user_ids, order_ids))
+    }
+
+    /// The ids of the seeded accounts.
+    pub async fn account_ids(&self) -> anyhow::Result<Vec<uuid::Uuid>> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use storage::schema::accounts;
+        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        Ok(accounts::table.select(accounts::id).load(&mut conn).await?)
     }
 
     /// Drops the database.
