@@ -79,6 +79,7 @@ pub mod example; // example-only
 mod exclusive;
 mod flight;
 mod inbox;
+mod kept_writes;
 mod mapping;
 pub mod metrics;
 mod migrate;

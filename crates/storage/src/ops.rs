@@ -259,19 +259,7 @@ pub(crate) async fn update<M: Mapping, R, E>(
     if unsettled.is_some_and(|version| version != old.version()) {
         return Err(Fail::Done(RepositoryError::OutcomeUnknown));
     }
-    let mut new = old.clone();
-    let output = f(&mut new).map_err(|e| Fail::Done(RepositoryError::Domain(e)))?;
-    if new.id() != id {
-        return Err(Fail::Done(RepositoryError::Storage(
-            format!(
-                "an update closure changed the id of {} {id}",
-                Agg::<M>::KIND
-            )
-            .into(),
-        )));
-    }
-    new.set_version(old.version().next());
-    let events = StoredEvent::stamp::<Agg<M>>(id, new.version(), new.take_events(), now);
+    let (new, output, events) = modify(&old, f, now)?;
     let pair = [(old, new)];
     if let Err(failure) = write_all::<M, E>(conn, sessions, &pair, &events).await {
         if let Fail::ReplyLost(_) = &failure {
@@ -281,6 +269,26 @@ pub(crate) async fn update<M: Mapping, R, E>(
     }
     let [(_, aggregate)] = pair;
     Ok(Updated { aggregate, output })
+}
+
+/// Runs `f` on a copy of `old`: the new state (at the next version), what
+/// `f` returned, and the events it recorded, stamped.
+pub(crate) fn modify<A: Aggregate, R, E>(
+    old: &A,
+    f: impl FnOnce(&mut A) -> Result<R, E>,
+    now: Timestamp,
+) -> Result<(A, R, Vec<StoredEvent>), Fail<E>> {
+    let id = old.id();
+    let mut new = old.clone();
+    let output = f(&mut new).map_err(|e| Fail::Done(RepositoryError::Domain(e)))?;
+    if new.id() != id {
+        return Err(Fail::Done(RepositoryError::Storage(
+            format!("an update closure changed the id of {} {id}", A::KIND).into(),
+        )));
+    }
+    new.set_version(old.version().next());
+    let events = StoredEvent::stamp::<A>(id, new.version(), new.take_events(), now);
+    Ok((new, output, events))
 }
 
 /// Writes each `(old, new)` pair atomically, checking that every root row

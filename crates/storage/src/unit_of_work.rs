@@ -1,10 +1,12 @@
 //! Units of work on Postgres: one SERIALIZABLE transaction per attempt,
-//! re-run whole on conflicts and transient faults.
+//! re-run whole on conflicts and transient faults. Its updates wait in
+//! the process until COMMIT, which they travel with (`kept_writes`).
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use diesel::QueryResult;
+use diesel::connection::TransactionManagerStatus;
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
 use domain::{
     Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, StoredEvent, Transaction,
@@ -13,12 +15,15 @@ use domain::{
 use tracing::Instrument;
 
 use crate::classify::is_connection_fault;
+use crate::flight;
+use crate::kept_writes::KeptWrites;
 use crate::mapping::{Mapped, Mapping};
 use crate::ops;
 use crate::repository::target;
 use crate::retry::{Fail, Retry, RetryAs, Target};
 use crate::store::{Conn, PgStore};
 use crate::write_order::Claims;
+use crate::writes::Writes;
 
 /// The transaction handle of a [`PgStore`] unit of work. Operations on it run
 /// inside the unit's transaction (their own transactions become savepoints).
@@ -36,6 +41,13 @@ pub struct PgTx {
     rows: Claims,
     /// Stamps the tokens its creates claim.
     clock: Clock,
+    /// Its updates, until COMMIT (or another statement) takes them.
+    kept: KeptWrites,
+    /// A read unit writes at once (and fails), keeping nothing.
+    read_only: bool,
+    /// The failure of a kept write flushed before another operation: it
+    /// failed the unit's transaction, and ends the unit.
+    broken: Option<RepositoryError>,
 }
 
 impl std::fmt::Debug for PgTx {
@@ -102,6 +114,34 @@ impl PgTx {
             attempts: 1,
         })
     }
+
+    /// Sends the kept updates, in one round trip, before a statement that
+    /// must see them or come after them. A failure fails the unit's
+    /// transaction: retried as the unit, or, when final, the unit's
+    /// outcome whatever the closure makes of the error it gets.
+    async fn flush<E>(&mut self) -> Result<(), RepositoryError<E>> {
+        let mut writes = Writes::new();
+        let Some((roots, target)) = self.kept.list(&mut writes) else {
+            return Ok(());
+        };
+        let written = writes.send(&self.conn).await.matched(roots);
+        self.kept.clear();
+        let failure = match written {
+            Ok(true) => return Ok(()),
+            Ok(false) => Fail::VersionMiss,
+            Err(error) => Fail::Db(error),
+        };
+        match self.absorb::<(), Infallible>(&target, Err(failure)) {
+            Err(error) if self.fault.is_none() => {
+                let told = RepositoryError::Storage(
+                    format!("an earlier update of this unit failed: {error}").into(),
+                );
+                self.broken.get_or_insert(error);
+                Err(told)
+            }
+            other => other.map_err(RepositoryError::widen),
+        }
+    }
 }
 
 impl Nested for PgTx {
@@ -113,6 +153,12 @@ impl Nested for PgTx {
         T: Send,
         E: Send,
     {
+        // The savepoint comes after every earlier write, and a failure
+        // rolls back only what `work` wrote.
+        if let Err(error) = self.flush::<Infallible>().await {
+            tracing::debug!(%error, "a kept write failed before a nested part");
+            return work(self).await;
+        }
         let opened = AnsiTransactionManager::begin_transaction(self.conn()).await;
         if let Err(error) = opened {
             // The unit's transaction is unusable: `work` will fail, and the
@@ -122,9 +168,15 @@ impl Nested for PgTx {
             return work(self).await;
         }
         let result = work(self).await;
+        if result.is_ok() {
+            // A failure is recorded, and ends the unit.
+            let _ = self.flush::<Infallible>().await;
+        }
+        self.kept.clear(); // after a failure, rolled back with the savepoint
+        let sound = self.broken.is_none() && self.fault.is_none();
         let closed = match &result {
-            Ok(_) => AnsiTransactionManager::commit_transaction(self.conn()).await,
-            Err(_) => AnsiTransactionManager::rollback_transaction(self.conn()).await,
+            Ok(_) if sound => AnsiTransactionManager::commit_transaction(self.conn()).await,
+            _ => AnsiTransactionManager::rollback_transaction(self.conn()).await,
         };
         if let Err(error) = closed {
             self.fault.get_or_insert(RetryAs::Connection(error));
@@ -167,6 +219,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
             aggregate.take_events(),
             now,
         );
+        self.flush().await?;
         let (conn, sessions) = self.parts();
         let result =
             ops::create::<A::Mapping, Infallible>(conn, sessions, token, &aggregate, &events, now)
@@ -178,6 +231,9 @@ impl<A: Mapped> Transaction<A> for PgTx {
     }
 
     async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
+        if let Some(kept) = self.kept.latest::<A::Mapping>(id) {
+            return Ok(kept.clone());
+        }
         let (conn, sessions) = self.parts();
         let result = ops::load::<A::Mapping, Infallible>(conn, sessions, id).await;
         self.absorb(&target::<A::Mapping>(id), result)
@@ -197,19 +253,49 @@ impl<A: Mapped> Transaction<A> for PgTx {
         // Inside the unit's transaction no reply is lost on its own: the
         // unit settles a lost COMMIT.
         let now = self.clock.now();
+        if self.read_only {
+            let (conn, sessions) = self.parts();
+            let result =
+                ops::update::<A::Mapping, R, E>(conn, sessions, id, f, &mut None, now).await;
+            return self.absorb(&target::<A::Mapping>(id), result);
+        }
+        let target = target::<A::Mapping>(id);
+        let old = if let Some(kept) = self.kept.latest::<A::Mapping>(id) {
+            kept.clone()
+        } else {
+            let (conn, sessions) = self.parts();
+            let loaded = ops::load::<A::Mapping, E>(conn, sessions, id).await;
+            self.absorb(&target, loaded)?
+        };
+        let (new, output, events) = self.absorb(&target, ops::modify(&old, f, now))?;
+        if old.unique_keys() == new.unique_keys() {
+            self.kept.keep::<A::Mapping>(old, new.clone(), events);
+            return Ok(Updated {
+                aggregate: new,
+                output,
+            });
+        }
+        // A unique key changed: written now, so that a taken one fails
+        // this call (`Duplicate`), which the closure may handle.
+        self.flush().await?;
+        let pair = [(old, new)];
         let (conn, sessions) = self.parts();
-        let result = ops::update::<A::Mapping, R, E>(conn, sessions, id, f, &mut None, now).await;
-        self.absorb(&target::<A::Mapping>(id), result)
+        let written = ops::write_all::<A::Mapping, E>(conn, sessions, &pair, &events).await;
+        self.absorb(&target, written)?;
+        let [(_, aggregate)] = pair;
+        Ok(Updated { aggregate, output })
     }
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
         self.claim::<A, Infallible>(&id)?;
+        self.flush().await?;
         let (conn, sessions) = self.parts();
         let result = ops::delete::<A::Mapping, Infallible>(conn, sessions, id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
     async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
+        self.flush().await?;
         let result: QueryResult<Vec<A>> = A::Mapping::load_page(self.conn(), None, i64::MAX).await;
         self.absorb(&target::<A::Mapping>("*"), result.map_err(Fail::Db))
     }
@@ -218,6 +304,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         for a in &changed {
             self.claim::<A, Infallible>(&a.id())?;
         }
+        self.flush().await?;
         let now = self.clock.now();
         let (conn, sessions) = self.parts();
         let result = save_all::<A::Mapping>(conn, sessions, changed, now).await;
@@ -274,9 +361,7 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        let done = self
-            .attempts(self.sessions().begin_serializable(), work)
-            .await;
+        let done = self.attempts(Access::ReadWrite, work).await;
         if done.is_ok() {
             self.note_write().await;
         }
@@ -291,20 +376,33 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        self.attempts(self.sessions().begin_read_only(), work).await
+        self.attempts(Access::ReadOnly, work).await
     }
 }
 
+/// What a unit's transaction may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// SERIALIZABLE.
+    ReadWrite,
+    /// REPEATABLE READ, READ ONLY.
+    ReadOnly,
+}
+
 impl PgStore {
-    /// Runs `work` in transactions opened with `begin`, until it commits,
-    /// fails for good, or retries or the deadline run out.
-    async fn attempts<T, E, F>(&self, begin: &str, mut work: F) -> Result<T, RepositoryError<E>>
+    /// Runs `work` in transactions of `access`, until it commits, fails for
+    /// good, or retries or the deadline run out.
+    async fn attempts<T, E, F>(&self, access: Access, mut work: F) -> Result<T, RepositoryError<E>>
     where
         F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
         E: Send,
     {
         let config = self.config();
+        let begin = match access {
+            Access::ReadWrite => self.sessions().begin_serializable(),
+            Access::ReadOnly => self.sessions().begin_read_only(),
+        };
         let attempts = async {
             let mut retry = Retry {
                 target: Target {
@@ -328,6 +426,9 @@ impl PgStore {
                     claimed: Vec::new(),
                     rows,
                     clock: config.clock.clone(),
+                    kept: KeptWrites::default(),
+                    read_only: access == Access::ReadOnly,
+                    broken: None,
                 };
                 // Every path that backs off drops `tx` first: a unit waiting
                 // to retry must not hold a pooled connection while it sleeps,
@@ -339,7 +440,10 @@ impl PgStore {
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
                 }
-                let outcome = domain::__private::within_unit(work(&mut tx)).await;
+                let mut outcome = domain::__private::within_unit(work(&mut tx)).await;
+                if let Some(error) = tx.broken.take() {
+                    outcome = Err(error.widen());
+                }
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
                         roll_back(tx.conn()).await;
@@ -350,9 +454,11 @@ impl PgStore {
                         roll_back(tx.conn()).await;
                         return Ok(Err(error));
                     }
-                    (Ok(value), None) => match commit(tx.conn()).await {
+                    (Ok(value), None) => match commit(&mut tx).await {
                         Ok(()) => return Ok(Ok(value)),
-                        Err(error) if is_connection_fault(&error) => {
+                        Err(Fail::Db(error) | Fail::ReplyLost(error))
+                            if is_connection_fault(&error) =>
+                        {
                             // The COMMIT reply is lost. A token the unit
                             // claimed exists if and only if it landed.
                             let claimed = std::mem::take(&mut tx.claimed);
@@ -367,9 +473,9 @@ impl PgStore {
                                 None => return Err(RepositoryError::OutcomeUnknown),
                             }
                         }
-                        Err(error) => {
+                        Err(failure) => {
                             wanted = tx.end();
-                            retry.after(Fail::<Infallible>::Db(error)).await?;
+                            retry.after(failure).await?;
                         }
                     },
                 }
@@ -406,18 +512,59 @@ impl PgStore {
     }
 }
 
-/// The unit's COMMIT. The failpoints (for tests) lose its reply after it
-/// landed, or break the connection before it was sent.
-async fn commit(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+/// The unit's COMMIT, in one flight with its kept updates. The failpoints
+/// (for tests) lose its reply after it landed, or break the connection
+/// before it was sent.
+async fn commit(tx: &mut PgTx) -> Result<(), Fail<Infallible>> {
     #[cfg(feature = "failpoints")]
     fail::fail_point!("storage::unit-commit-lost-before", |_| {
-        Err(lost_connection("failpoint: connection lost before COMMIT"))
+        Err(Fail::Db(lost_connection(
+            "failpoint: connection lost before COMMIT",
+        )))
     });
-    AnsiTransactionManager::commit_transaction(conn).await?;
+    if tx.kept.is_empty() {
+        AnsiTransactionManager::commit_transaction(tx.conn()).await?;
+    } else {
+        send_with_commit(&tx.kept, &mut tx.conn).await?;
+    }
     #[cfg(feature = "failpoints")]
     fail::fail_point!("storage::unit-commit-reply-lost", |_| {
-        Err(lost_connection("failpoint: COMMIT reply lost"))
+        Err(Fail::Db(lost_connection("failpoint: COMMIT reply lost")))
     });
+    Ok(())
+}
+
+/// The kept updates and COMMIT, in one flight where nothing can overtake
+/// COMMIT (see `flight`).
+async fn send_with_commit(
+    kept: &KeptWrites,
+    conn: &mut AsyncPgConnection,
+) -> Result<(), Fail<Infallible>> {
+    let mut writes = Writes::all_guarded();
+    let roots = kept.list(&mut writes).map_or(0, |(roots, _)| roots);
+    if !writes.in_order() {
+        // A write whose binds may wait for a type lookup: its reply
+        // comes before COMMIT goes.
+        if !writes.send(conn).await.matched(roots)? {
+            return Err(Fail::VersionMiss);
+        }
+        return Ok(AnsiTransactionManager::commit_transaction(conn).await?);
+    }
+    let shared = &*conn;
+    // Created after the writes, so that it is polled, and sent, after them.
+    let committed = flight::commit_after(shared);
+    let (written, committed) = tokio::join!(writes.send(shared), committed);
+    // A COMMIT that came back ended the transaction, rolling it back if a
+    // write failed (a kept root that missed included).
+    let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
+    match &committed {
+        Err(error) if is_connection_fault(error) => status.set_in_error(),
+        _ => *status = TransactionManagerStatus::default(),
+    }
+    if !written.matched(roots)? {
+        return Err(Fail::VersionMiss);
+    }
+    committed?;
     Ok(())
 }
 

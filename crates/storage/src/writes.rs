@@ -63,6 +63,9 @@ pub struct Writes<'c> {
     /// Whether a root statement that has company is sent guarded (see
     /// [`Writes::guarded`]), so that a miss fails the whole write.
     guard_roots: bool,
+    /// Whether a lone root statement is guarded too
+    /// ([`Writes::all_guarded`]).
+    guard_lone: bool,
     /// How many statements each group sent as one holds, in order; made
     /// when first needed.
     groups: Option<Vec<usize>>,
@@ -127,6 +130,7 @@ impl<'c> Writes<'c> {
         Self {
             statements: Vec::new(),
             guard_roots: false,
+            guard_lone: false,
             groups: None,
         }
     }
@@ -140,6 +144,17 @@ impl<'c> Writes<'c> {
     pub(crate) fn guarded() -> Self {
         Self {
             guard_roots: true,
+            ..Self::new()
+        }
+    }
+
+    /// Writes that a COMMIT follows in their flight, in a transaction that
+    /// holds other writes (a unit's): every root is guarded, a lone one
+    /// too, so that a miss fails the transaction and COMMIT rolls it back.
+    pub(crate) fn all_guarded() -> Self {
+        Self {
+            guard_roots: true,
+            guard_lone: true,
             ..Self::new()
         }
     }
@@ -200,7 +215,7 @@ impl<'c> Writes<'c> {
     /// Whether a root statement goes guarded: a miss then fails the
     /// transaction on the server, and a COMMIT may follow in the flight.
     pub(crate) fn roots_guarded(&self) -> bool {
-        self.guard_roots && self.statements.len() > 1
+        self.guard_roots && (self.guard_lone || self.statements.len() > 1)
     }
 
     /// Whether every statement goes out as soon as it is polled, so that a

@@ -83,6 +83,112 @@ pub async fn a_unit_commits_all_of_its_writes<S: TestStore>(store: S) {
     assert_eq!(log[0].label, "opened ada");
 }
 
+/// A unit's updates build on each other: a second update of an aggregate
+/// starts from the first's result, a read sees both, and what commits is
+/// the last state, with every update's events at its own version.
+pub async fn a_unit_builds_on_its_own_updates<S: TestStore>(store: S) {
+    let (first, second) = (
+        open(&store, TxToken::generate(), "first").await,
+        open(&store, TxToken::generate(), "second").await,
+    );
+    let first = first.expect("a ledger").into_aggregate().id();
+    let second = second.expect("a ledger").into_aggregate().id();
+    let seen = store
+        .run(|tx| {
+            Box::pin(async move {
+                let add = |amount| {
+                    move |l: &mut Ledger| {
+                        l.append(amount);
+                        Ok::<_, Infallible>(())
+                    }
+                };
+                tx.of::<Ledger>().update(first, add(1)).await?;
+                tx.of::<Ledger>().update(second, add(7)).await?;
+                let again = tx.of::<Ledger>().update(first, add(2)).await?;
+                let seen = tx.of::<Ledger>().get(first).await?;
+                Result::<_>::Ok((again.aggregate, seen))
+            })
+        })
+        .await
+        .expect("the unit commits");
+    let (returned, seen) = seen;
+    assert_eq!(
+        returned.entries,
+        vec![1, 2],
+        "the second update saw the first"
+    );
+    assert_eq!(returned.version(), Version::new(3));
+    assert_eq!(seen, returned, "the read saw both updates");
+    let stored = all::<Ledger, _>(&store).await;
+    let of = |id| stored.iter().find(|l| l.id() == id).expect("stored");
+    assert_eq!(
+        (of(first).entries.clone(), of(first).version()),
+        (vec![1, 2], Version::new(3))
+    );
+    assert_eq!(
+        (of(second).entries.clone(), of(second).version()),
+        (vec![7], Version::new(2))
+    );
+    let events = store
+        .repository::<Ledger>()
+        .events(first)
+        .await
+        .expect("events");
+    let appended: Vec<(u64, serde_json::Value)> = events
+        .iter()
+        .filter(|e| e.name == "entry_appended")
+        .map(|e| (e.version.get(), e.payload.clone()))
+        .collect();
+    assert_eq!(
+        appended,
+        vec![
+            (2, serde_json::json!({ "amount": 1 })),
+            (3, serde_json::json!({ "amount": 2 }))
+        ],
+        "each update's event, once, at the version it made"
+    );
+}
+
+/// A unique value already taken fails the update that claims it, at the
+/// call, inside a unit too: the closure may recover, and the unit commits
+/// its other updates, those before the refused one included.
+pub async fn a_taken_unique_value_fails_its_update_inside_a_unit<S: TestStore>(store: S) {
+    let holder = open(&store, TxToken::generate(), "holder").await;
+    let holder = holder.expect("a ledger").into_aggregate().id();
+    let other = open(&store, TxToken::generate(), "other").await;
+    let other = other.expect("a ledger").into_aggregate().id();
+    let take = |handle: &'static str| {
+        move |l: &mut Ledger| {
+            l.handle = Some(handle.to_owned());
+            Ok::<_, Infallible>(())
+        }
+    };
+    store
+        .run(|tx| Box::pin(async move { tx.of::<Ledger>().update(holder, take("taken")).await }))
+        .await
+        .expect("the handle is free");
+    let refused = store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Ledger>().update(other, append(4)).await?;
+                let refused = tx.of::<Ledger>().update(other, take("taken")).await;
+                tx.of::<Ledger>().update(other, append(6)).await?;
+                Result::<_>::Ok(refused.map(drop))
+            })
+        })
+        .await
+        .expect("the unit commits");
+    assert!(
+        matches!(&refused, Err(RepositoryError::Duplicate { key, .. }) if *key == Ledger::HANDLE_KEY),
+        "{refused:?}"
+    );
+    let stored = all::<Ledger, _>(&store).await;
+    let other = stored.iter().find(|l| l.id() == other).expect("stored");
+    assert_eq!(other.entries, vec![4, 6]);
+    assert_eq!(other.handle, None);
+    assert_eq!(other.version(), Version::new(3));
+}
+
 /// A unit that fails after writing leaves nothing behind: not its create,
 /// not its update of an existing aggregate, not its log entry.
 pub async fn a_failing_unit_writes_nothing<S: TestStore>(store: S) {

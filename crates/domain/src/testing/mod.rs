@@ -92,6 +92,8 @@ macro_rules! unit_of_work_suite {
 
             $crate::unit_of_work_suite!(@cases $make;
                 a_unit_commits_all_of_its_writes,
+                a_unit_builds_on_its_own_updates,
+                a_taken_unique_value_fails_its_update_inside_a_unit,
                 a_failing_unit_writes_nothing,
                 concurrent_units_are_serializable,
                 a_retried_unit_writes_nothing_twice,
