@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
-use domain::testing::{ContractSubject, Counter, CounterId};
+use domain::testing::{ContractSubject, Counter, CounterId, Refused};
 use domain::{Aggregate, Repository, RepositoryError, TxToken, Version};
 use integration_tests::{CounterMapping, TestDb};
 use storage::{PgRepository, StoreConfig};
@@ -667,5 +667,38 @@ async fn a_kept_update_refused_before_a_later_statement_fails_the_unit_whatever_
         let stored = repo.get(id).await.expect("get");
         assert_eq!((stored.value, stored.version()), (0, Version::INITIAL));
     }
+    assert_no_session_left_in_a_transaction(&db).await;
+}
+
+/// A unit's BEGIN travels with its first statement: a unit that sends
+/// none (it does nothing, or fails before its first read) sends no BEGIN
+/// and no COMMIT or ROLLBACK either, and leaves its connection fit for
+/// the next unit on the pool's only connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_that_send_no_statement_leave_their_connection_fit_for_the_next() {
+    use domain::{TxExt, UnitOfWork};
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig {
+        max_connections: 1,
+        ..StoreConfig::default()
+    });
+    let repo: Counters = store.repository::<Counter>();
+    let id = new_counter(&repo).await;
+    for round in 0..3 {
+        let nothing = store
+            .run(|_tx| Box::pin(async move { Ok::<_, RepositoryError>(round) }))
+            .await;
+        assert_eq!(nothing.expect("an empty unit commits"), round);
+        let refused = store
+            .run(|_tx| Box::pin(async move { Err::<(), _>(RepositoryError::Domain(Refused)) }))
+            .await;
+        assert!(matches!(refused, Err(RepositoryError::Domain(Refused))));
+        store
+            .run(|tx| Box::pin(async move { tx.of::<Counter>().update(id, bump).await }))
+            .await
+            .expect("the next unit runs as usual");
+    }
+    let stored = repo.get(id).await.expect("get");
+    assert_eq!((stored.value, stored.version()), (3, Version::new(4)));
     assert_no_session_left_in_a_transaction(&db).await;
 }

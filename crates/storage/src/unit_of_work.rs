@@ -6,8 +6,10 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 
 use diesel::QueryResult;
-use diesel::connection::TransactionManagerStatus;
-use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
+use diesel_async::{
+    AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
+};
 use domain::{
     Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, StoredEvent, Transaction,
     TxToken, UnitOfWork, Updated, Version,
@@ -45,6 +47,9 @@ pub struct PgTx {
     kept: KeptWrites,
     /// A read unit writes at once (and fails), keeping nothing.
     read_only: bool,
+    /// No statement has carried the unit's BEGIN yet: the first load takes
+    /// it along (`PgTx::load`), anything else sends it first.
+    unopened: bool,
     /// The failure of a kept write flushed before another operation: it
     /// failed the unit's transaction, and ends the unit.
     broken: Option<RepositoryError>,
@@ -115,6 +120,52 @@ impl PgTx {
         })
     }
 
+    /// The unit's BEGIN, with its settings.
+    fn begin(&self) -> &str {
+        let sessions = self.store.sessions();
+        if self.read_only {
+            sessions.begin_read_only()
+        } else {
+            sessions.begin_serializable()
+        }
+    }
+
+    /// Readies the unit's transaction for a statement other than a load:
+    /// sends its BEGIN if no statement carried it yet, then its kept
+    /// updates (see [`Self::flush`]).
+    async fn ready<E>(&mut self) -> Result<(), RepositoryError<E>> {
+        if self.unopened {
+            self.unopened = false;
+            let mut on: &AsyncPgConnection = &self.conn;
+            let begun = on.batch_execute(self.begin()).await;
+            let target = Target {
+                kind: "unit of work",
+                id: String::new(),
+                primary_key: "",
+            };
+            self.absorb::<(), Infallible>(&target, begun.map_err(Fail::Db))
+                .map_err(RepositoryError::widen)?;
+        }
+        self.flush().await
+    }
+
+    /// Loads `M`'s aggregate `id`; the unit's first load carries its BEGIN
+    /// in the same flight.
+    async fn load<M: Mapping, E>(
+        &mut self,
+        id: <M::Aggregate as Aggregate>::Id,
+    ) -> Result<M::Aggregate, Fail<E>> {
+        if !self.unopened {
+            let (conn, sessions) = self.parts();
+            return ops::load::<M, E>(conn, sessions, id).await;
+        }
+        self.unopened = false;
+        let shared: &AsyncPgConnection = &self.conn;
+        let (begun, found) = flight::begin_with(shared, self.begin(), M::load(shared, id)).await;
+        begun?;
+        found?.ok_or_else(|| Fail::Done(RepositoryError::not_found(M::Aggregate::KIND, id)))
+    }
+
     /// Sends the kept updates, in one round trip, before a statement that
     /// must see them or come after them. A failure fails the unit's
     /// transaction: retried as the unit, or, when final, the unit's
@@ -155,8 +206,8 @@ impl Nested for PgTx {
     {
         // The savepoint comes after every earlier write, and a failure
         // rolls back only what `work` wrote.
-        if let Err(error) = self.flush::<Infallible>().await {
-            tracing::debug!(%error, "a kept write failed before a nested part");
+        if let Err(error) = self.ready::<Infallible>().await {
+            tracing::debug!(%error, "the unit failed before a nested part");
             return work(self).await;
         }
         let opened = AnsiTransactionManager::begin_transaction(self.conn()).await;
@@ -199,6 +250,7 @@ impl domain::Inbox for PgTx {
             primary_key: "inbox_pkey",
         };
         let now = self.clock.now();
+        self.ready().await?;
         let recorded = crate::inbox::record(self.conn(), consumer, event, now).await;
         self.absorb(&target, recorded.map_err(Fail::Db))
     }
@@ -219,7 +271,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
             aggregate.take_events(),
             now,
         );
-        self.flush().await?;
+        self.ready().await?;
         let (conn, sessions) = self.parts();
         let result =
             ops::create::<A::Mapping, Infallible>(conn, sessions, token, &aggregate, &events, now)
@@ -234,8 +286,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         if let Some(kept) = self.kept.latest::<A::Mapping>(id) {
             return Ok(kept.clone());
         }
-        let (conn, sessions) = self.parts();
-        let result = ops::load::<A::Mapping, Infallible>(conn, sessions, id).await;
+        let result = self.load::<A::Mapping, Infallible>(id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
@@ -254,6 +305,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         // unit settles a lost COMMIT.
         let now = self.clock.now();
         if self.read_only {
+            self.ready().await?;
             let (conn, sessions) = self.parts();
             let result =
                 ops::update::<A::Mapping, R, E>(conn, sessions, id, f, &mut None, now).await;
@@ -263,8 +315,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         let old = if let Some(kept) = self.kept.latest::<A::Mapping>(id) {
             kept.clone()
         } else {
-            let (conn, sessions) = self.parts();
-            let loaded = ops::load::<A::Mapping, E>(conn, sessions, id).await;
+            let loaded = self.load::<A::Mapping, E>(id).await;
             self.absorb(&target, loaded)?
         };
         let (new, output, events) = self.absorb(&target, ops::modify(&old, f, now))?;
@@ -277,7 +328,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         }
         // A unique key changed: written now, so that a taken one fails
         // this call (`Duplicate`), which the closure may handle.
-        self.flush().await?;
+        self.ready().await?;
         let pair = [(old, new)];
         let (conn, sessions) = self.parts();
         let written = ops::write_all::<A::Mapping, E>(conn, sessions, &pair, &events).await;
@@ -288,14 +339,14 @@ impl<A: Mapped> Transaction<A> for PgTx {
 
     async fn delete(&mut self, id: A::Id) -> Result<(), RepositoryError> {
         self.claim::<A, Infallible>(&id)?;
-        self.flush().await?;
+        self.ready().await?;
         let (conn, sessions) = self.parts();
         let result = ops::delete::<A::Mapping, Infallible>(conn, sessions, id).await;
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
     async fn all(&mut self) -> Result<Vec<A>, RepositoryError> {
-        self.flush().await?;
+        self.ready().await?;
         let result: QueryResult<Vec<A>> = A::Mapping::load_page(self.conn(), None, i64::MAX).await;
         self.absorb(&target::<A::Mapping>("*"), result.map_err(Fail::Db))
     }
@@ -304,7 +355,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         for a in &changed {
             self.claim::<A, Infallible>(&a.id())?;
         }
-        self.flush().await?;
+        self.ready().await?;
         let now = self.clock.now();
         let (conn, sessions) = self.parts();
         let result = save_all::<A::Mapping>(conn, sessions, changed, now).await;
@@ -399,10 +450,6 @@ impl PgStore {
         E: Send,
     {
         let config = self.config();
-        let begin = match access {
-            Access::ReadWrite => self.sessions().begin_serializable(),
-            Access::ReadOnly => self.sessions().begin_read_only(),
-        };
         let attempts = async {
             let mut retry = Retry {
                 target: Target {
@@ -428,14 +475,17 @@ impl PgStore {
                     clock: config.clock.clone(),
                     kept: KeptWrites::default(),
                     read_only: access == Access::ReadOnly,
+                    unopened: true,
                     broken: None,
                 };
                 // Every path that backs off drops `tx` first: a unit waiting
                 // to retry must not hold a pooled connection while it sleeps,
                 // or waiting units starve the pool.
-                if let Err(error) =
-                    AnsiTransactionManager::begin_transaction_sql(tx.conn(), begin).await
-                {
+                // The unit's BEGIN travels with its first statement
+                // (`PgTx::load`, `PgTx::ready`); from here on the connection
+                // counts as inside the transaction (a dropped unit's then
+                // leaves the pool).
+                if let Err(error) = enter_transaction(tx.conn()) {
                     wanted = tx.end();
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
@@ -446,12 +496,12 @@ impl PgStore {
                 }
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
-                        roll_back(tx.conn()).await;
+                        tx.roll_back().await;
                         wanted = tx.end();
                         retry.again::<Infallible>(retry_as).await?;
                     }
                     (Err(error), None) => {
-                        roll_back(tx.conn()).await;
+                        tx.roll_back().await;
                         return Ok(Err(error));
                     }
                     (Ok(value), None) => match commit(&mut tx).await {
@@ -522,7 +572,10 @@ async fn commit(tx: &mut PgTx) -> Result<(), Fail<Infallible>> {
             "failpoint: connection lost before COMMIT",
         )))
     });
-    if tx.kept.is_empty() {
+    if tx.unopened {
+        // No statement went out: nothing to commit.
+        leave_transaction(tx.conn());
+    } else if tx.kept.is_empty() {
         AnsiTransactionManager::commit_transaction(tx.conn()).await?;
     } else {
         send_with_commit(&tx.kept, &mut tx.conn).await?;
@@ -559,7 +612,7 @@ async fn send_with_commit(
     let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
     match &committed {
         Err(error) if is_connection_fault(error) => status.set_in_error(),
-        _ => *status = TransactionManagerStatus::default(),
+        _ => leave_transaction(conn),
     }
     if !written.matched(roots)? {
         return Err(Fail::VersionMiss);
@@ -576,8 +629,32 @@ fn lost_connection(why: &str) -> diesel::result::Error {
     )
 }
 
-async fn roll_back(conn: &mut AsyncPgConnection) {
-    if let Err(error) = AnsiTransactionManager::rollback_transaction(conn).await {
-        tracing::debug!(%error, "rollback failed; the connection will be discarded");
+impl PgTx {
+    /// Rolls the unit's transaction back, if its BEGIN went out.
+    async fn roll_back(&mut self) {
+        if self.unopened {
+            leave_transaction(self.conn());
+            return;
+        }
+        if let Err(error) = AnsiTransactionManager::rollback_transaction(self.conn()).await {
+            tracing::debug!(%error, "rollback failed; the connection will be discarded");
+        }
     }
+}
+
+/// Marks `conn` as inside a transaction whose BEGIN is yet to be sent.
+fn enter_transaction(conn: &mut AsyncPgConnection) -> QueryResult<()> {
+    match AnsiTransactionManager::transaction_manager_status_mut(conn) {
+        TransactionManagerStatus::Valid(status) => {
+            status.change_transaction_depth(TransactionDepthChange::IncreaseDepth)
+        }
+        TransactionManagerStatus::InError => Err(diesel::result::Error::BrokenTransactionManager),
+    }
+}
+
+/// Marks `conn` as outside any transaction again: its BEGIN never went
+/// out, or its COMMIT ended it.
+fn leave_transaction(conn: &mut AsyncPgConnection) {
+    *AnsiTransactionManager::transaction_manager_status_mut(conn) =
+        TransactionManagerStatus::default();
 }
