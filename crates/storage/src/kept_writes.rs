@@ -6,8 +6,8 @@
 //! a second update of it builds on that state (the two leave one write:
 //! the first's old version to the second's new one, with both's events).
 //! Anything else that sends statements inside the unit (a create, a
-//! delete, a list, a nested part) first flushes what is kept, so that it
-//! sees, and comes after, every earlier write.
+//! delete, a list, a nested part, an inbox entry) first flushes what is
+//! kept, so that it sees, and comes after, every earlier write.
 
 use std::any::Any;
 

@@ -604,7 +604,7 @@ async fn send_with_commit(
         return Ok(AnsiTransactionManager::commit_transaction(conn).await?);
     }
     let shared = &*conn;
-    // Created after the writes, so that it is polled, and sent, after them.
+    // Polled after the writes (`join!` polls in order), so sent after them.
     let committed = flight::commit_after(shared);
     let (written, committed) = tokio::join!(writes.send(shared), committed);
     // A COMMIT that came back ended the transaction, rolling it back if a
