@@ -603,26 +603,23 @@ fn set(value: u64) -> impl FnOnce(&mut Counter) -> Result<(), Infallible> {
     }
 }
 
-/// A unit keeps its updates until COMMIT, which they travel with: one the
-/// server refuses there fails the unit, and nothing of it lands, the
-/// other aggregate's update included.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_kept_update_refused_at_commit_fails_the_unit_and_writes_nothing() {
-    use domain::{TxExt, UnitOfWork};
+/// A unit over two counters at 0.
+type TwoCounterUnit = for<'t> fn(
+    &'t mut storage::PgTx,
+    CounterId,
+    CounterId,
+) -> domain::BoxFuture<'t, Result<(), RepositoryError>>;
+
+/// Runs `unit` where the server refuses any update of a counter to 13: the
+/// unit fails (`Storage`), and neither counter changed.
+async fn a_refused_kept_update_fails_the_unit(unit: TwoCounterUnit) {
+    use domain::UnitOfWork;
     let db = TestDb::new().await;
     refuse_thirteen(&db).await;
     let store = db.store(StoreConfig::default());
     let repo: Counters = store.repository::<Counter>();
     let (a, b) = (new_counter(&repo).await, new_counter(&repo).await);
-    let failed = store
-        .run(|tx| {
-            Box::pin(async move {
-                tx.of::<Counter>().update(a, set(5)).await?;
-                tx.of::<Counter>().update(b, set(13)).await?;
-                Ok::<_, RepositoryError>(())
-            })
-        })
-        .await;
+    let failed = store.run(|tx| unit(tx, a, b)).await;
     assert!(
         matches!(failed, Err(RepositoryError::Storage(_))),
         "{failed:?}"
@@ -634,40 +631,41 @@ async fn a_kept_update_refused_at_commit_fails_the_unit_and_writes_nothing() {
     assert_no_session_left_in_a_transaction(&db).await;
 }
 
+/// A unit keeps its updates until COMMIT, which they travel with: one the
+/// server refuses there fails the unit, and nothing of it lands, the
+/// other aggregate's update included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_update_refused_at_commit_fails_the_unit_and_writes_nothing() {
+    use domain::TxExt;
+    a_refused_kept_update_fails_the_unit(|tx, a, b| {
+        Box::pin(async move {
+            tx.of::<Counter>().update(a, set(5)).await?;
+            tx.of::<Counter>().update(b, set(13)).await?;
+            Ok(())
+        })
+    })
+    .await;
+}
+
 /// A kept update goes out before any statement that could see it (here a
 /// listing): refused then, it fails the listing, and the unit with it,
 /// even when the closure recovers from the error and returns `Ok`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_update_refused_before_a_later_statement_fails_the_unit_whatever_the_closure_does() {
-    use domain::{TxExt, UnitOfWork};
-    let db = TestDb::new().await;
-    refuse_thirteen(&db).await;
-    let store = db.store(StoreConfig::default());
-    let repo: Counters = store.repository::<Counter>();
-    let (a, b) = (new_counter(&repo).await, new_counter(&repo).await);
-    let failed = store
-        .run(|tx| {
-            Box::pin(async move {
-                tx.of::<Counter>().update(a, set(13)).await?;
-                let listed = tx.of::<Counter>().all().await;
-                assert!(
-                    matches!(listed, Err(RepositoryError::Storage(_))),
-                    "{listed:?}"
-                );
-                tx.of::<Counter>().update(b, set(5)).await?;
-                Ok::<_, RepositoryError>(())
-            })
+    use domain::TxExt;
+    a_refused_kept_update_fails_the_unit(|tx, a, b| {
+        Box::pin(async move {
+            tx.of::<Counter>().update(a, set(13)).await?;
+            let listed = tx.of::<Counter>().all().await;
+            assert!(
+                matches!(listed, Err(RepositoryError::Storage(_))),
+                "{listed:?}"
+            );
+            tx.of::<Counter>().update(b, set(5)).await?;
+            Ok(())
         })
-        .await;
-    assert!(
-        matches!(failed, Err(RepositoryError::Storage(_))),
-        "{failed:?}"
-    );
-    for id in [a, b] {
-        let stored = repo.get(id).await.expect("get");
-        assert_eq!((stored.value, stored.version()), (0, Version::INITIAL));
-    }
-    assert_no_session_left_in_a_transaction(&db).await;
+    })
+    .await;
 }
 
 /// A unit's BEGIN travels with its first statement: a unit that sends
