@@ -45,8 +45,9 @@ pub struct PgTx {
     clock: Clock,
     /// Its updates, until COMMIT (or another statement) takes them.
     kept: KeptWrites,
-    /// A read unit writes at once (and fails), keeping nothing.
-    read_only: bool,
+    /// What the transaction may do: a read unit writes at once (and
+    /// fails), keeping nothing.
+    access: Access,
     /// No statement has carried the unit's BEGIN yet: the first load takes
     /// it along (`PgTx::load`), anything else sends it first.
     unopened: bool,
@@ -123,10 +124,9 @@ impl PgTx {
     /// The unit's BEGIN, with its settings.
     fn begin(&self) -> &str {
         let sessions = self.store.sessions();
-        if self.read_only {
-            sessions.begin_read_only()
-        } else {
-            sessions.begin_serializable()
+        match self.access {
+            Access::ReadWrite => sessions.begin_serializable(),
+            Access::ReadOnly => sessions.begin_read_only(),
         }
     }
 
@@ -138,12 +138,7 @@ impl PgTx {
             self.unopened = false;
             let mut on: &AsyncPgConnection = &self.conn;
             let begun = on.batch_execute(self.begin()).await;
-            let target = Target {
-                kind: "unit of work",
-                id: String::new(),
-                primary_key: "",
-            };
-            self.absorb::<(), Infallible>(&target, begun.map_err(Fail::Db))
+            self.absorb::<(), Infallible>(&unit_target(), begun.map_err(Fail::Db))
                 .map_err(RepositoryError::widen)?;
         }
         self.flush().await
@@ -304,7 +299,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
         // Inside the unit's transaction no reply is lost on its own: the
         // unit settles a lost COMMIT.
         let now = self.clock.now();
-        if self.read_only {
+        if self.access == Access::ReadOnly {
             self.ready().await?;
             let (conn, sessions) = self.parts();
             let result =
@@ -431,6 +426,16 @@ impl UnitOfWork for PgStore {
     }
 }
 
+/// What a failure of the unit itself (not of one of its operations) is
+/// reported as.
+fn unit_target() -> Target {
+    Target {
+        kind: "unit of work",
+        id: String::new(),
+        primary_key: "",
+    }
+}
+
 /// What a unit's transaction may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
@@ -452,11 +457,7 @@ impl PgStore {
         let config = self.config();
         let attempts = async {
             let mut retry = Retry {
-                target: Target {
-                    kind: "unit of work",
-                    id: String::new(),
-                    primary_key: "",
-                },
+                target: unit_target(),
                 config,
                 attempts: 1,
             };
@@ -474,7 +475,7 @@ impl PgStore {
                     rows,
                     clock: config.clock.clone(),
                     kept: KeptWrites::default(),
-                    read_only: access == Access::ReadOnly,
+                    access,
                     unopened: true,
                     broken: None,
                 };
@@ -609,10 +610,10 @@ async fn send_with_commit(
     let (written, committed) = tokio::join!(writes.send(shared), committed);
     // A COMMIT that came back ended the transaction, rolling it back if a
     // write failed (a kept root that missed included).
-    let status = AnsiTransactionManager::transaction_manager_status_mut(conn);
-    match &committed {
-        Err(error) if is_connection_fault(error) => status.set_in_error(),
-        _ => leave_transaction(conn),
+    if matches!(&committed, Err(error) if is_connection_fault(error)) {
+        AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+    } else {
+        leave_transaction(conn);
     }
     if !written.matched(roots)? {
         return Err(Fail::VersionMiss);
