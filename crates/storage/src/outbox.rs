@@ -44,18 +44,23 @@ pub(crate) fn write<'a>(writes: &mut Writes<'a>, events: &'a [StoredEvent]) {
     if events.is_empty() {
         return;
     }
-    let rows: Vec<NewEvent<'_>> = events
-        .iter()
-        .map(|event| NewEvent {
-            id: event.id,
-            aggregate_kind: &event.aggregate_kind,
-            aggregate_id: event.aggregate_id,
-            version: version_to_db(event.version),
-            name: &event.name,
-            payload: &event.payload,
-            occurred_at: event.occurred_at.as_datetime(),
-        })
-        .collect();
+    let row = |event: &'a StoredEvent| NewEvent {
+        id: event.id,
+        aggregate_kind: &event.aggregate_kind,
+        aggregate_id: event.aggregate_id,
+        version: version_to_db(event.version),
+        name: &event.name,
+        payload: &event.payload,
+        occurred_at: event.occurred_at.as_datetime(),
+    };
+    if let [event] = events {
+        // One row's insert has a type of its own: its SQL is rendered once.
+        writes.child(crate::cached(
+            diesel::insert_into(outbox::table).values(row(event)),
+        ));
+        return;
+    }
+    let rows: Vec<NewEvent<'_>> = events.iter().map(row).collect();
     writes.child(crate::cached(
         diesel::insert_into(outbox::table).values(rows),
     ));

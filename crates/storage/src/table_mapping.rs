@@ -87,10 +87,11 @@ macro_rules! table_mapping {
                 conn: &$crate::diesel_async::AsyncPgConnection,
                 id: <$aggregate as $crate::__private::Aggregate>::Id,
             ) -> $crate::diesel::QueryResult<Option<$aggregate>> {
-                let query = $table::table
+                let query = $crate::cached($table::table
                     .find($crate::__private::uuid(id))
-                    .select(Row::as_select());
-                let row: Option<Row> = $crate::diesel_async::RunQueryDsl::first(query, &mut &*conn).await.optional()?;
+                    .select(Row::as_select())
+                    .limit(1));
+                let row: Option<Row> = $crate::diesel_async::RunQueryDsl::get_result(query, &mut &*conn).await.optional()?;
                 row.map(Row::restore).transpose()
             }
 

@@ -105,12 +105,15 @@ pub(crate) async fn find(
     kind: &str,
     token: TxToken,
 ) -> QueryResult<Option<(Uuid, Fingerprint)>> {
-    let found: Option<(Uuid, Vec<u8>)> = tx_tokens::table
-        .find((kind, token.as_uuid()))
-        .select((tx_tokens::aggregate_id, tx_tokens::fingerprint))
-        .first(&mut &*conn)
-        .await
-        .optional()?;
+    let found: Option<(Uuid, Vec<u8>)> = crate::cached(
+        tx_tokens::table
+            .find((kind, token.as_uuid()))
+            .select((tx_tokens::aggregate_id, tx_tokens::fingerprint))
+            .limit(1),
+    )
+    .get_result(&mut &*conn)
+    .await
+    .optional()?;
     let Some((id, bytes)) = found else {
         return Ok(None);
     };

@@ -377,6 +377,12 @@ impl QueryFragment<Pg> for Dyn<'_> {
         self.0.walk_ast(pass)
     }
 
+    /// The statement's own SQL (a [`cached`](crate::cached) one's is
+    /// rendered once).
+    fn to_sql(&self, out: &mut PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+        self.0.to_sql(out, backend)
+    }
+
     /// The statement's own answer (diesel's `Box` and `&` would walk it
     /// and lose a [`cached`](crate::cached) statement's).
     fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
@@ -402,8 +408,9 @@ impl Query for Grouped<'_, '_> {
     type SqlType = Array<BigInt>;
 }
 
-impl QueryFragment<Pg> for Grouped<'_, '_> {
-    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+impl Grouped<'_, '_> {
+    /// The group's SQL around its statements, into `out`.
+    fn render<'b>(&'b self, out: &mut impl Sink<'b>) -> QueryResult<()> {
         let mut name = String::with_capacity(16);
         for (i, (_, statement)) in self.group.iter().enumerate() {
             name.clear();
@@ -412,11 +419,11 @@ impl QueryFragment<Pg> for Grouped<'_, '_> {
                 "{} storage_w{i} AS (",
                 if i == 0 { "WITH" } else { "," }
             );
-            pass.push_sql(&name);
-            statement.walk_ast(pass.reborrow())?;
-            pass.push_sql(" RETURNING 1)");
+            out.sql(&name);
+            out.statement(statement.as_ref())?;
+            out.sql(" RETURNING 1)");
         }
-        pass.push_sql(" SELECT ARRAY[");
+        out.sql(" SELECT ARRAY[");
         for (i, (part, _)) in self.group.iter().enumerate() {
             name.clear();
             let separator = if i == 0 { "" } else { ", " };
@@ -426,16 +433,78 @@ impl QueryFragment<Pg> for Grouped<'_, '_> {
                 Part::Claim { .. } => write!(name, "{separator}storage_expect_claim({count}, "),
                 _ => write!(name, "{separator}{count}"),
             };
-            pass.push_sql(&name);
+            out.sql(&name);
             if let Part::Claim { kind, token } = part {
-                pass.push_bind_param::<Text, str>(kind)?;
-                pass.push_sql(", ");
-                pass.push_bind_param::<diesel::sql_types::Uuid, uuid::Uuid>(token)?;
-                pass.push_sql(")");
+                out.claim(kind, token)?;
+                out.sql(")");
             }
         }
-        pass.push_sql("]");
+        out.sql("]");
         Ok(())
+    }
+}
+
+/// Where a group renders to: a pass of diesel's (binds, flags, SQL), or
+/// straight into SQL text, where each statement writes its own
+/// ([`cached`](crate::cached) ones rendered once).
+trait Sink<'b> {
+    fn sql(&mut self, sql: &str);
+    fn statement(
+        &mut self,
+        statement: &'b (dyn QueryFragment<Pg> + Send + Sync),
+    ) -> QueryResult<()>;
+    /// `kind, token`, as binds.
+    fn claim(&mut self, kind: &'b str, token: &'b uuid::Uuid) -> QueryResult<()>;
+}
+
+impl<'b> Sink<'b> for AstPass<'_, 'b, Pg> {
+    fn sql(&mut self, sql: &str) {
+        self.push_sql(sql);
+    }
+
+    fn statement(
+        &mut self,
+        statement: &'b (dyn QueryFragment<Pg> + Send + Sync),
+    ) -> QueryResult<()> {
+        statement.walk_ast(self.reborrow())
+    }
+
+    fn claim(&mut self, kind: &'b str, token: &'b uuid::Uuid) -> QueryResult<()> {
+        self.push_bind_param::<Text, str>(kind)?;
+        self.push_sql(", ");
+        self.push_bind_param::<diesel::sql_types::Uuid, uuid::Uuid>(token)
+    }
+}
+
+impl<'b> Sink<'b> for PgQueryBuilder {
+    fn sql(&mut self, sql: &str) {
+        self.push_sql(sql);
+    }
+
+    fn statement(
+        &mut self,
+        statement: &'b (dyn QueryFragment<Pg> + Send + Sync),
+    ) -> QueryResult<()> {
+        statement.to_sql(self, &Pg)
+    }
+
+    fn claim(&mut self, _kind: &'b str, _token: &'b uuid::Uuid) -> QueryResult<()> {
+        self.push_bind_param();
+        self.push_sql(", ");
+        self.push_bind_param();
+        Ok(())
+    }
+}
+
+impl QueryFragment<Pg> for Grouped<'_, '_> {
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.render(&mut pass)
+    }
+
+    /// Each statement writes its own SQL, so that a cached one is copied,
+    /// not rendered again.
+    fn to_sql(&self, out: &mut PgQueryBuilder, _backend: &Pg) -> QueryResult<()> {
+        self.render(out)
     }
 
     fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
@@ -468,7 +537,9 @@ fn uses_custom_types(statement: &dyn QueryFragment<Pg>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{Writes, target};
+    use super::{Grouped, Writes, target};
+    use diesel::pg::{Pg, PgQueryBuilder};
+    use diesel::query_builder::{QueryBuilder as _, QueryFragment as _};
 
     #[test]
     fn a_table_the_group_writes_or_an_odd_statement_starts_the_next_group() {
@@ -493,6 +564,70 @@ mod tests {
         assert_eq!(writes.len(), 6);
         assert_eq!(writes.groups(), [2, 1, 1, 2]);
         assert_eq!(writes.sends(), 4);
+    }
+
+    #[test]
+    fn a_group_of_cached_statements_is_written_as_diesel_writes_it() {
+        use crate::schema::{user_profiles, users};
+        use diesel::prelude::*;
+        let user = (users::id.eq(uuid::Uuid::nil()), users::username.eq("ada"));
+        let profile = (
+            user_profiles::user_id.eq(uuid::Uuid::nil()),
+            user_profiles::first_name.eq("Ada"),
+        );
+        let token = uuid::Uuid::max();
+        let sql = |writes: &Writes<'_>| {
+            let group = Grouped {
+                group: &writes.statements,
+                guard: true,
+            };
+            let mut out = PgQueryBuilder::default();
+            group.to_sql(&mut out, &Pg).unwrap();
+            out.finish()
+        };
+        let mut cached = Writes::new();
+        cached.claim(
+            "user",
+            token,
+            crate::cached(diesel::delete(users::table.find(uuid::Uuid::nil()))),
+        );
+        cached.root(crate::cached(
+            diesel::insert_into(users::table).values(user),
+        ));
+        cached.child(crate::cached(
+            diesel::insert_into(user_profiles::table).values(profile),
+        ));
+        let mut plain = Writes::new();
+        plain.claim(
+            "user",
+            token,
+            diesel::delete(users::table.find(uuid::Uuid::nil())),
+        );
+        plain.root(diesel::insert_into(users::table).values(user));
+        plain.child(diesel::insert_into(user_profiles::table).values(profile));
+        let written = sql(&cached);
+        assert_eq!(written, sql(&plain));
+        assert_eq!(
+            written,
+            diesel::debug_query(&Grouped {
+                group: &plain.statements,
+                guard: true
+            })
+            .to_string()
+            .split(" -- binds")
+            .next()
+            .unwrap()
+        );
+        assert!(
+            written.contains("storage_expect_claim((SELECT count(*) FROM storage_w0), $6, $7)"),
+            "{written}"
+        );
+        assert!(
+            written.contains(
+                r#"INSERT INTO "user_profiles" ("user_id", "first_name") VALUES ($4, $5)"#
+            ),
+            "{written}"
+        );
     }
 
     #[test]

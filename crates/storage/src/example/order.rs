@@ -106,13 +106,15 @@ impl Mapping for OrderMapping {
     const PRIMARY_KEY: &'static str = "orders_pkey";
 
     async fn load(conn: &AsyncPgConnection, id: OrderId) -> QueryResult<Option<Order>> {
-        let rows = orders::table
-            .left_join(order_lines::table)
-            .filter(orders::id.eq(id.as_uuid()))
-            .order(order_lines::position)
-            .select((OrderRow::as_select(), Option::<LineRow>::as_select()))
-            .load(&mut &*conn)
-            .await?;
+        let rows = cached(
+            orders::table
+                .left_join(order_lines::table)
+                .filter(orders::id.eq(id.as_uuid()))
+                .order(order_lines::position)
+                .select((OrderRow::as_select(), Option::<LineRow>::as_select())),
+        )
+        .load(&mut &*conn)
+        .await?;
         Ok(restore(rows)?.pop())
     }
 

@@ -81,13 +81,16 @@ impl Mapping for UserMapping {
     const PRIMARY_KEY: &'static str = "users_pkey";
 
     async fn load(conn: &AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
-        let row: Option<(UserRow, ProfileRow)> = users::table
-            .inner_join(user_profiles::table)
-            .filter(users::id.eq(id.as_uuid()))
-            .select((UserRow::as_select(), ProfileRow::as_select()))
-            .first(&mut &*conn)
-            .await
-            .optional()?;
+        let row: Option<(UserRow, ProfileRow)> = cached(
+            users::table
+                .inner_join(user_profiles::table)
+                .filter(users::id.eq(id.as_uuid()))
+                .select((UserRow::as_select(), ProfileRow::as_select()))
+                .limit(1),
+        )
+        .get_result(&mut &*conn)
+        .await
+        .optional()?;
         row.map(restore).transpose()
     }
 
