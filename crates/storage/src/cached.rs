@@ -25,8 +25,10 @@ use diesel::query_builder::{AstPass, Query, QueryBuilder, QueryFragment, QueryId
 /// diesel-async also rebuilds a statement's SQL text on every call, cached
 /// or not (quoting every identifier anew: a third of the client's work on
 /// a `get`). A wrapped statement whose type fixes its SQL (a static query
-/// id, no list of varying length: what diesel's own cache keys by type) is
-/// rendered on its first use and copied from then on. Wrap loads too:
+/// id: what diesel's own cache keys by type) is rendered on its first use
+/// and copied from then on. Wrap loads too. An insert of a struct has one
+/// only with `#[diesel(treat_none_as_default_value = false)]` (else diesel
+/// may write `DEFAULT` for a `None`, and its SQL changes with the values):
 ///
 /// ```ignore
 /// storage::cached(users::table.find(id).select(UserRow::as_select()).limit(1))
@@ -143,12 +145,9 @@ static RENDERED: LazyLock<RwLock<BTreeMap<TypeId, Option<&'static Rendered>>>> =
 
 /// `statement`'s SQL, rendered once for its type, if its type fixes it.
 fn rendered<Q: QueryFragment<Pg> + QueryId>(statement: &Q) -> Option<&'static Rendered> {
+    // Diesel's contract for a static query id: the type alone identifies
+    // the SQL (a list of varying length, an `IN` of a `Vec`, has none).
     let id = Q::query_id()?;
-    // Cheap: a walk that only reads flags. A list of varying length (an
-    // `IN` of a `Vec`) answers false: its SQL changes with its length.
-    if !statement.is_safe_to_cache_prepared(&Pg).ok()? {
-        return None;
-    }
     if let Some(known) = RENDERED.read().ok()?.get(&id) {
         return *known;
     }

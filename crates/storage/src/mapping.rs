@@ -33,7 +33,10 @@ use crate::writes::Writes;
 /// statement ([`Writes`]): none may read what an earlier one of the same
 /// write wrote to another table (foreign keys are fine). Wrap the
 /// writes in [`cached`](crate::cached): diesel prepares an `INSERT` or an
-/// `UPDATE` afresh on every call otherwise, a round trip each time.
+/// `UPDATE` afresh on every call otherwise, a round trip each time. Wrap
+/// `load` too, and derive row structs' `Insertable` with
+/// `#[diesel(treat_none_as_default_value = false)]`: such statements'
+/// SQL is then rendered once per process instead of on every call.
 pub trait Mapping: Send + Sync + 'static {
     /// The aggregate mapped.
     type Aggregate: Aggregate;

@@ -27,6 +27,7 @@ diesel::table! {
 
 #[derive(Insertable)]
 #[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct NewEvent<'a> {
     id: Uuid,
     aggregate_kind: &'a str,

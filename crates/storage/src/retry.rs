@@ -159,9 +159,12 @@ pub(crate) fn within_deadline<T, E>(
     });
     let timer = Box::pin(tokio::time::sleep_until(deadline.until));
     // Boxed, so that the future is kept once (not twice, as an `async fn`
-    // taking it would: every repository future was twice the size).
-    let work = Box::pin(DEADLINE.scope(deadline.clone(), work));
+    // taking it would: every repository future was twice the size), and
+    // boxed first: moved into the scope first, a create's future (kilobytes)
+    // was copied twice per call.
+    let work = DEADLINE.scope(deadline.clone(), Box::pin(work));
     async move {
+        let work = std::pin::pin!(work);
         let result = match futures_util::future::select(work, timer).await {
             Either::Left((done, _)) => done,
             Either::Right(((), work)) if deadline.writing.load(Ordering::Acquire) => {

@@ -52,6 +52,8 @@ macro_rules! table_mapping {
             $crate::diesel::AsChangeset,
         )]
         #[diesel(table_name = $table, check_for_backend($crate::diesel::pg::Pg))]
+        // Every column written, `None` as NULL: one SQL shape, rendered once.
+        #[diesel(treat_none_as_default_value = false)]
         struct Row {
             id: $crate::__private::Uuid,
             version: i64,

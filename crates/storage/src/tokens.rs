@@ -45,7 +45,7 @@ pub(crate) fn claim_statement<'a>(
     fingerprint: &'a Fingerprint,
     now: Timestamp,
 ) -> impl QueryFragment<Pg> + QueryId + Send + Sync + 'a {
-    crate::cached(
+    crate::cached(FixedClaim(
         diesel::insert_into(tx_tokens::table)
             .values((
                 tx_tokens::aggregate_kind.eq(kind),
@@ -55,7 +55,24 @@ pub(crate) fn claim_statement<'a>(
                 tx_tokens::created_at.eq(now.as_datetime()),
             ))
             .on_conflict_do_nothing(),
-    )
+    ))
+}
+
+/// The claim's upsert, whose SQL never changes (fixed columns, no
+/// optional value): it says so with a query id of its own, which diesel
+/// cannot give an upsert, so that [`cached`](crate::cached) renders it
+/// once.
+struct FixedClaim<Q>(Q);
+
+impl<Q> QueryId for FixedClaim<Q> {
+    type QueryId = FixedClaim<()>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for FixedClaim<Q> {
+    fn walk_ast<'b>(&'b self, pass: diesel::query_builder::AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
 }
 
 /// What `storage_expect_claim` (the framework's migration's) raises when a

@@ -16,7 +16,6 @@
 //! hold (a `RETURNING`, a statement that is no plain `INSERT`, `UPDATE` or
 //! `DELETE`).
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -321,7 +320,9 @@ fn group(statements: &[(Part<'_>, Statement<'_>)]) -> Vec<usize> {
     let mut size = 0;
     for (_, statement) in statements {
         let mut sql = PgQueryBuilder::default();
-        let table = statement
+        // Through the statement itself (diesel's `Box` would walk it, and
+        // render a cached statement afresh).
+        let table = (statement.as_ref() as &dyn QueryFragment<Pg>)
             .to_sql(&mut sql, &Pg)
             .ok()
             .and_then(|()| target(&sql.finish()).map(str::to_owned));
@@ -409,33 +410,43 @@ impl Query for Grouped<'_, '_> {
 }
 
 impl Grouped<'_, '_> {
-    /// The group's SQL around its statements, into `out`.
+    /// The group's SQL around its statements, into `out`. Pieces of
+    /// static text, not formatted: a pass that collects binds renders the
+    /// group too, and throws the text away.
     fn render<'b>(&'b self, out: &mut impl Sink<'b>) -> QueryResult<()> {
-        let mut name = String::with_capacity(16);
+        let name = |out: &mut dyn FnMut(&str), i: usize| {
+            out(" storage_w");
+            match DIGITS.get(i) {
+                Some(digit) => out(digit),
+                None => out(&i.to_string()),
+            }
+        };
         for (i, (_, statement)) in self.group.iter().enumerate() {
-            name.clear();
-            let _ = write!(
-                name,
-                "{} storage_w{i} AS (",
-                if i == 0 { "WITH" } else { "," }
-            );
-            out.sql(&name);
+            out.sql(if i == 0 { "WITH" } else { "," });
+            name(&mut |sql| out.sql(sql), i);
+            out.sql(" AS (");
             out.statement(statement.as_ref())?;
             out.sql(" RETURNING 1)");
         }
         out.sql(" SELECT ARRAY[");
         for (i, (part, _)) in self.group.iter().enumerate() {
-            name.clear();
-            let separator = if i == 0 { "" } else { ", " };
-            let count = format_args!("(SELECT count(*) FROM storage_w{i})");
-            let _ = match part {
-                Part::Root if self.guard => write!(name, "{separator}storage_expect_one({count})"),
-                Part::Claim { .. } => write!(name, "{separator}storage_expect_claim({count}, "),
-                _ => write!(name, "{separator}{count}"),
+            if i > 0 {
+                out.sql(", ");
+            }
+            let check = match part {
+                Part::Root if self.guard => "storage_expect_one(",
+                Part::Claim { .. } => "storage_expect_claim(",
+                _ => "",
             };
-            out.sql(&name);
+            out.sql(check);
+            out.sql("(SELECT count(*) FROM");
+            name(&mut |sql| out.sql(sql), i);
+            out.sql(")");
             if let Part::Claim { kind, token } = part {
+                out.sql(", ");
                 out.claim(kind, token)?;
+            }
+            if !check.is_empty() {
                 out.sql(")");
             }
         }
@@ -443,6 +454,9 @@ impl Grouped<'_, '_> {
         Ok(())
     }
 }
+
+/// The names of a group's first statements, written without formatting.
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
 /// Where a group renders to: a pass of diesel's (binds, flags, SQL), or
 /// straight into SQL text, where each statement writes its own

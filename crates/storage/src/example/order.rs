@@ -19,6 +19,7 @@ pub struct OrderMapping;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct OrderRow {
     id: Uuid,
     version: i64,
@@ -30,6 +31,7 @@ struct OrderRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = order_lines, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct LineRow {
     order_id: Uuid,
     position: i32,
@@ -183,9 +185,18 @@ impl Mapping for OrderMapping {
         };
         if new.lines().len() > kept {
             let added = line_rows(new, &new.lines()[kept..], kept);
-            writes.child(cached(
-                diesel::insert_into(order_lines::table).values(added),
-            ));
+            // One appended line (the usual change) is an insert of one row:
+            // a type of its own, whose SQL `cached` renders once.
+            match <[LineRow; 1]>::try_from(added) {
+                Ok([line]) => {
+                    writes.child(cached(diesel::insert_into(order_lines::table).values(line)));
+                }
+                Err(added) => {
+                    writes.child(cached(
+                        diesel::insert_into(order_lines::table).values(added),
+                    ));
+                }
+            }
         }
     }
 

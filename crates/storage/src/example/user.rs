@@ -19,6 +19,7 @@ pub struct UserMapping;
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct UserRow {
     id: Uuid,
     version: i64,
@@ -30,6 +31,7 @@ struct UserRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = user_profiles, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct ProfileRow {
     user_id: Uuid,
     first_name: String,

@@ -33,6 +33,7 @@ diesel::allow_tables_to_appear_in_same_query!(ledgers, ledger_entries);
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = ledgers, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct LedgerRow {
     id: Uuid,
     version: i64,
@@ -42,6 +43,7 @@ struct LedgerRow {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg))]
+#[diesel(treat_none_as_default_value = false)]
 struct EntryRow {
     ledger_id: Uuid,
     position: i32,
