@@ -95,13 +95,16 @@ impl Mapping for LedgerMapping {
     const PRIMARY_KEY: &'static str = "ledgers_pkey";
 
     async fn load(conn: &AsyncPgConnection, id: LedgerId) -> QueryResult<Option<Ledger>> {
-        let rows = ledgers::table
-            .left_join(ledger_entries::table)
-            .filter(ledgers::id.eq(id.as_uuid()))
-            .order(ledger_entries::position)
-            .select((LedgerRow::as_select(), Option::<EntryRow>::as_select()))
-            .load(&mut &*conn)
-            .await?;
+        // Cached: its SQL is rendered once per process, not on every call.
+        let rows = crate::cached(
+            ledgers::table
+                .left_join(ledger_entries::table)
+                .filter(ledgers::id.eq(id.as_uuid()))
+                .order(ledger_entries::position)
+                .select((LedgerRow::as_select(), Option::<EntryRow>::as_select())),
+        )
+        .load(&mut &*conn)
+        .await?;
         Ok(restore(rows).pop())
     }
 
