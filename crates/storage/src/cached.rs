@@ -174,7 +174,8 @@ fn render(statement: &impl QueryFragment<Pg>) -> Option<Rendered> {
 #[cfg(test)]
 mod tests {
     use super::{Rendered, cached, rendered};
-    use crate::schema::{user_profiles, users};
+    use crate::outbox::outbox;
+    use crate::tokens::tx_tokens;
     use diesel::pg::{Pg, PgQueryBuilder};
     use diesel::prelude::*;
     use diesel::query_builder::{QueryBuilder, QueryFragment};
@@ -188,22 +189,25 @@ mod tests {
     #[test]
     fn a_load_is_rendered_once_and_written_as_diesel_writes_it() {
         let load = |id| {
-            users::table
-                .inner_join(user_profiles::table)
-                .filter(users::id.eq(id))
-                .select((users::username, user_profiles::first_name))
+            tx_tokens::table
+                .filter(tx_tokens::token.eq(id))
+                .filter(tx_tokens::aggregate_kind.eq("user"))
+                .select((tx_tokens::aggregate_id, tx_tokens::fingerprint))
                 .limit(1)
         };
         let wrapped = cached(load(uuid::Uuid::nil()));
         assert!(rendered(&load(uuid::Uuid::nil())).is_some());
         assert_eq!(sql(&wrapped), sql(&load(uuid::Uuid::max())));
+        assert!(sql(&wrapped).contains("$3"), "{}", sql(&wrapped));
     }
 
     #[test]
     fn a_rendered_statement_numbers_its_binds_after_those_before_it() {
         let insert = || {
-            diesel::insert_into(users::table)
-                .values((users::id.eq(uuid::Uuid::nil()), users::username.eq("ada")))
+            diesel::insert_into(outbox::table).values((
+                outbox::id.eq(uuid::Uuid::nil()),
+                outbox::aggregate_kind.eq("user"),
+            ))
         };
         let mut out = PgQueryBuilder::default();
         out.push_sql("SELECT ");
@@ -221,14 +225,17 @@ mod tests {
 
     #[test]
     fn a_statement_whose_sql_changes_with_its_values_is_rendered_each_time() {
-        let some =
-            |ids: Vec<uuid::Uuid>| users::table.filter(users::id.eq_any(ids)).select(users::id);
+        let some = |ids: Vec<uuid::Uuid>| {
+            tx_tokens::table
+                .filter(tx_tokens::token.eq_any(ids))
+                .select(tx_tokens::token)
+        };
         assert!(rendered(&some(vec![uuid::Uuid::nil()])).is_none());
         assert_eq!(
             sql(&cached(some(vec![uuid::Uuid::nil(), uuid::Uuid::max()]))),
             sql(&some(vec![uuid::Uuid::nil(), uuid::Uuid::max()]))
         );
-        let update = diesel::update(users::table).set(users::score.eq(1.0));
+        let update = diesel::update(tx_tokens::table).set(tx_tokens::aggregate_kind.eq("x"));
         assert!(rendered(&update).is_none());
     }
 
