@@ -95,11 +95,19 @@ impl<Q: QueryFragment<Pg> + QueryId> QueryFragment<Pg> for Cached<Q> {
 /// statement inside a group numbers its binds after the group's earlier
 /// ones).
 #[derive(Debug, PartialEq)]
-struct Rendered {
+pub(crate) struct Rendered {
     pieces: Vec<Box<str>>,
+    /// The table it writes, as [`Writes`](crate::Writes) groups by.
+    target: Option<Box<str>>,
 }
 
 impl Rendered {
+    /// The table it writes, if it can join a group (see
+    /// [`Writes`](crate::Writes)).
+    pub(crate) fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
     fn write(&self, out: &mut PgQueryBuilder) {
         let (last, binds) = self.pieces.split_last().expect("one piece at least");
         for piece in binds {
@@ -133,7 +141,8 @@ impl Rendered {
         }
         piece.push_str(rest);
         pieces.push(piece.into_boxed_str());
-        (pieces.len() == binds + 1).then_some(Self { pieces })
+        let target = crate::writes::target(sql).map(Box::from);
+        (pieces.len() == binds + 1).then_some(Self { pieces, target })
     }
 }
 
@@ -153,6 +162,12 @@ fn rendered<Q: QueryFragment<Pg> + QueryId>(statement: &Q) -> Option<&'static Re
     }
     let made = render(statement).map(|r| &*Box::leak(Box::new(r)));
     *RENDERED.write().ok()?.entry(id).or_insert(made)
+}
+
+/// The rendering of statements of `shape`, if one was rendered (and its
+/// type fixes its SQL).
+pub(crate) fn rendered_shape(shape: TypeId) -> Option<&'static Rendered> {
+    *RENDERED.read().ok()?.get(&shape)?
 }
 
 fn render(statement: &impl QueryFragment<Pg>) -> Option<Rendered> {

@@ -16,6 +16,8 @@
 //! hold (a `RETURNING`, a statement that is no plain `INSERT`, `UPDATE` or
 //! `DELETE`).
 
+use std::any::TypeId;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -59,6 +61,10 @@ type Statement<'c> = Box<dyn QueryFragment<Pg> + Send + Sync + 'c>;
 /// ```
 pub struct Writes<'c> {
     statements: Vec<(Part<'c>, Statement<'c>)>,
+    /// Each statement's query id, where its type fixes its SQL: the table
+    /// of a shape [`cached`](crate::cached) has rendered is known without
+    /// rendering it again.
+    shapes: Vec<Option<TypeId>>,
     /// Whether a root statement that has company is sent guarded (see
     /// [`Writes::guarded`]), so that a miss fails the whole write.
     guard_roots: bool,
@@ -128,6 +134,7 @@ impl<'c> Writes<'c> {
     pub(crate) fn new() -> Self {
         Self {
             statements: Vec::new(),
+            shapes: Vec::new(),
             guard_roots: false,
             guard_lone: false,
             groups: None,
@@ -199,6 +206,7 @@ impl<'c> Writes<'c> {
     {
         self.groups = None;
         self.statements.push((part, Box::new(statement)));
+        self.shapes.push(Q::query_id());
     }
 
     /// How many statements the mapping listed.
@@ -230,8 +238,8 @@ impl<'c> Writes<'c> {
     }
 
     fn groups(&mut self) -> &[usize] {
-        let statements = &self.statements;
-        self.groups.get_or_insert_with(|| group(statements))
+        let (statements, shapes) = (&self.statements, &self.shapes);
+        self.groups.get_or_insert_with(|| group(statements, shapes))
     }
 
     /// Sends every statement, in order (grouped), and reads their replies.
@@ -240,7 +248,7 @@ impl<'c> Writes<'c> {
         let sizes = self
             .groups
             .take()
-            .unwrap_or_else(|| group(&self.statements));
+            .unwrap_or_else(|| group(&self.statements, &self.shapes));
         let groups = || {
             let mut listed = self.statements.as_slice();
             sizes.iter().map(move |&size| {
@@ -311,21 +319,25 @@ impl<'c> Writes<'c> {
 /// Splits `statements` into groups sent as one statement each: a group
 /// grows while the next statement can join it (see [`target`]) and writes
 /// a table no statement of the group writes.
-fn group(statements: &[(Part<'_>, Statement<'_>)]) -> Vec<usize> {
+fn group(statements: &[(Part<'_>, Statement<'_>)], shapes: &[Option<TypeId>]) -> Vec<usize> {
     if statements.len() < 2 {
         return vec![1; statements.len()];
     }
     let mut groups = Vec::new();
-    let mut tables: Vec<String> = Vec::new();
+    let mut tables: Vec<Cow<'static, str>> = Vec::new();
     let mut size = 0;
-    for (_, statement) in statements {
-        let mut sql = PgQueryBuilder::default();
-        // Through the statement itself (diesel's `Box` would walk it, and
-        // render a cached statement afresh).
-        let table = (statement.as_ref() as &dyn QueryFragment<Pg>)
-            .to_sql(&mut sql, &Pg)
-            .ok()
-            .and_then(|()| target(&sql.finish()).map(str::to_owned));
+    for ((_, statement), shape) in statements.iter().zip(shapes) {
+        let table = if let Some(rendered) = shape.and_then(crate::cached::rendered_shape) {
+            rendered.target().map(Cow::Borrowed)
+        } else {
+            let mut sql = PgQueryBuilder::default();
+            // Through the statement itself (diesel's `Box` would walk it,
+            // and render a cached statement afresh).
+            (statement.as_ref() as &dyn QueryFragment<Pg>)
+                .to_sql(&mut sql, &Pg)
+                .ok()
+                .and_then(|()| target(&sql.finish()).map(|t| Cow::Owned(t.to_owned())))
+        };
         let joins = table
             .as_ref()
             .is_some_and(|t| size > 0 && !tables.contains(t))
@@ -345,7 +357,7 @@ fn group(statements: &[(Part<'_>, Statement<'_>)]) -> Vec<usize> {
 /// The table a statement writes, if it is a plain `INSERT`, `UPDATE` or
 /// `DELETE` that can be one part of a group (no `RETURNING` of its own, no
 /// second statement).
-fn target(sql: &str) -> Option<&str> {
+pub(crate) fn target(sql: &str) -> Option<&str> {
     if sql.contains(';') || sql.contains(" RETURNING ") {
         return None;
     }
@@ -626,6 +638,40 @@ mod tests {
             written.contains(r#"INSERT INTO "outbox" ("id", "aggregate_kind") VALUES ($4, $5)"#),
             "{written}"
         );
+    }
+
+    #[test]
+    fn a_shape_rendered_once_groups_by_the_table_it_named() {
+        fn shape<Q: QueryId>(_: &Q) -> Option<std::any::TypeId> {
+            Q::query_id()
+        }
+        use crate::outbox::outbox;
+        use crate::tokens::tx_tokens;
+        use diesel::prelude::*;
+        use diesel::query_builder::QueryId;
+        let token = || {
+            crate::cached(
+                diesel::insert_into(tx_tokens::table)
+                    .values(tx_tokens::token.eq(uuid::Uuid::nil())),
+            )
+        };
+        let event = || {
+            crate::cached(
+                diesel::insert_into(outbox::table).values(outbox::id.eq(uuid::Uuid::nil())),
+            )
+        };
+        let listed = || {
+            let mut writes = Writes::new();
+            writes.root(token());
+            writes.child(event());
+            writes.child(token());
+            writes
+        };
+        let mut first = listed();
+        assert_eq!(first.groups(), [2, 1]);
+        let known = crate::cached::rendered_shape(shape(&token()).expect("a static shape"));
+        assert_eq!(known.and_then(|r| r.target()), Some(r#""tx_tokens""#));
+        assert_eq!(listed().groups(), [2, 1]);
     }
 
     #[test]
