@@ -426,16 +426,9 @@ impl Grouped<'_, '_> {
     /// static text, not formatted: a pass that collects binds renders the
     /// group too, and throws the text away.
     fn render<'b>(&'b self, out: &mut impl Sink<'b>) -> QueryResult<()> {
-        let name = |out: &mut dyn FnMut(&str), i: usize| {
-            out(" storage_w");
-            match DIGITS.get(i) {
-                Some(digit) => out(digit),
-                None => out(&i.to_string()),
-            }
-        };
         for (i, (_, statement)) in self.group.iter().enumerate() {
             out.sql(if i == 0 { "WITH" } else { "," });
-            name(&mut |sql| out.sql(sql), i);
+            out.name(i);
             out.sql(" AS (");
             out.statement(statement.as_ref())?;
             out.sql(" RETURNING 1)");
@@ -452,7 +445,7 @@ impl Grouped<'_, '_> {
             };
             out.sql(check);
             out.sql("(SELECT count(*) FROM");
-            name(&mut |sql| out.sql(sql), i);
+            out.name(i);
             out.sql(")");
             if let Part::Claim { kind, token } = part {
                 out.sql(", ");
@@ -475,6 +468,14 @@ const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 /// ([`cached`](crate::cached) ones rendered once).
 trait Sink<'b> {
     fn sql(&mut self, sql: &str);
+    /// ` storage_w<i>`, the name of the group's `i`th statement.
+    fn name(&mut self, i: usize) {
+        self.sql(" storage_w");
+        match DIGITS.get(i) {
+            Some(digit) => self.sql(digit),
+            None => self.sql(&i.to_string()),
+        }
+    }
     fn statement(
         &mut self,
         statement: &'b (dyn QueryFragment<Pg> + Send + Sync),
