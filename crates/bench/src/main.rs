@@ -152,25 +152,30 @@ fn paired_ratio(rounds: &[Figures], baseline: &[Figures]) -> Option<f64> {
     ratios.get(ratios.len() / 2).copied()
 }
 
-/// Client-side cost per operation over all rounds.
+/// CPU and allocations per operation over all rounds.
 #[derive(Debug, Clone, Copy)]
-struct ClientCost {
+struct Cost {
+    /// The bench process's.
     cpu: Duration,
     allocations: f64,
+    /// The local server's processes', where they are visible.
+    server_cpu: Option<Duration>,
 }
 
 /// Summed over all rounds: the process-wide CPU clock ticks in 10 ms
 /// steps, so one round alone would be too coarse.
-fn client_cost(rounds: &[Figures]) -> ClientCost {
+fn cost(rounds: &[Figures]) -> Cost {
     let ops: u64 = rounds.iter().map(|f| f.ops).sum();
     let cpu: Duration = rounds.iter().map(|f| f.cpu).sum();
     let allocations: u64 = rounds.iter().map(|f| f.allocations).sum();
+    let server_cpu: Option<Duration> = rounds.iter().map(|f| f.server_cpu).sum();
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
     let per_op = |n: f64| n / ops.max(1) as f64;
     #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
-    ClientCost {
+    Cost {
         cpu: Duration::from_secs_f64(per_op(cpu.as_secs_f64())),
         allocations: per_op(allocations as f64),
+        server_cpu: server_cpu.map(|t| Duration::from_secs_f64(per_op(t.as_secs_f64()))),
     }
 }
 
@@ -218,10 +223,10 @@ async fn main() -> anyhow::Result<()> {
 
     let duration = Duration::from_secs_f64(args.seconds);
     println!(
-        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | round trips/op | retries/op | client CPU µs/op | allocs/op | vs diesel | vs raw |"
+        "| scenario | tasks | implementation | ops/s | p50 ms | p99 ms | statements/op | round trips/op | retries/op | client CPU µs/op | server CPU µs/op | allocs/op | vs diesel | vs raw |"
     );
     println!(
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     let mut run = 0;
     let data = |run| Data {
@@ -267,7 +272,7 @@ async fn main() -> anyhow::Result<()> {
                     rounds[which].push(figures);
                 }
             }
-            let cost: Vec<ClientCost> = rounds.iter().map(|r| client_cost(r)).collect();
+            let cost: Vec<Cost> = rounds.iter().map(|r| cost(r)).collect();
             let vs_diesel: Vec<Option<f64>> =
                 rounds.iter().map(|r| paired_ratio(r, &rounds[0])).collect();
             let vs_raw: Vec<Option<f64>> =
@@ -545,7 +550,7 @@ struct Row<'a> {
     tasks: usize,
     name: &'a str,
     figures: Figures,
-    cost: ClientCost,
+    cost: Cost,
     round_trips: Option<f64>,
     vs_diesel: Option<f64>,
     vs_raw: Option<f64>,
@@ -561,7 +566,7 @@ impl Row<'_> {
         };
         let figure = |x: Option<f64>| x.map_or_else(|| "n/a".to_owned(), |x| format!("{x:.2}"));
         println!(
-            "| {} | {} | {} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.0} | {} | {} |",
+            "| {} | {} | {} | {:.0}{errors} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {} | {:.0} | {} | {} |",
             self.scenario,
             self.tasks,
             self.name,
@@ -572,6 +577,10 @@ impl Row<'_> {
             figure(self.round_trips),
             f.retries_per_op,
             self.cost.cpu.as_secs_f64() * 1e6,
+            self.cost.server_cpu.map_or_else(
+                || "n/a".to_owned(),
+                |t| format!("{:.0}", t.as_secs_f64() * 1e6)
+            ),
             self.cost.allocations,
             figure(self.vs_diesel),
             figure(self.vs_raw),

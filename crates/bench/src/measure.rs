@@ -62,6 +62,10 @@ pub struct Figures {
     pub cpu: Duration,
     /// Heap allocations this process made during the measured operations.
     pub allocations: u64,
+    /// CPU time the local PostgreSQL server's processes spent during the
+    /// measured operations (see [`server_cpu`]); `None` when no server
+    /// process is visible (a server on another machine).
+    pub server_cpu: Option<Duration>,
 }
 
 /// Every allocation of the process goes through this counting wrapper of
@@ -95,6 +99,51 @@ fn process_cpu() -> Duration {
     TICK * ticks
 }
 
+/// Time on CPU so far of every process named `postgres` on this machine
+/// (backends, WAL writer, checkpointer, autovacuum), from
+/// `/proc/<pid>/schedstat` in nanoseconds, per pid. The bench's server is
+/// local and otherwise idle, so the difference over a round is the
+/// server's work for the round's operations: the part of a write's latency
+/// that client CPU does not explain. Empty where `/proc` shows no server.
+fn server_cpu() -> Vec<(u32, Duration)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+            if comm.trim_end() != "postgres" {
+                return None;
+            }
+            let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+            let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+            Some((pid, Duration::from_nanos(nanos)))
+        })
+        .collect()
+}
+
+/// The server CPU spent between two [`server_cpu`] readings: a process
+/// that started in between counts from zero, one that ended is left out.
+fn server_cpu_since(before: &[(u32, Duration)]) -> Option<Duration> {
+    let after = server_cpu();
+    if after.is_empty() {
+        return None;
+    }
+    Some(
+        after
+            .iter()
+            .map(|(pid, now)| {
+                let then = before
+                    .iter()
+                    .find(|(p, _)| p == pid)
+                    .map_or(Duration::ZERO, |(_, t)| *t);
+                now.saturating_sub(then)
+            })
+            .sum(),
+    )
+}
+
 /// Runs `op(task, n)` from `tasks` tasks for `duration`, after a warm-up.
 pub async fn run<F, Fut>(
     tasks: usize,
@@ -114,10 +163,12 @@ where
     let flights_before = FLIGHTS.load(Ordering::Relaxed);
     let cpu_before = process_cpu();
     let allocations_before = allocations();
+    let server_before = server_cpu();
     let started = Instant::now();
     let (mut latencies, errors) = drive(tasks, duration, op).await;
     let elapsed = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_before);
+    let server_cpu = server_cpu_since(&server_before);
     let allocations = allocations() - allocations_before;
     let statements = DIESEL_STATEMENTS.load(Ordering::Relaxed)
         + counters.statements.load(Ordering::Relaxed)
@@ -154,6 +205,7 @@ where
         ops: latencies.len() as u64,
         cpu,
         allocations,
+        server_cpu,
     }
 }
 
