@@ -1,8 +1,8 @@
 //! The in-memory repository: the same contract as the Postgres one, for
 //! domain unit tests and for running a service without a database.
 
-use std::collections::BTreeMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, btree_map};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::aggregate::{Aggregate, UniqueKey, Version};
@@ -238,21 +238,25 @@ impl<A: Aggregate> State<A> {
             }
             Entry::Vacant(claim) => claim,
         };
-        if self.rows.contains_key(&id) {
-            return Err(RepositoryError::AlreadyExists {
-                kind: A::KIND,
-                id: id.to_string(),
-            });
-        }
+        // One walk down the tree for the check and the insert.
+        let row = match self.rows.entry(id) {
+            btree_map::Entry::Occupied(_) => {
+                return Err(RepositoryError::AlreadyExists {
+                    kind: A::KIND,
+                    id: id.to_string(),
+                });
+            }
+            btree_map::Entry::Vacant(row) => row,
+        };
         let keys = aggregate.unique_keys();
         if let Some(taken) = taken_key::<A>(&self.unique, id, &keys) {
             return Err(taken);
         }
         aggregate.set_version(Version::INITIAL);
         claim.insert((id, fingerprint, now));
+        row.insert(aggregate.clone());
         self.index_unique(id, &[], keys);
         self.record(id, Version::INITIAL, events);
-        self.rows.insert(id, aggregate.clone());
         Ok(Created::New(aggregate))
     }
 
