@@ -2,6 +2,7 @@
 //! tests pay per operation.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use domain::example::{Account, AccountError, AccountId, UserId};
@@ -16,7 +17,9 @@ use crate::measure::{self, Counters, Figures};
 
 /// Figures for get, update and create on 10 000 counters, one task each.
 pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
-    let repo = InMemoryRepository::<Counter>::new();
+    // Behind an `Arc`, so that handing each operation the repository costs
+    // one count, not a clone of its handles: the figure is the store's.
+    let repo = Arc::new(InMemoryRepository::<Counter>::new());
     let mut ids = Vec::new();
     for seed in 0..10_000 {
         let counter = Counter::sample(CounterId::generate(), seed);
@@ -50,20 +53,28 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
         }
     })
     .await;
-    let create = measure::run(1, duration, &counters, move |_, n| {
-        create_counter(repo.clone(), 1, n)
+    // Numbered across the warm-up and the measured run (whose `n`s both
+    // start at 0): a number used twice would be a replay, not a create.
+    let next = Arc::new(AtomicU64::new(0));
+    let numbered = next.clone();
+    let create = measure::run(1, duration, &counters, move |_, _| {
+        create_counter(repo.clone(), 1, numbered.fetch_add(1, Ordering::Relaxed))
     })
     .await;
     // The same into stores of at most 10 000 counters, the size of a
     // domain test's: a fresh store every 10 000 creates (dropping the full
     // one is counted too). The row above grows one store to millions,
     // where the B-tree's and the hash table's growth costs most.
-    let current = Arc::new(std::sync::Mutex::new(InMemoryRepository::<Counter>::new()));
-    let create_small = measure::run(1, duration, &counters, move |_, n| {
+    let current = Arc::new(std::sync::Mutex::new(Arc::new(
+        InMemoryRepository::<Counter>::new(),
+    )));
+    next.store(0, Ordering::Relaxed);
+    let create_small = measure::run(1, duration, &counters, move |_, _| {
+        let n = next.fetch_add(1, Ordering::Relaxed);
         let repo = {
             let mut current = current.lock().expect("not poisoned");
-            if n % 10_000 == 0 {
-                *current = InMemoryRepository::new();
+            if n.is_multiple_of(10_000) {
+                *current = Arc::new(InMemoryRepository::new());
             }
             current.clone()
         };
@@ -89,7 +100,11 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
 /// Creates counter `n` of a run, its id and token made from `(run, n)`,
 /// not drawn from the OS's random source: the figure is the store's cost,
 /// not `getrandom`'s.
-async fn create_counter(repo: InMemoryRepository<Counter>, run: u64, n: u64) -> anyhow::Result<()> {
+async fn create_counter(
+    repo: Arc<InMemoryRepository<Counter>>,
+    run: u64,
+    n: u64,
+) -> anyhow::Result<()> {
     let id = CounterId::from(uuid::Uuid::from_u64_pair(run, 2 * n));
     let token = TxToken::from(uuid::Uuid::from_u64_pair(run, 2 * n + 1));
     repo.create(token, Counter::sample(id, n)).await?;
