@@ -2,6 +2,8 @@
 //! dropped futures, an exhausted pool, killed backends.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
@@ -87,6 +89,40 @@ async fn two_times_fifty_concurrent_updates_on_one_hot_aggregate_lose_nothing() 
     let counter = repos[1].get(id).await.expect("get");
     assert_eq!(counter.value, 100);
     assert_eq!(counter.version(), Version::new(101));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_of_one_row_in_one_process_take_turns_instead_of_retrying() {
+    let db = TestDb::new().await;
+    // One attempt each: an update that lost a race would give up.
+    let repo = db
+        .store(StoreConfig {
+            max_attempts: 1,
+            ..StoreConfig::default()
+        })
+        .repository::<Counter>();
+    let id = new_counter(&repo).await;
+    let runs = Arc::new(AtomicU64::new(0));
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (repo, runs) = (repo.clone(), Arc::clone(&runs));
+            tokio::spawn(async move {
+                repo.update(id, |counter| {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    bump(counter)
+                })
+                .await
+                .map(|u| u.output)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("no panic")
+            .expect("no update lost a race to another of this process");
+    }
+    assert_eq!(runs.load(Ordering::Relaxed), 32, "each closure ran once");
+    assert_eq!(repo.get(id).await.expect("get").value, 32);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,7 +595,7 @@ async fn rewritten_child_rows_replace_the_old_ones_whole() {
 
 /// Updates the ledger's handle through a store of its own, on a thread and
 /// runtime of its own, and returns once that write committed.
-fn move_the_handle_from_elsewhere(db: &std::sync::Arc<TestDb>, id: domain::testing::LedgerId) {
+fn move_the_handle_from_elsewhere(db: &Arc<TestDb>, id: domain::testing::LedgerId) {
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let runtime = tokio::runtime::Builder::new_current_thread()

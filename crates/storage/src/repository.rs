@@ -233,12 +233,16 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         E: Send,
     {
         let (mut f, mut unsettled) = (f, None);
-        let updated = retrying!(
-            self,
-            "update",
-            id,
-            self.try_update(id, &mut f, &mut unsettled)
-        );
+        let row = format!("{}:{id}", Agg::<M>::KIND);
+        let updated = retrying!(self, "update", id, async {
+            // Writers of one row in this process take turns, each attempt
+            // from its load to its write (`write_order`): racing, they would
+            // only make each other miss versions and retry, and on a hot row
+            // some would run out of attempts. Taken before the connection,
+            // so a waiting update holds none.
+            let _turn = self.store.inner.write_claims.take(&row).await;
+            self.try_update(id, &mut f, &mut unsettled).await
+        });
         self.noted(updated).await
     }
 

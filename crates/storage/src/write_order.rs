@@ -11,9 +11,16 @@
 //! rows are free. Waiting in one order cannot deadlock; the queue is FIFO,
 //! so no unit starves; the rows stay claimed until the attempt ends.
 //!
-//! This only orders units of one process. Units of other processes are
-//! still kept apart by Postgres, and their deadlocks broken after
-//! `StoreConfig::lock_wait`.
+//! A repository update takes its one row the same way, waiting, for each
+//! attempt from its load to its write: updates of one row in one process
+//! take turns instead of making each other miss versions, and a unit
+//! finding the row taken queues behind the update as behind a unit. The
+//! update holds no other row and takes no connection before its turn, so
+//! the two kinds of writer cannot wait for each other in a cycle.
+//!
+//! This only orders writers of one process. Writers of other processes are
+//! still kept apart by Postgres (version checks, row locks), and units'
+//! deadlocks broken after `StoreConfig::lock_wait`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -51,8 +58,22 @@ impl WriteClaims {
         }
     }
 
+    /// Takes the one row `key`, waiting for its holder: a repository
+    /// update's turn on its row, until the returned [`Turn`] drops.
+    pub(crate) async fn take<'k>(self: &Arc<Self>, key: &'k str) -> Turn<'k> {
+        let guard = self.row(key).lock_owned().await;
+        Turn {
+            process: Arc::clone(self),
+            key,
+            guard: Some(guard),
+        }
+    }
+
     fn row(&self, key: &str) -> Arc<AsyncMutex<()>> {
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(row) = rows.get(key) {
+            return Arc::clone(row);
+        }
         Arc::clone(rows.entry(key.to_owned()).or_default())
     }
 
@@ -62,6 +83,22 @@ impl WriteClaims {
         drop(guard);
         if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
             rows.remove(key);
+        }
+    }
+}
+
+/// One row a repository update holds for one attempt (see
+/// [`WriteClaims::take`]).
+pub(crate) struct Turn<'k> {
+    process: Arc<WriteClaims>,
+    key: &'k str,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            self.process.release(self.key, guard);
         }
     }
 }
@@ -117,6 +154,26 @@ mod tests {
         drop(first);
         let mut third = claims.take_in_order(BTreeSet::new()).await;
         assert!(third.try_claim("a:1".into()));
+    }
+
+    #[tokio::test]
+    async fn a_turn_on_a_row_shuts_out_units_and_later_turns_until_dropped() {
+        let claims = Arc::new(WriteClaims::default());
+        let turn = claims.take("a:1").await;
+        let mut unit = claims.take_in_order(BTreeSet::new()).await;
+        assert!(!unit.try_claim("a:1".into()), "the turn holds the row");
+        let next = tokio::spawn({
+            let claims = Arc::clone(&claims);
+            async move { drop(claims.take("a:1").await) }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // lets the second turn run
+        }
+        assert!(!next.is_finished(), "a second turn waits for the first");
+        drop(turn);
+        next.await.expect("the second turn comes");
+        drop(unit);
+        assert!(claims.rows.lock().unwrap().is_empty(), "nothing left held");
     }
 
     #[tokio::test]
