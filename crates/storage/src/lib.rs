@@ -56,6 +56,14 @@
 //! sends its `COMMIT` after their replies, one RT more: such a bind may
 //! wait for a type lookup that a pipelined `COMMIT` would overtake.
 //!
+//! # Contention
+//! An update's version miss means another writer got there first. Within
+//! one process there is no such race: each attempt of an update takes its
+//! row's in-process claim (the one units take, `write_order`) before its
+//! connection and keeps it until its write is answered, so updates of a
+//! hot row from one service instance queue instead of missing and backing
+//! off; units and updates of one row queue behind each other the same way.
+//!
 //! # Faults
 //! Serialization failures (40001, also at COMMIT), deadlocks (40P01), lock
 //! timeouts (55P03) and broken connections (57P01, 25P03, closed sockets) are
