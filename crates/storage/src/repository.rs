@@ -233,7 +233,7 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         E: Send,
     {
         let (mut f, mut unsettled) = (f, None);
-        let row = format!("{}:{id}", Agg::<M>::KIND);
+        let row = crate::write_order::row_key(Agg::<M>::KIND, id);
         let updated = retrying!(self, "update", id, async {
             // Writers of one row in this process take turns, each attempt
             // from its load to its write (`write_order`): racing, they would

@@ -24,7 +24,7 @@ use crate::ops;
 use crate::repository::target;
 use crate::retry::{Fail, Retry, RetryAs, Target};
 use crate::store::{Conn, PgStore};
-use crate::write_order::Claims;
+use crate::write_order::{Claims, row_key};
 use crate::writes::Writes;
 
 /// The transaction handle of a [`PgStore`] unit of work. Operations on it run
@@ -110,7 +110,7 @@ impl PgTx {
     /// if another unit of this process holds it, the attempt is doomed and
     /// re-run once that unit is done.
     fn claim<A: Aggregate, E>(&mut self, id: &A::Id) -> Result<(), RepositoryError<E>> {
-        if self.rows.try_claim(format!("{}:{id}", A::KIND)) {
+        if self.rows.try_claim(row_key(A::KIND, id)) {
             return Ok(());
         }
         self.fault.get_or_insert(RetryAs::Queued);

@@ -27,7 +27,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// One process's claims on rows, by `kind:id` key.
+/// The key that names `kind`'s row `id` for claims: units and repository
+/// updates must name a row alike to keep each other out.
+pub(crate) fn row_key(kind: &str, id: impl std::fmt::Display) -> String {
+    format!("{kind}:{id}")
+}
+
+/// One process's claims on rows, by [`row_key`].
 #[derive(Default)]
 pub(crate) struct WriteClaims {
     rows: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
