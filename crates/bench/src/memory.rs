@@ -56,9 +56,8 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
     // Numbered across the warm-up and the measured run (whose `n`s both
     // start at 0): a number used twice would be a replay, not a create.
     let next = Arc::new(AtomicU64::new(0));
-    let numbered = next.clone();
     let create = measure::run(1, duration, &counters, move |_, _| {
-        create_counter(repo.clone(), 1, numbered.fetch_add(1, Ordering::Relaxed))
+        create_counter(repo.clone(), 1, next.fetch_add(1, Ordering::Relaxed))
     })
     .await;
     // The same into stores of at most 10 000 counters, the size of a
@@ -68,7 +67,7 @@ pub async fn bench(duration: Duration) -> Vec<(&'static str, Figures)> {
     let current = Arc::new(std::sync::Mutex::new(Arc::new(
         InMemoryRepository::<Counter>::new(),
     )));
-    next.store(0, Ordering::Relaxed);
+    let next = Arc::new(AtomicU64::new(0));
     let create_small = measure::run(1, duration, &counters, move |_, _| {
         let n = next.fetch_add(1, Ordering::Relaxed);
         let repo = {
