@@ -54,8 +54,8 @@ impl WriteClaims {
     pub(crate) async fn take_in_order(self: &Arc<Self>, keys: BTreeSet<String>) -> Claims {
         let mut held = BTreeMap::new();
         for key in keys {
-            let row = self.row(&key);
-            held.insert(key, row.lock_owned().await);
+            let guard = self.wait_for(&key).await;
+            held.insert(key, guard);
         }
         Claims {
             process: Arc::clone(self),
@@ -67,7 +67,7 @@ impl WriteClaims {
     /// Takes the one row `key`, waiting for its holder: a repository
     /// update's turn on its row, until the returned [`Turn`] drops.
     pub(crate) async fn take<'k>(self: &Arc<Self>, key: &'k str) -> Turn<'k> {
-        let guard = self.row(key).lock_owned().await;
+        let guard = self.wait_for(key).await;
         Turn {
             process: Arc::clone(self),
             key,
@@ -83,12 +83,64 @@ impl WriteClaims {
         Arc::clone(rows.entry(key.to_owned()).or_default())
     }
 
+    /// Waits for the row `key` and holds it. A wait dropped unfinished
+    /// (its caller's deadline, a client gone) forgets the row if no one
+    /// else holds or awaits it: its holder may have left while this wait
+    /// was the last one queued, and found the row still awaited.
+    async fn wait_for(&self, key: &str) -> OwnedMutexGuard<()> {
+        let row = self.row(key);
+        let waiting = Waiting {
+            process: self,
+            key,
+            row: Some(Arc::clone(&row)),
+        };
+        // Dropped unfinished, the lock's future (and its handle on the
+        // row) goes first, `waiting` after it: the reverse of their order.
+        let guard = row.lock_owned().await;
+        waiting.finish();
+        guard
+    }
+
     /// Forgets `key` if no one holds or awaits it any more.
     fn release(&self, key: &str, guard: OwnedMutexGuard<()>) {
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         drop(guard);
-        if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
-            rows.remove(key);
+        forget_if_idle(&mut rows, key);
+    }
+}
+
+/// Removes `key`'s row from `rows` when the map's is its only handle left.
+fn forget_if_idle(rows: &mut HashMap<String, Arc<AsyncMutex<()>>>, key: &str) {
+    if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
+        rows.remove(key);
+    }
+}
+
+/// A wait for a row under way (see [`WriteClaims::wait_for`]).
+struct Waiting<'a> {
+    process: &'a WriteClaims,
+    key: &'a str,
+    /// This wait's handle on the row; `None` once the row is held.
+    row: Option<Arc<AsyncMutex<()>>>,
+}
+
+impl Waiting<'_> {
+    /// The row is held: its holder's release forgets it.
+    fn finish(mut self) {
+        self.row = None;
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(row) = self.row.take() {
+            let mut rows = self
+                .process
+                .rows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            drop(row);
+            forget_if_idle(&mut rows, self.key);
         }
     }
 }
@@ -180,6 +232,37 @@ mod tests {
         next.await.expect("the second turn comes");
         drop(unit);
         assert!(claims.rows.lock().unwrap().is_empty(), "nothing left held");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_cancelled_after_the_release_forgets_the_row() {
+        let claims = Arc::new(WriteClaims::default());
+        let turn = claims.take("a:1").await;
+        let ordered = claims.take_in_order(keys(&["b:2"])).await;
+        let waiters = [
+            tokio::spawn({
+                let claims = Arc::clone(&claims);
+                async move { drop(claims.take("a:1").await) }
+            }),
+            tokio::spawn({
+                let claims = Arc::clone(&claims);
+                async move { drop(claims.take_in_order(keys(&["b:2"])).await) }
+            }),
+        ];
+        for _ in 0..10 {
+            tokio::task::yield_now().await; // lets both waiters queue
+        }
+        // The holders leave, handing their rows to the waiters, which are
+        // cancelled before they run again (a deadline firing then).
+        drop(turn);
+        drop(ordered);
+        for waiter in &waiters {
+            waiter.abort();
+        }
+        for waiter in waiters {
+            assert!(waiter.await.unwrap_err().is_cancelled());
+        }
+        assert!(claims.rows.lock().unwrap().is_empty(), "no row left behind");
     }
 
     #[tokio::test]
