@@ -736,3 +736,86 @@ async fn units_that_send_no_statement_leave_their_connection_fit_for_the_next() 
     assert_eq!((stored.value, stored.version()), (3, Version::new(4)));
     assert_no_session_left_in_a_transaction(&db).await;
 }
+
+/// Makes every COMMIT that follows an update of a counter take `seconds`
+/// (a deferred constraint trigger that sleeps), from outside the pool.
+async fn slow_commits_of_counters(db: &TestDb, seconds: f64) {
+    db.connect()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$; \
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON counters \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();"
+        ))
+        .await
+        .expect("a trigger that slows COMMIT");
+}
+
+/// A unit whose COMMIT is on its way when the deadline passes is
+/// cancelled there and its reply awaited, as a repository write is: its
+/// `Timeout` means it did not land, never that it lands afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_past_its_deadline_during_commit_is_a_timeout_and_writes_nothing() {
+    use domain::{TxExt, UnitOfWork};
+    let db = TestDb::new().await;
+    let deadline = Duration::from_millis(400);
+    let store = db.store(StoreConfig {
+        deadline,
+        ..StoreConfig::default()
+    });
+    let repo: Counters = store.repository::<Counter>();
+    let id = new_counter(&repo).await;
+    // COMMIT starts at about 250 ms and would end at about 550 ms, each
+    // statement well inside `statement_timeout` (the deadline).
+    slow_commits_of_counters(&db, 0.3).await;
+    let started = Instant::now();
+    let result = store
+        .run(|tx| {
+            Box::pin(async move {
+                tx.of::<Counter>().update(id, bump).await?;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                Ok::<_, RepositoryError>(())
+            })
+        })
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        matches!(result, Err(RepositoryError::Timeout)),
+        "{result:?}"
+    );
+    assert!(waited < deadline * 3, "deadline not enforced: {waited:?}");
+    // Past the time the COMMIT would have taken, had it gone on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stored = repo.get(id).await.expect("get");
+    assert_eq!((stored.value, stored.version()), (0, Version::INITIAL));
+    assert_no_session_left_in_a_transaction(&db).await;
+}
+
+/// A unit dropped while its COMMIT is on its way (its caller gone) asks
+/// the server to cancel it, as a dropped repository write does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_dropped_during_its_commit_never_lands() {
+    use domain::{TxExt, UnitOfWork};
+    let db = TestDb::new().await;
+    let store = db.store(StoreConfig::default());
+    let repo: Counters = store.repository::<Counter>();
+    let id = new_counter(&repo).await;
+    slow_commits_of_counters(&db, 0.5).await;
+    let unit = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .run(|tx| Box::pin(async move { tx.of::<Counter>().update(id, bump).await }))
+                .await
+        }
+    });
+    // COMMIT went out at once and now sleeps in the trigger.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    unit.abort();
+    assert!(unit.await.unwrap_err().is_cancelled());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let stored = repo.get(id).await.expect("get");
+    assert_eq!((stored.value, stored.version()), (0, Version::INITIAL));
+    assert_no_session_left_in_a_transaction(&db).await;
+}

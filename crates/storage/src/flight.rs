@@ -52,6 +52,22 @@ impl Guard {
         }))
     }
 
+    /// Holds a way to cancel what runs on `conn` without marking it
+    /// broken: for a flight whose transaction diesel's manager tracks (a
+    /// unit's COMMIT). Dropped armed, it cancels; [`Self::disarm`] once
+    /// every reply came.
+    pub(crate) fn watch(conn: &AsyncPgConnection, sessions: &Sessions) -> Self {
+        Self(Some(Cancel {
+            token: conn.cancel_token(),
+            via: sessions.cancel_via().cloned(),
+        }))
+    }
+
+    /// Every reply of a [`Self::watch`]ed flight came: nothing to cancel.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+
     /// Every reply of the flight came. If the flight ended its transaction
     /// (or had none), the connection is sound again; if it failed on the
     /// way, it stays marked and leaves the pool.

@@ -75,7 +75,8 @@
 //! it. A write dropped half-way (a client gone) asks the server to cancel
 //! what still runs and sends its connection out of the pool; a write past
 //! its deadline is cancelled the same way, and its replies awaited, so that
-//! `Timeout` means it did not land.
+//! `Timeout` means it did not land. A unit of work's COMMIT is such a
+//! write.
 #![deny(missing_docs)]
 
 mod cached;

@@ -14,15 +14,14 @@ use domain::{
     Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, StoredEvent, Transaction,
     TxToken, UnitOfWork, Updated, Version,
 };
-use tracing::Instrument;
 
 use crate::classify::is_connection_fault;
-use crate::flight;
+use crate::flight::{self, Guard};
 use crate::kept_writes::KeptWrites;
 use crate::mapping::{Mapped, Mapping};
 use crate::ops;
 use crate::repository::target;
-use crate::retry::{Fail, Retry, RetryAs, Target};
+use crate::retry::{Fail, Retry, RetryAs, Target, within_deadline};
 use crate::store::{Conn, PgStore};
 use crate::write_order::{Claims, row_key};
 use crate::writes::Writes;
@@ -505,9 +504,18 @@ impl PgStore {
                         tx.roll_back().await;
                         return Ok(Err(error));
                     }
-                    (Ok(value), None) => match commit(&mut tx).await {
-                        Ok(()) => return Ok(Ok(value)),
-                        Err(Fail::Db(error) | Fail::ReplyLost(error))
+                    (Ok(value), None) => match settle_commit(&mut tx).await {
+                        (Ok(()), _) => return Ok(Ok(value)),
+                        // Past the deadline, the COMMIT was cancelled and
+                        // its reply awaited: it failed, so nothing landed,
+                        // unless the connection broke before the reply.
+                        (Err(Fail::Db(error) | Fail::ReplyLost(error)), true)
+                            if is_connection_fault(&error) =>
+                        {
+                            return Err(RepositoryError::OutcomeUnknown);
+                        }
+                        (Err(_), true) => return Err(RepositoryError::Timeout),
+                        (Err(Fail::Db(error) | Fail::ReplyLost(error)), false)
                             if is_connection_fault(&error) =>
                         {
                             // The COMMIT reply is lost. A token the unit
@@ -524,7 +532,7 @@ impl PgStore {
                                 None => return Err(RepositoryError::OutcomeUnknown),
                             }
                         }
-                        Err(failure) => {
+                        (Err(failure), false) => {
                             wanted = tx.end();
                             retry.after(failure).await?;
                         }
@@ -532,22 +540,15 @@ impl PgStore {
                 }
             }
         };
-        let span = tracing::debug_span!("unit_of_work");
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(config.deadline, attempts)
-            .instrument(span)
-            .await
-        {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(error)) => Err(error.widen()),
-            Err(_) => Err(RepositoryError::Timeout),
-        };
         let measured = crate::metrics::Op {
             kind: "unit",
             op: "run",
         };
-        crate::metrics::finished(measured, started, &result);
-        result
+        let span = tracing::debug_span!("unit_of_work");
+        within_deadline(config, (measured, span), async {
+            attempts.await.unwrap_or_else(|error| Err(error.widen()))
+        })
+        .await
     }
 }
 
@@ -561,6 +562,18 @@ impl PgStore {
             .await
             .ok()
     }
+}
+
+/// The unit's COMMIT ([`commit`]), settled at the deadline as a
+/// repository write is (`flight::Guard::settle`): past it, the server is
+/// asked to cancel the COMMIT and its reply is awaited, so that the unit
+/// never lands after its `Timeout`; dropped on the way (its caller gone),
+/// the COMMIT is cancelled. Returns whether the deadline passed.
+async fn settle_commit(tx: &mut PgTx) -> (Result<(), Fail<Infallible>>, bool) {
+    let guard = Guard::watch(&tx.conn, tx.store.sessions());
+    let settled = guard.settle(commit(tx)).await;
+    guard.disarm();
+    settled
 }
 
 /// The unit's COMMIT, in one flight with its kept updates. The failpoints
