@@ -46,10 +46,7 @@ impl Guard {
     /// Marks `conn` (with no transaction open) broken until [`Self::landed`].
     pub(crate) fn arm(conn: &mut AsyncPgConnection, sessions: &Sessions) -> Self {
         AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-        Self(Some(Cancel {
-            token: conn.cancel_token(),
-            via: sessions.cancel_via().cloned(),
-        }))
+        Self::watch(conn, sessions)
     }
 
     /// Holds a way to cancel what runs on `conn` without marking it
