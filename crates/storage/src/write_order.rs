@@ -101,18 +101,16 @@ impl WriteClaims {
         guard
     }
 
-    /// Forgets `key` if no one holds or awaits it any more.
-    fn release(&self, key: &str, guard: OwnedMutexGuard<()>) {
+    /// Drops `handle` (a held row's guard, or a handle on the row) and
+    /// forgets `key` if no one holds or awaits it any more. Under the
+    /// map's lock: a handle dropped outside it could leave the row behind,
+    /// its last other user having seen the handle still alive.
+    fn let_go<H>(&self, key: &str, handle: H) {
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
-        drop(guard);
-        forget_if_idle(&mut rows, key);
-    }
-}
-
-/// Removes `key`'s row from `rows` when the map's is its only handle left.
-fn forget_if_idle(rows: &mut HashMap<String, Arc<AsyncMutex<()>>>, key: &str) {
-    if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
-        rows.remove(key);
+        drop(handle);
+        if rows.get(key).is_some_and(|row| Arc::strong_count(row) == 1) {
+            rows.remove(key);
+        }
     }
 }
 
@@ -134,13 +132,7 @@ impl Waiting<'_> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if let Some(row) = self.row.take() {
-            let mut rows = self
-                .process
-                .rows
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            drop(row);
-            forget_if_idle(&mut rows, self.key);
+            self.process.let_go(self.key, row);
         }
     }
 }
@@ -156,7 +148,7 @@ pub(crate) struct Turn<'k> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         if let Some(guard) = self.guard.take() {
-            self.process.release(self.key, guard);
+            self.process.let_go(self.key, guard);
         }
     }
 }
@@ -169,13 +161,15 @@ impl Claims {
             return true;
         }
         self.wanted.insert(key.clone());
-        match self.process.row(&key).try_lock_owned() {
-            Ok(guard) => {
-                self.held.insert(key, guard);
-                true
-            }
-            Err(_) => false,
+        let row = self.process.row(&key);
+        if let Ok(guard) = Arc::clone(&row).try_lock_owned() {
+            self.held.insert(key, guard);
+            return true;
         }
+        // The holder may have left since, and found the row still in this
+        // handle's hands.
+        self.process.let_go(&key, row);
+        false
     }
 
     /// Releases the held rows; returns the ones the next attempt takes.
@@ -187,7 +181,7 @@ impl Claims {
 impl Drop for Claims {
     fn drop(&mut self) {
         for (key, guard) in std::mem::take(&mut self.held) {
-            self.process.release(&key, guard);
+            self.process.let_go(&key, guard);
         }
     }
 }
