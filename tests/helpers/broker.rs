@@ -2,16 +2,17 @@
 //! an exchange of its own, read by a consumer that reconnects after a broker
 //! restart; and a relay run beside the test.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use relay::{RelayConfig, RelayStatus};
 use tokio::sync::{oneshot, watch};
 
@@ -52,14 +53,9 @@ impl TestQueue {
             format!("test_events_{suffix}"),
             format!("test_queue_{suffix}"),
         );
-        let channel = open(&exchange, &queue).await.unwrap_or_else(|error| {
-            panic!(
-                "this test needs RabbitMQ at {} ({error}). Start the local one with \
-                 `rabbitmq-server -detached` (or `service rabbitmq-server start`), or set \
-                 AMQP_URL; `scripts/test` does the former for you.",
-                amqp_url()
-            )
-        });
+        let channel = open(&exchange, &queue)
+            .await
+            .unwrap_or_else(|error| panic!("{}", unreachable(&error)));
         drop(channel);
         let received = Arc::new(Mutex::new(Vec::new()));
         let consumer = tokio::spawn(consume(exchange.clone(), queue.clone(), received.clone()));
@@ -134,6 +130,106 @@ pub async fn messages_waiting(queue: &str) -> u32 {
         .await
         .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
         .message_count()
+}
+
+/// What a test that needs RabbitMQ says when it cannot reach it.
+fn unreachable(error: &lapin::Error) -> String {
+    format!(
+        "this test needs RabbitMQ at {} ({error}). Start the local one with \
+         `rabbitmq-server -detached` (or `service rabbitmq-server start`), or set \
+         AMQP_URL; `scripts/test` does the former for you.",
+        amqp_url()
+    )
+}
+
+/// Declares `exchange` and `binding`'s queue, as the relay would.
+///
+/// # Panics
+/// When RabbitMQ cannot be reached, saying how to start it.
+pub async fn declare(exchange: &str, binding: &relay::QueueBinding) {
+    let declared = async {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        relay::declare(&channel, exchange, std::slice::from_ref(binding)).await
+    };
+    declared
+        .await
+        .unwrap_or_else(|error| panic!("{}", unreachable(&error)));
+}
+
+/// Publishes `body` to `exchange` under `routing_key`, persistent, and
+/// waits for the broker's confirm.
+///
+/// # Panics
+/// When the broker cannot be reached or does not confirm.
+pub async fn publish(exchange: &str, routing_key: &str, body: &[u8]) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let confirmation = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("a confirm");
+    assert!(confirmation.is_ack(), "the broker refused a message");
+}
+
+/// A message taken from a queue.
+#[derive(Debug)]
+pub struct Taken {
+    /// Its body.
+    pub body: Vec<u8>,
+    /// Its headers, each value as text.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Takes (and acknowledges) every message waiting in `queue`.
+///
+/// # Panics
+/// When the broker cannot be reached or the queue does not exist.
+pub async fn take_all(queue: &str) -> Vec<Taken> {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("connect to RabbitMQ");
+    let channel = connection.create_channel().await.expect("a channel");
+    let mut taken = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
+    {
+        let headers = message
+            .delivery
+            .properties
+            .headers()
+            .iter()
+            .flat_map(FieldTable::inner)
+            .map(|(key, value)| {
+                let text = match value {
+                    AMQPValue::LongString(text) => text.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (key.to_string(), text)
+            })
+            .collect();
+        taken.push(Taken {
+            body: message.delivery.data,
+            headers,
+        });
+    }
+    taken
 }
 
 /// Connects, declares the durable exchange and queue and binds them.

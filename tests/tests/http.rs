@@ -1092,9 +1092,16 @@ mod events {
             (Some(2), Some(450)),
             "redelivered events counted twice: {stats}"
         );
+        // The service's consumer stopped first, or it would declare its
+        // queues again.
+        drop(app);
+        tokio::time::sleep(Duration::from_millis(300)).await;
         integration_tests::broker::delete_exchange_and_queues(
             &exchange,
-            &[&format!("{exchange}.user_stats")],
+            &[
+                &format!("{exchange}.user_stats"),
+                &format!("{exchange}.user_stats.parked"),
+            ],
         )
         .await;
     }

@@ -386,3 +386,117 @@ async fn published_events_are_purged_after_the_retention_and_no_sooner() {
     assert_eq!(in_outbox().await, 0, "published events are purged");
     queue.delete().await;
 }
+
+/// A consumer whose handler keeps failing on one event parks that event
+/// in `<queue>.parked` after `max_attempts` tries, with why in a header,
+/// and goes on with the rest; a message that is no event is parked at
+/// once; the events that succeed are handled once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
+    use integration_tests::broker::{delete_exchange_and_queues, publish, take_all};
+    use std::sync::{Arc, Mutex};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (exchange, queue) = (
+        format!("test_events_{suffix}"),
+        format!("test_queue_{suffix}"),
+    );
+    let binding = relay::QueueBinding::new(queue.clone(), &["ledger.*"]);
+    let parked = binding.parked_queue();
+    // Declared before publishing, so that nothing is unroutable.
+    integration_tests::broker::declare(&exchange, &binding).await;
+    let (first, doomed, last) = (event("opened"), event("cursed"), event("opened"));
+    for sent in [&first, &doomed, &last] {
+        let body = serde_json::to_vec(sent).unwrap();
+        publish(&exchange, &format!("ledger.{}", sent.name), &body).await;
+    }
+    publish(&exchange, "ledger.opened", b"not an event").await;
+
+    let mut config =
+        relay::ConsumerConfig::new(integration_tests::broker::amqp_url(), binding.clone());
+    config.exchange.clone_from(&exchange);
+    config.min_backoff = Duration::from_millis(10);
+    config.max_backoff = Duration::from_millis(40);
+    config.max_attempts = 3;
+    let tries: Arc<Mutex<BTreeMap<uuid::Uuid, u32>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = {
+        let (tries, doomed) = (tries.clone(), doomed.id);
+        tokio::spawn(relay::consume(
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+            move |event| {
+                *tries.lock().unwrap().entry(event.id).or_default() += 1;
+                async move {
+                    if event.id == doomed {
+                        Err("this handler cannot take it")
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        ))
+    };
+    // Once the consumer has handled anything, it has declared the parked
+    // queue (it does before it consumes).
+    let started = std::time::Instant::now();
+    while tries.lock().unwrap().is_empty() && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while integration_tests::broker::messages_waiting(&parked).await < 2
+        && started.elapsed() < PATIENCE
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A moment more: nothing must be tried again once parked.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    consumer.await.unwrap();
+    let waiting = integration_tests::broker::messages_waiting(&queue).await;
+    let taken = take_all(&parked).await;
+    delete_exchange_and_queues(&exchange, &[&queue, &parked]).await;
+
+    let tries = tries.lock().unwrap().clone();
+    assert_eq!(
+        tries,
+        BTreeMap::from([(first.id, 1), (doomed.id, 3), (last.id, 1)])
+    );
+    assert_eq!(waiting, 0, "the queue moved on");
+    // The message that is no event is parked first: the failing event
+    // is tried again, after a pause, behind it.
+    let bodies: Vec<String> = taken
+        .iter()
+        .map(|t| String::from_utf8_lossy(&t.body).into_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "not an event".to_owned(),
+            serde_json::to_string(&doomed).unwrap()
+        ]
+    );
+    assert!(
+        taken[0].headers["x-parked-because"].contains("expected"),
+        "{taken:?}"
+    );
+    assert_eq!(
+        taken[1].headers["x-parked-because"],
+        "this handler cannot take it"
+    );
+    assert_eq!(taken[1].headers["x-parked-routing-key"], "ledger.cursed");
+}
+
+/// A ledger event named `name`, as the relay would publish it.
+fn event(name: &str) -> StoredEvent {
+    StoredEvent {
+        id: uuid::Uuid::now_v7(),
+        aggregate_kind: "ledger".to_owned(),
+        aggregate_id: uuid::Uuid::now_v7(),
+        version: domain::Version::INITIAL,
+        name: name.to_owned(),
+        payload: serde_json::json!({}),
+        occurred_at: domain::Timestamp::now(),
+    }
+}

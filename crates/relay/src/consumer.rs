@@ -2,15 +2,27 @@
 //! each event acknowledged once its handler succeeded and requeued when it
 //! failed. Pair it with an inbox ([`domain::Inbox`]) in the handler: the
 //! relay delivers at least once, the inbox makes that exactly one effect.
+//!
+//! An event whose handler keeps failing (a bug, data the handler cannot
+//! take) is not retried forever: after [`ConsumerConfig::max_attempts`] it
+//! is parked in the queue's parked queue ([`QueueBinding::parked_queue`]),
+//! where it waits for someone to look, and the queue moves on. So is a
+//! message that is no event. Parked is not lost: moved back to the queue
+//! (a shovel, or `rabbitmqadmin`), it is handled again.
 
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 
 use domain::StoredEvent;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
 use crate::Backoff;
@@ -30,15 +42,24 @@ pub struct ConsumerConfig {
     pub binding: QueueBinding,
     /// Events handed out before one is acknowledged.
     pub prefetch: u16,
-    /// Backoff while the broker is away, and after a failed handler.
+    /// Backoff while the broker is away, and after a failed handler
+    /// (doubling with each failure of the same event; the consumer
+    /// handles nothing meanwhile, which is what a database that is down
+    /// calls for).
     pub min_backoff: Duration,
     /// See `min_backoff`.
     pub max_backoff: Duration,
+    /// Failed handlings of one event, by this consumer, before it is
+    /// parked ([`QueueBinding::parked_queue`]). Counted in the process: with
+    /// several instances, an event may be tried up to this many times by
+    /// each.
+    pub max_attempts: u32,
 }
 
 impl ConsumerConfig {
     /// A consumer of `binding`'s queue, on the default exchange
-    /// `domain_events`, 16 events at a time.
+    /// `domain_events`, 16 events at a time, parking an event after 10
+    /// failed handlings (21 s of pauses between them).
     pub fn new(amqp_url: impl Into<String>, binding: QueueBinding) -> Self {
         Self {
             amqp_url: amqp_url.into(),
@@ -47,15 +68,17 @@ impl ConsumerConfig {
             prefetch: 16,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            max_attempts: 10,
         }
     }
 }
 
 /// Hands each event of the queue to `handle` until `shutdown` completes:
 /// acknowledged when `handle` succeeds, requeued (after a pause) when it
-/// fails. A message that is no event is logged and dropped. The broker
-/// going away is waited out, with backoff. An event being handled when
-/// `shutdown` completes is finished first.
+/// fails, parked after [`ConsumerConfig::max_attempts`] failures. A
+/// message that is no event is logged and parked. The broker going away
+/// is waited out, with backoff. An event being handled when `shutdown`
+/// completes is finished first.
 pub async fn consume<F, Fut, E>(
     config: ConsumerConfig,
     shutdown: impl Future<Output = ()>,
@@ -67,11 +90,13 @@ pub async fn consume<F, Fut, E>(
 {
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
+    let mut failures = Failures::default();
+    let queue = &config.binding.queue;
     loop {
         let session = match subscribe(&config).await {
             Ok(session) => session,
             Err(error) => {
-                tracing::warn!(%error, queue = %config.binding.queue, "consumer: the broker is unreachable");
+                tracing::warn!(%error, %queue, "consumer: the broker is unreachable");
                 let pause = backoff.next(config.min_backoff, config.max_backoff);
                 tokio::select! {
                     () = &mut shutdown => return,
@@ -80,7 +105,7 @@ pub async fn consume<F, Fut, E>(
             }
         };
         backoff = Backoff::default();
-        let (_connection, _channel, mut deliveries) = session;
+        let (_connection, channel, mut deliveries) = session;
         loop {
             let delivery = tokio::select! {
                 () = &mut shutdown => return,
@@ -92,26 +117,115 @@ pub async fn consume<F, Fut, E>(
             let event: StoredEvent = match serde_json::from_slice(&delivery.data) {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::error!(%error, queue = %config.binding.queue, "consumer: dropping a message that is no event");
-                    let _ = delivery.nack(BasicNackOptions::default()).await;
+                    tracing::error!(%error, %queue, "consumer: parking a message that is no event");
+                    park(&channel, &config, delivery, error.to_string()).await;
                     continue;
                 }
             };
             let id = event.id;
             match handle(event).await {
                 Ok(()) => {
+                    failures.forget(id);
                     let _ = delivery.ack(BasicAckOptions::default()).await;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, %id, queue = %config.binding.queue, "consumer: handling failed; requeued");
-                    tokio::time::sleep(config.min_backoff).await;
-                    let requeue = BasicNackOptions {
-                        requeue: true,
-                        ..BasicNackOptions::default()
+                    let failed = failures.add(id);
+                    if failed >= config.max_attempts {
+                        tracing::error!(%error, %id, %queue, failed, "consumer: handling failed; parked");
+                        if park(&channel, &config, delivery, error.to_string()).await {
+                            failures.forget(id);
+                        }
+                        continue;
+                    }
+                    tracing::warn!(%error, %id, %queue, failed, "consumer: handling failed; requeued");
+                    let pause = Backoff(failed - 1).next(config.min_backoff, config.max_backoff);
+                    let stopping = tokio::select! {
+                        () = &mut shutdown => true,
+                        () = tokio::time::sleep(pause) => false,
                     };
-                    let _ = delivery.nack(requeue).await;
+                    let _ = delivery.nack(REQUEUE).await;
+                    if stopping {
+                        return;
+                    }
                 }
             }
+        }
+    }
+}
+
+const REQUEUE: BasicNackOptions = BasicNackOptions {
+    multiple: false,
+    requeue: true,
+};
+
+/// How many times each event failed here since it last succeeded or was
+/// parked. An event requeued to another instance and never seen again
+/// here leaves its count behind: past `LIMIT` events, the counts start
+/// over (an event then gets a few more attempts, never fewer).
+#[derive(Default)]
+struct Failures(HashMap<uuid::Uuid, u32>);
+
+impl Failures {
+    const LIMIT: usize = 10_000;
+
+    fn add(&mut self, id: uuid::Uuid) -> u32 {
+        if self.0.len() >= Self::LIMIT && !self.0.contains_key(&id) {
+            self.0.clear();
+        }
+        let failed = self.0.entry(id).or_default();
+        *failed += 1;
+        *failed
+    }
+
+    fn forget(&mut self, id: uuid::Uuid) {
+        self.0.remove(&id);
+    }
+}
+
+/// Moves `delivery` to the parked queue: published there (persistent,
+/// with its properties, its routing key and `why` in headers) and
+/// confirmed before the original is acknowledged, so it is never in
+/// neither. If the broker does not confirm (within `max_backoff`), the
+/// delivery is requeued and parked on a later attempt.
+async fn park(channel: &Channel, config: &ConsumerConfig, delivery: Delivery, why: String) -> bool {
+    let parked = config.binding.parked_queue();
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        "x-parked-routing-key".into(),
+        AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
+    );
+    headers.insert(
+        "x-parked-because".into(),
+        AMQPValue::LongString(LongString::from(why)),
+    );
+    let properties = delivery
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    let published = channel
+        .basic_publish(
+            "".into(),
+            parked.as_str().into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await;
+    let confirmed = match published {
+        Ok(confirm) => tokio::time::timeout(config.max_backoff, confirm).await,
+        Err(error) => Ok(Err(error)),
+    };
+    match confirmed {
+        Ok(Ok(confirmation)) if confirmation.is_ack() => {
+            let _ = delivery.ack(BasicAckOptions::default()).await;
+            true
+        }
+        refused => {
+            tracing::warn!(?refused, %parked, "consumer: parking was not confirmed; requeued");
+            tokio::time::sleep(config.min_backoff).await;
+            let _ = delivery.nack(REQUEUE).await;
+            false
         }
     }
 }
@@ -126,6 +240,21 @@ async fn subscribe(config: &ConsumerConfig) -> lapin::Result<(Connection, Channe
         std::slice::from_ref(&config.binding),
     )
     .await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(
+            config.binding.parked_queue().as_str().into(),
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    // Parking is confirmed before the event is acknowledged.
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;

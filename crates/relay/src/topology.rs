@@ -28,6 +28,13 @@ impl QueueBinding {
             routing_keys: routing_keys.iter().map(|&key| key.to_owned()).collect(),
         }
     }
+
+    /// `<queue>.parked`: where [`crate::consume`] parks the events whose
+    /// handler kept failing, and messages that are no event. Declared
+    /// (durable) by the consumer.
+    pub fn parked_queue(&self) -> String {
+        format!("{}.parked", self.queue)
+    }
 }
 
 /// Declares `exchange` (durable topic) and each of `queues` (durable),
