@@ -268,3 +268,24 @@ async fn subscribe(config: &ConsumerConfig) -> lapin::Result<(Connection, Channe
         .await?;
     Ok((connection, channel, deliveries))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_count_per_event_until_forgotten_and_start_over_past_the_limit() {
+        let mut failures = Failures::default();
+        let (one, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert_eq!([failures.add(one), failures.add(one)], [1, 2]);
+        assert_eq!(failures.add(other), 1);
+        failures.forget(one);
+        assert_eq!(failures.add(one), 1);
+        for _ in 2..Failures::LIMIT {
+            failures.add(uuid::Uuid::now_v7());
+        }
+        assert_eq!(failures.add(other), 2, "a known event keeps its count");
+        assert_eq!(failures.add(uuid::Uuid::now_v7()), 1);
+        assert_eq!(failures.0.len(), 1, "past the limit, the counts start over");
+    }
+}
