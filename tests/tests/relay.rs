@@ -396,6 +396,9 @@ async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
     use integration_tests::broker::{delete_exchange_and_queues, publish, take_all};
     use std::sync::{Arc, Mutex};
     let _one = ONE_AT_A_TIME.lock().await;
+    // The service's Prometheus recorder, installed before the consumer
+    // counts anything.
+    let metrics = app::metrics::handle();
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let (exchange, queue) = (
         format!("test_events_{suffix}"),
@@ -486,6 +489,12 @@ async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
         "this handler cannot take it"
     );
     assert_eq!(taken[1].headers["x-parked-routing-key"], "ledger.cursed");
+    let counted = format!("relay_consumer_parked_total{{queue=\"{queue}\"}} 2");
+    assert!(
+        metrics.render().contains(&counted),
+        "{counted} in\n{}",
+        metrics.render()
+    );
 }
 
 /// A ledger event named `name`, as the relay would publish it.

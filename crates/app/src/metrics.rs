@@ -2,7 +2,8 @@
 //! store records its own through the `metrics` facade (operations by kind,
 //! name and outcome, retries by cause, pool waits, waiters and timeouts,
 //! keyed holds: `storage::metrics` lists them), the relay its own
-//! (`relay_events_published_total`, `relay_publishing`); this module adds
+//! (`relay_events_published_total`, `relay_publishing`,
+//! `relay_consumer_parked_total`); this module adds
 //! every request's duration by route and status, and samples the pool
 //! sizes and the outbox's lag when scraped.
 

@@ -219,6 +219,8 @@ async fn park(channel: &Channel, config: &ConsumerConfig, delivery: Delivery, wh
     match confirmed {
         Ok(Ok(confirmation)) if confirmation.is_ack() => {
             let _ = delivery.ack(BasicAckOptions::default()).await;
+            metrics::counter!("relay_consumer_parked_total", "queue" => config.binding.queue.clone())
+                .increment(1);
             true
         }
         refused => {

@@ -26,8 +26,10 @@
 //!   bounded statements.
 //!
 //! Metrics (through the [`metrics`] facade, kept when the application
-//! installs a recorder): `relay_events_published_total` (counter) and
-//! `relay_publishing` (gauge: 1 while this relay holds the outbox).
+//! installs a recorder): `relay_events_published_total` (counter),
+//! `relay_publishing` (gauge: 1 while this relay holds the outbox) and, for
+//! consumers, `relay_consumer_parked_total` (counter, by `queue`: alert on
+//! it, parked messages wait for someone to look).
 
 mod broker;
 mod config;
@@ -103,6 +105,10 @@ pub fn describe_metrics() {
         "Events the broker confirmed and the relay marked published"
     );
     metrics::describe_gauge!("relay_publishing", "1 while this relay holds the outbox");
+    metrics::describe_counter!(
+        "relay_consumer_parked_total",
+        "Messages a consumer parked in its queue's parked queue (a handler kept failing, or no event)"
+    );
 }
 
 /// A watch channel for [`run`]'s status, starting out [`RelayState::Starting`].
