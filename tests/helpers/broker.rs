@@ -200,13 +200,26 @@ pub struct Taken {
 /// # Panics
 /// When the broker cannot be reached or the queue does not exist.
 pub async fn take_all(queue: &str) -> Vec<Taken> {
+    get_all(queue, true).await
+}
+
+/// Every message waiting in `queue`, left there (taken unacknowledged,
+/// then the connection closed: the broker puts them back, in order).
+///
+/// # Panics
+/// When the broker cannot be reached or the queue does not exist.
+pub async fn peek_all(queue: &str) -> Vec<Taken> {
+    get_all(queue, false).await
+}
+
+async fn get_all(queue: &str, no_ack: bool) -> Vec<Taken> {
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await
         .expect("connect to RabbitMQ");
     let channel = connection.create_channel().await.expect("a channel");
     let mut taken = Vec::new();
     while let Some(message) = channel
-        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .basic_get(queue.into(), BasicGetOptions { no_ack })
         .await
         .unwrap_or_else(|e| panic!("queue {queue}: {e}"))
     {
@@ -229,6 +242,7 @@ pub async fn take_all(queue: &str) -> Vec<Taken> {
             headers,
         });
     }
+    let _ = connection.close(200, "done".into()).await;
     taken
 }
 

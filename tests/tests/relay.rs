@@ -393,7 +393,7 @@ async fn published_events_are_purged_after_the_retention_and_no_sooner() {
 /// once; the events that succeed are handled once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
-    use integration_tests::broker::{delete_exchange_and_queues, publish, take_all};
+    use integration_tests::broker::{delete_exchange_and_queues, peek_all, publish};
     use std::sync::{Arc, Mutex};
     let _one = ONE_AT_A_TIME.lock().await;
     // The service's Prometheus recorder, installed before the consumer
@@ -458,7 +458,9 @@ async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
     let _ = stop.send(());
     consumer.await.unwrap();
     let waiting = integration_tests::broker::messages_waiting(&queue).await;
-    let taken = take_all(&parked).await;
+    let taken = peek_all(&parked).await;
+    let (moved, back) = unpark_all(&queue).await;
+    let still_parked = integration_tests::broker::messages_waiting(&parked).await;
     delete_exchange_and_queues(&exchange, &[&queue, &parked]).await;
 
     let tries = tries.lock().unwrap().clone();
@@ -469,10 +471,7 @@ async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
     assert_eq!(waiting, 0, "the queue moved on");
     // The message that is no event is parked first: the failing event
     // is tried again, after a pause, behind it.
-    let bodies: Vec<String> = taken
-        .iter()
-        .map(|t| String::from_utf8_lossy(&t.body).into_owned())
-        .collect();
+    let bodies = texts(&taken);
     assert_eq!(
         bodies,
         [
@@ -489,6 +488,10 @@ async fn a_consumer_parks_what_keeps_failing_and_moves_on() {
         "this handler cannot take it"
     );
     assert_eq!(taken[1].headers["x-parked-routing-key"], "ledger.cursed");
+    // Unparked, they are back in the queue as they came, headers gone.
+    assert_eq!((moved, still_parked), (2, 0));
+    assert_eq!(texts(&back), bodies);
+    assert!(back.iter().all(|t| t.headers.is_empty()), "{back:?}");
     let counted = format!("relay_consumer_parked_total{{queue=\"{queue}\"}} 2");
     assert!(
         metrics.render().contains(&counted),
@@ -508,4 +511,34 @@ fn event(name: &str) -> StoredEvent {
         payload: serde_json::json!({}),
         occurred_at: domain::Timestamp::now(),
     }
+}
+
+/// Unparking a queue no consumer ever ran on says so, instead of a bare
+/// broker error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparking_a_queue_no_consumer_ran_on_says_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let queue = format!("test_queue_{}", uuid::Uuid::new_v4().simple());
+    let refused = relay::unpark(&integration_tests::broker::amqp_url(), &queue).await;
+    assert!(
+        matches!(&refused, Err(relay::UnparkError::NoParkedQueue(parked)) if *parked == format!("{queue}.parked")),
+        "{refused:?}"
+    );
+}
+
+/// Moves what is parked for `queue` back to it (`relay::unpark`); returns
+/// how many moved and takes what is then in `queue`.
+async fn unpark_all(queue: &str) -> (u64, Vec<integration_tests::broker::Taken>) {
+    let moved = relay::unpark(&integration_tests::broker::amqp_url(), queue)
+        .await
+        .unwrap();
+    (moved, integration_tests::broker::take_all(queue).await)
+}
+
+/// The bodies of `messages`, as text.
+fn texts(messages: &[integration_tests::broker::Taken]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|t| String::from_utf8_lossy(&t.body).into_owned())
+        .collect()
 }

@@ -89,6 +89,14 @@ pub enum Command {
     /// Publish the outbox's events to RabbitMQ until stopped (SIGINT or
     /// SIGTERM), without serving HTTP. Any number may run; one publishes.
     Relay,
+    /// Move the messages a consumer parked (its handler kept failing, or
+    /// they were no event) back to its queue, once the handler is fixed.
+    /// Needs `AMQP_URL`.
+    Unpark {
+        /// The consumer's queue (`<exchange>.<consumer>`); its parked
+        /// messages wait in `<queue>.parked`.
+        queue: String,
+    },
     // example-only: begin
     /// The example's one-off commands.
     #[command(flatten)]

@@ -19,4 +19,4 @@ pub mod startup;
 
 pub use app_store::AppStore;
 pub use config::{Command, Config};
-pub use startup::{Application, run_relay};
+pub use startup::{Application, run_relay, unpark};

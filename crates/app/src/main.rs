@@ -30,6 +30,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     match &config.command {
         Some(Command::Relay) => return app::run_relay(&config, shutdown_signal()).await,
+        Some(Command::Unpark { queue }) => return app::unpark(&config, queue).await,
         // example-only: begin
         Some(Command::Example(command)) => return app::example::cli::run(&config, command).await,
         // example-only: end

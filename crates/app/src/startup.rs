@@ -165,6 +165,23 @@ pub async fn run_relay(config: &Config, shutdown: impl Future<Output = ()>) -> a
     Ok(())
 }
 
+/// `app unpark <queue>`: moves the messages parked for a consumer's queue
+/// back to it (`relay::unpark`) and says how many.
+///
+/// # Errors
+/// Without `AMQP_URL`, or when the broker fails or has no such parked queue.
+pub async fn unpark(config: &Config, queue: &str) -> anyhow::Result<()> {
+    let amqp_url = config
+        .amqp_url
+        .as_deref()
+        .context("unpark needs AMQP_URL (or --amqp-url)")?;
+    let moved = relay::unpark(amqp_url, queue)
+        .await
+        .with_context(|| format!("moving {queue}'s parked messages back"))?;
+    println!("{moved} parked message(s) moved back to {queue}");
+    Ok(())
+}
+
 /// Forgets transaction tokens past their retention, once an hour; never a
 /// younger one (see `StoreConfig::token_retention`).
 async fn purge_tokens_hourly<S: domain::Store>(store: S) {

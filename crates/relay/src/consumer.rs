@@ -8,7 +8,8 @@
 //! is parked in the queue's parked queue ([`QueueBinding::parked_queue`]),
 //! where it waits for someone to look, and the queue moves on. So is a
 //! message that is no event. Parked is not lost: moved back to the queue
-//! (a shovel, or `rabbitmqadmin`), it is handled again.
+//! ([`crate::unpark`]; the service's `app unpark <queue>`), it is handled
+//! again.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -17,15 +18,15 @@ use std::time::Duration;
 
 use domain::StoredEvent;
 use futures_util::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 
 use crate::Backoff;
+use crate::parked::park;
 use crate::topology::{self, QueueBinding};
 
 /// Where a consumer reads from.
@@ -153,7 +154,7 @@ pub async fn consume<F, Fut, E>(
     }
 }
 
-const REQUEUE: BasicNackOptions = BasicNackOptions {
+pub(crate) const REQUEUE: BasicNackOptions = BasicNackOptions {
     multiple: false,
     requeue: true,
 };
@@ -179,56 +180,6 @@ impl Failures {
 
     fn forget(&mut self, id: uuid::Uuid) {
         self.0.remove(&id);
-    }
-}
-
-/// Moves `delivery` to the parked queue: published there (persistent,
-/// with its properties, its routing key and `why` in headers) and
-/// confirmed before the original is acknowledged, so it is never in
-/// neither. If the broker does not confirm (within `max_backoff`), the
-/// delivery is requeued and parked on a later attempt.
-async fn park(channel: &Channel, config: &ConsumerConfig, delivery: Delivery, why: String) -> bool {
-    let parked = config.binding.parked_queue();
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        "x-parked-routing-key".into(),
-        AMQPValue::LongString(LongString::from(delivery.routing_key.as_str())),
-    );
-    headers.insert(
-        "x-parked-because".into(),
-        AMQPValue::LongString(LongString::from(why)),
-    );
-    let properties = delivery
-        .properties
-        .clone()
-        .with_headers(headers)
-        .with_delivery_mode(2);
-    let published = channel
-        .basic_publish(
-            "".into(),
-            parked.as_str().into(),
-            BasicPublishOptions::default(),
-            &delivery.data,
-            properties,
-        )
-        .await;
-    let confirmed = match published {
-        Ok(confirm) => tokio::time::timeout(config.max_backoff, confirm).await,
-        Err(error) => Ok(Err(error)),
-    };
-    match confirmed {
-        Ok(Ok(confirmation)) if confirmation.is_ack() => {
-            let _ = delivery.ack(BasicAckOptions::default()).await;
-            metrics::counter!("relay_consumer_parked_total", "queue" => config.binding.queue.clone())
-                .increment(1);
-            true
-        }
-        refused => {
-            tracing::warn!(?refused, %parked, "consumer: parking was not confirmed; requeued");
-            tokio::time::sleep(config.min_backoff).await;
-            let _ = delivery.nack(REQUEUE).await;
-            false
-        }
     }
 }
 

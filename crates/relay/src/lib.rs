@@ -35,6 +35,7 @@ mod broker;
 mod config;
 mod consumer;
 mod outbox;
+mod parked;
 mod topology;
 
 use std::future::Future;
@@ -45,6 +46,7 @@ use tokio::sync::watch;
 pub use config::RelayConfig;
 pub use consumer::{ConsumerConfig, consume};
 pub use outbox::lag;
+pub use parked::{UnparkError, unpark};
 pub use topology::{QueueBinding, declare};
 
 use broker::Broker;
