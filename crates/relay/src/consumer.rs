@@ -154,6 +154,7 @@ pub async fn consume<F, Fut, E>(
     }
 }
 
+/// Back to the queue, to be handled again.
 pub(crate) const REQUEUE: BasicNackOptions = BasicNackOptions {
     multiple: false,
     requeue: true,
