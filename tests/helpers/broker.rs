@@ -53,7 +53,7 @@ impl TestQueue {
             format!("test_events_{suffix}"),
             format!("test_queue_{suffix}"),
         );
-        let channel = open(&exchange, &queue)
+        let channel = open(&exchange, &everything(&queue))
             .await
             .unwrap_or_else(|error| panic!("{}", unreachable(&error)));
         drop(channel);
@@ -147,12 +147,7 @@ fn unreachable(error: &lapin::Error) -> String {
 /// # Panics
 /// When RabbitMQ cannot be reached, saying how to start it.
 pub async fn declare(exchange: &str, binding: &relay::QueueBinding) {
-    let declared = async {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
-        let channel = connection.create_channel().await?;
-        relay::declare(&channel, exchange, std::slice::from_ref(binding)).await
-    };
-    declared
+    open(exchange, binding)
         .await
         .unwrap_or_else(|error| panic!("{}", unreachable(&error)));
 }
@@ -246,24 +241,28 @@ async fn get_all(queue: &str, no_ack: bool) -> Vec<Taken> {
     taken
 }
 
-/// Connects, declares the durable exchange and queue and binds them.
-async fn open(exchange: &str, queue: &str) -> lapin::Result<(Connection, Channel)> {
+/// Connects, declares the durable exchange and `binding`'s queue and
+/// binds them.
+async fn open(
+    exchange: &str,
+    binding: &relay::QueueBinding,
+) -> lapin::Result<(Connection, Channel)> {
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    relay::declare(
-        &channel,
-        exchange,
-        &[relay::QueueBinding::new(queue, &["#"])],
-    )
-    .await?;
+    relay::declare(&channel, exchange, std::slice::from_ref(binding)).await?;
     Ok((connection, channel))
+}
+
+/// A test queue's binding: every routing key.
+fn everything(queue: &str) -> relay::QueueBinding {
+    relay::QueueBinding::new(queue, &["#"])
 }
 
 /// Consumes `queue` into `received`, reconnecting whenever the broker
 /// goes away, until aborted.
 async fn consume(exchange: String, queue: String, received: Arc<Mutex<Vec<Delivered>>>) {
     loop {
-        if let Ok((_connection, channel)) = open(&exchange, &queue).await
+        if let Ok((_connection, channel)) = open(&exchange, &everything(&queue)).await
             && let Ok(mut deliveries) = channel
                 .basic_consume(
                     queue.as_str().into(),

@@ -20,7 +20,6 @@ use domain::StoredEvent;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
@@ -194,17 +193,7 @@ async fn subscribe(config: &ConsumerConfig) -> lapin::Result<(Connection, Channe
         std::slice::from_ref(&config.binding),
     )
     .await?;
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    };
-    channel
-        .queue_declare(
-            config.binding.parked_queue().as_str().into(),
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+    topology::declare_queue(&channel, &config.binding.parked_queue()).await?;
     // Parking is confirmed before the event is acknowledged.
     channel
         .confirm_select(ConfirmSelectOptions::default())

@@ -59,17 +59,7 @@ pub async fn declare(
         )
         .await?;
     for binding in queues {
-        let durable = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(
-                binding.queue.as_str().into(),
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+        declare_queue(channel, &binding.queue).await?;
         for key in &binding.routing_keys {
             channel
                 .queue_bind(
@@ -82,5 +72,18 @@ pub async fn declare(
                 .await?;
         }
     }
+    Ok(())
+}
+
+/// Declares the durable queue `queue` (idempotent: a queue that exists is
+/// left as it is).
+pub(crate) async fn declare_queue(channel: &Channel, queue: &str) -> lapin::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(queue.into(), durable, FieldTable::default())
+        .await?;
     Ok(())
 }
