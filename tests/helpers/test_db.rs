@@ -334,6 +334,23 @@ impl domain::UnitOfWork for StoreWithDb {
         self.store.run(work).await
     }
 
+    async fn run_once<T, E, F>(
+        &self,
+        key: TxToken,
+        request: domain::Fingerprint,
+        work: F,
+    ) -> Result<domain::Keyed<T>, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(
+                &'t mut storage::PgTx,
+            ) -> domain::BoxFuture<'t, Result<T, RepositoryError<E>>>
+            + Send,
+        T: serde::Serialize + serde::de::DeserializeOwned + Send,
+        E: Send,
+    {
+        self.store.run_once(key, request, work).await
+    }
+
     async fn read<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
     where
         F: for<'t> FnMut(

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
-use domain::{Aggregate, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
+use domain::{Aggregate, Nested, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
 use integration_tests::{Pair, StoreWithDb, TestDb};
 use storage::StoreConfig;
 
@@ -140,6 +140,125 @@ async fn a_unit_whose_commit_reply_is_lost_is_resolved_by_its_token() {
         matches!(updated, Err(RepositoryError::OutcomeUnknown)),
         "{updated:?}"
     );
+    scenario.teardown();
+}
+
+/// A unit whose COMMIT reply is lost asks a token it kept whether it
+/// landed: not one claimed inside a nested part that rolled back, which
+/// would say "no" for a unit that landed and run it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_is_settled_by_a_token_the_unit_kept_not_a_rolled_back_one() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let scenario = fail::FailScenario::setup();
+    let store = StoreWithDb::fresh().await;
+    let counters = store.store().repository::<Counter>();
+    let tally = Counter::sample(CounterId::generate(), 0);
+    let tally_id = tally.id();
+    counters.create(TxToken::generate(), tally).await.unwrap();
+
+    fail::cfg("storage::unit-commit-reply-lost", "1*return").unwrap();
+    let done = store
+        .run(|tx| {
+            Box::pin(async move {
+                let failed: Result<(), RepositoryError> = tx
+                    .nested(|tx| {
+                        Box::pin(async move {
+                            let inside = Counter::sample(CounterId::generate(), 1);
+                            tx.of::<Counter>()
+                                .create(TxToken::generate(), inside)
+                                .await?;
+                            Err(RepositoryError::Conflict {
+                                kind: "test",
+                                id: String::new(),
+                                attempts: 1,
+                            })
+                        })
+                    })
+                    .await;
+                assert!(failed.is_err());
+                let kept = Counter::sample(CounterId::generate(), 2);
+                tx.of::<Counter>().create(TxToken::generate(), kept).await?;
+                tx.of::<Counter>()
+                    .update(tally_id, |c| {
+                        c.value += 1;
+                        Ok::<_, Infallible>(())
+                    })
+                    .await?;
+                Ok::<_, RepositoryError>(())
+            })
+        })
+        .await;
+    assert!(done.is_ok(), "{done:?}");
+    assert_eq!(
+        counters.get(tally_id).await.unwrap().value,
+        1,
+        "the unit landed once"
+    );
+    scenario.teardown();
+}
+
+/// A unit run under a key never answers `OutcomeUnknown`: a lost COMMIT
+/// reply, or a connection lost before COMMIT, is settled by the key, and
+/// the unit applies exactly once, even one that claimed no other token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_unit_whose_commit_reply_is_lost_applies_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let scenario = fail::FailScenario::setup();
+    let store = StoreWithDb::fresh().await;
+    let counters = store.store().repository::<Counter>();
+    let tally = Counter::sample(CounterId::generate(), 0);
+    let id = tally.id();
+    counters.create(TxToken::generate(), tally).await.unwrap();
+    let bump = |key: TxToken| {
+        let store = store.clone();
+        async move {
+            store
+                .run_once(key, domain::Fingerprint::of(&("bump", id)), |tx| {
+                    Box::pin(async move {
+                        let bumped = tx
+                            .of::<Counter>()
+                            .update(id, |c| {
+                                c.value += 1;
+                                Ok::<_, Infallible>(())
+                            })
+                            .await?;
+                        Ok::<_, RepositoryError>(bumped.aggregate.value)
+                    })
+                })
+                .await
+        }
+    };
+    let mut expected = 0;
+    for failpoint in [
+        "storage::unit-commit-reply-lost",
+        "storage::unit-commit-lost-before",
+    ] {
+        fail::cfg(failpoint, "1*return").unwrap();
+        let key = TxToken::generate();
+        let answered = bump(key).await;
+        expected += 1;
+        assert_eq!(
+            answered.ok(),
+            Some(domain::Keyed::First(expected)),
+            "{failpoint}"
+        );
+        assert_eq!(
+            counters.get(id).await.unwrap().value,
+            expected,
+            "{failpoint}"
+        );
+        let retried = bump(key).await;
+        assert_eq!(
+            retried.ok(),
+            Some(domain::Keyed::Replayed(expected)),
+            "{failpoint}"
+        );
+        assert_eq!(
+            counters.get(id).await.unwrap().value,
+            expected,
+            "{failpoint}"
+        );
+    }
     scenario.teardown();
 }
 

@@ -41,7 +41,7 @@ pub use inbox::Inbox;
 pub use memory::InMemoryRepository;
 pub use memory_store::{InMemoryStore, MemoryTx};
 pub use outbox::MemoryOutbox;
-pub use outcome::{Created, Updated};
+pub use outcome::{Created, Keyed, Updated};
 pub use page::{Page, PageRequest};
 pub use precondition::{IfVersion, StaleVersion};
 pub use repository::Repository;
@@ -49,7 +49,7 @@ pub use simulation::Simulation;
 pub use store::{Store, StoreExt, Stores};
 pub use token::{InvalidToken, TxToken};
 pub use unit_of_work::{
-    BoxFuture, Nested, Replaced, Transaction, TxExt, UnitOfWork, UnitRepository,
+    BoxFuture, Nested, Replaced, RunOnce, Transaction, TxExt, UnitOfWork, UnitRepository,
 };
 
 #[doc(hidden)]

@@ -12,11 +12,14 @@ use crate::exclusive::{ExclusiveAccess, KeyGuard, KeyedLocks};
 use crate::fingerprint::Fingerprint;
 use crate::memory::{Gate, InMemoryRepository};
 use crate::outbox::MemoryOutbox;
+use crate::outcome::Keyed;
 use crate::outcome::{Created, Updated};
 use crate::simulation::{MAX_RERUNS, Simulation, Simulator};
 use crate::store::{Store, Stores};
 use crate::token::TxToken;
-use crate::unit_of_work::{BoxFuture, Nested, Transaction, UnitOfWork};
+use crate::unit_of_work::{BoxFuture, Nested, RunOnce, Transaction, UnitOfWork};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// In-memory repositories for any aggregate types, sharing one gate so that
 /// a unit of work runs alone: its operations are applied directly, each
@@ -30,6 +33,8 @@ pub struct InMemoryStore {
     gate: Gate,
     locks: KeyedLocks,
     keys: Arc<Mutex<HashMap<TxToken, (Fingerprint, Timestamp)>>>,
+    /// The answers of units run with a key ([`UnitOfWork::run_once`]).
+    answers: Arc<Mutex<HashMap<TxToken, Answer>>>,
     repositories: Arc<Mutex<HashMap<TypeId, Slot>>>,
     token_retention: Duration,
     clock: Clock,
@@ -38,6 +43,14 @@ pub struct InMemoryStore {
     /// Which consumer handled which event (see [`Inbox`](crate::Inbox)).
     /// Who handled which event, and when (for the purge).
     inbox: Arc<Mutex<HashMap<(&'static str, uuid::Uuid), Timestamp>>>,
+}
+
+/// What a unit run with a key committed: the request it ran for, its
+/// answer as JSON, and when (for the purge).
+struct Answer {
+    request: Fingerprint,
+    json: serde_json::Value,
+    at: Timestamp,
 }
 
 /// One aggregate type's repository, and how to purge its expired tokens
@@ -82,6 +95,7 @@ impl InMemoryStore {
             gate: Gate::default(),
             locks: KeyedLocks::default(),
             keys: Arc::default(),
+            answers: Arc::default(),
             repositories: Arc::default(),
             token_retention: retention,
             clock: Clock::system(),
@@ -175,6 +189,12 @@ impl Store for InMemoryStore {
             before - keys.len()
         };
         {
+            let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = answers.len();
+            answers.retain(|_, answer| answer.at >= cutoff);
+            purged += before - answers.len();
+        }
+        {
             let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
             let before = inbox.len();
             inbox.retain(|_, handled| *handled >= cutoff);
@@ -228,7 +248,22 @@ impl UnitOfWork for InMemoryStore {
         T: Send,
         E: Send,
     {
-        self.unit(false, work).await
+        self.unit(false, None, work).await.map(Keyed::into_inner)
+    }
+
+    async fn run_once<T, E, F>(
+        &self,
+        key: TxToken,
+        request: Fingerprint,
+        work: F,
+    ) -> Result<Keyed<T>, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+        T: Serialize + DeserializeOwned + Send,
+        E: Send,
+    {
+        self.unit(false, Some(RunOnce::new(key, request)), work)
+            .await
     }
 
     async fn read<T, E, F>(&self, work: F) -> Result<T, RepositoryError<E>>
@@ -237,7 +272,7 @@ impl UnitOfWork for InMemoryStore {
         T: Send,
         E: Send,
     {
-        self.unit(true, work).await
+        self.unit(true, None, work).await.map(Keyed::into_inner)
     }
 }
 
@@ -249,7 +284,14 @@ impl InMemoryStore {
         &self.outbox
     }
 
-    async fn unit<T, E, F>(&self, read_only: bool, mut work: F) -> Result<T, RepositoryError<E>>
+    /// Runs `work` as one unit; with a key, at most once per key (see
+    /// [`UnitOfWork::run_once`]).
+    async fn unit<T, E, F>(
+        &self,
+        read_only: bool,
+        once: Option<RunOnce<T>>,
+        mut work: F,
+    ) -> Result<Keyed<T>, RepositoryError<E>>
     where
         F: for<'t> FnMut(&'t mut MemoryTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
     {
@@ -261,6 +303,9 @@ impl InMemoryStore {
         let _gate = Arc::clone(&self.gate).lock_owned().await;
         let mut reruns = self.sim.as_ref().map_or(0, |_| MAX_RERUNS);
         loop {
+            if let Some(answered) = once.as_ref().and_then(|once| self.answered(once)) {
+                return answered.map(Keyed::Replayed);
+            }
             let mark = self.outbox.mark();
             let mut tx = MemoryTx {
                 store: self.clone(),
@@ -272,7 +317,8 @@ impl InMemoryStore {
                 } else {
                     Faults::Off
                 },
-                claimed_token: false,
+                // A key resolves a lost COMMIT reply, as a create's token does.
+                claimed_token: once.is_some(),
             };
             let result = crate::unit_scope::within_unit(work(&mut tx)).await;
             let rerun = match tx.faults {
@@ -285,6 +331,22 @@ impl InMemoryStore {
                 reruns -= 1;
                 continue;
             }
+            let result = match (result, &once) {
+                (Ok(value), Some(once)) => {
+                    // Recorded with the unit's writes: an answer that
+                    // cannot be kept fails the unit, which rolls back.
+                    once.encode(&value).map(|json| {
+                        let at = self.clock.now();
+                        let request = once.request;
+                        self.answers
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(once.key, Answer { request, json, at });
+                        value
+                    })
+                }
+                (result, _) => result,
+            };
             tx.committed = result.is_ok();
             if tx.committed {
                 self.outbox.publish_from(mark);
@@ -295,9 +357,19 @@ impl InMemoryStore {
             return if lost {
                 Err(RepositoryError::OutcomeUnknown)
             } else {
-                result
+                result.map(Keyed::First)
             };
         }
+    }
+}
+
+impl InMemoryStore {
+    /// The answer a unit committed with `once`'s key, if one did: replayed
+    /// for the same request, `TokenMismatch` for another.
+    fn answered<T, E>(&self, once: &RunOnce<T>) -> Option<Result<T, RepositoryError<E>>> {
+        let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        let stored = answers.get(&once.key)?;
+        Some(once.replay(stored.request, &stored.json))
     }
 }
 

@@ -53,3 +53,30 @@ pub struct Updated<A, R> {
     /// What the closure returned.
     pub output: R,
 }
+
+/// What [`UnitOfWork::run_once`](crate::UnitOfWork::run_once) did: ran the
+/// unit, or found that a unit with the same key had committed before and
+/// answered with what that one returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Keyed<T> {
+    /// This call ran the unit, and it committed.
+    First(T),
+    /// A unit with this key committed earlier (a client's retry, or a
+    /// COMMIT whose reply was lost): this call wrote nothing and returns
+    /// that unit's answer, as it was then.
+    Replayed(T),
+}
+
+impl<T> Keyed<T> {
+    /// Whether this call ran the unit (so its side effects are due).
+    pub fn is_first(&self) -> bool {
+        matches!(self, Self::First(_))
+    }
+
+    /// The answer, first or replayed.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::First(answer) | Self::Replayed(answer) => answer,
+        }
+    }
+}

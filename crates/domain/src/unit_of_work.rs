@@ -4,9 +4,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::aggregate::Aggregate;
 use crate::error::RepositoryError;
-use crate::outcome::{Created, Updated};
+use crate::fingerprint::Fingerprint;
+use crate::outcome::{Created, Keyed, Updated};
 use crate::token::TxToken;
 
 /// The future a unit of work's closure returns: boxed, because Rust cannot
@@ -52,6 +56,47 @@ pub trait UnitOfWork: Send + Sync {
         T: Send,
         E: Send;
 
+    /// Runs `work` as [`Self::run`] does, at most once per `key`: the key
+    /// is claimed inside the unit's own transaction, with `request` (a
+    /// fingerprint of what the caller asked for) and the unit's answer, so
+    /// the claim commits or rolls back with the unit's writes.
+    ///
+    /// - A key no unit committed with: `work` runs; `Keyed::First` once the
+    ///   unit committed.
+    /// - A key a unit committed with, same `request`: nothing runs and
+    ///   nothing is written; `Keyed::Replayed` with that unit's answer as it
+    ///   was then (not re-read), whatever changed since.
+    /// - A key a unit committed with, another `request`: `TokenMismatch`.
+    /// - A unit that failed (its `Err`, a refusal) committed nothing, the
+    ///   claim neither: the same key runs it again.
+    ///
+    /// So a client that retries with the same key (its request timed out,
+    /// or answered `Timeout`) never applies the unit twice, and a unit
+    /// whose COMMIT reply was lost never answers `OutcomeUnknown`: the
+    /// store retries it, and the retry finds the key if the first attempt
+    /// landed. Keys are kept as long as tokens are
+    /// ([`Store::purge_expired_tokens`](crate::Store::purge_expired_tokens)).
+    ///
+    /// ```ignore
+    /// let request = Fingerprint::of(&("transfer", from, to, amount));
+    /// let moved = store
+    ///     .run_once(key, request, |tx| Box::pin(move_money(tx, from, to, amount)))
+    ///     .await?
+    ///     .into_inner();
+    /// ```
+    ///
+    /// The answer is stored as JSON, hence `T: Serialize + DeserializeOwned`.
+    fn run_once<T, E, F>(
+        &self,
+        key: TxToken,
+        request: Fingerprint,
+        work: F,
+    ) -> impl Future<Output = Result<Keyed<T>, RepositoryError<E>>> + Send
+    where
+        F: for<'t> FnMut(&'t mut Self::Tx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+        T: Serialize + DeserializeOwned + Send,
+        E: Send;
+
     /// Runs read-only `work` on one consistent snapshot: every read sees the
     /// same committed state, and readers neither block writers nor make
     /// them retry. Writes through it fail. Use it for reports and for
@@ -63,6 +108,58 @@ pub trait UnitOfWork: Send + Sync {
         E: Send,
     {
         self.run(work)
+    }
+}
+
+/// What a store needs to run a unit at most once per key
+/// ([`UnitOfWork::run_once`]): the key, the request it was claimed for,
+/// and how the unit's answer is kept (as JSON). For store implementations.
+pub struct RunOnce<T> {
+    /// The caller's key.
+    pub key: TxToken,
+    /// What the caller asked for with it.
+    pub request: Fingerprint,
+    encode: fn(&T) -> serde_json::Result<serde_json::Value>,
+    decode: fn(&serde_json::Value) -> serde_json::Result<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> RunOnce<T> {
+    /// A run of a unit under `key`, for `request`.
+    pub fn new(key: TxToken, request: Fingerprint) -> Self {
+        Self {
+            key,
+            request,
+            encode: |answer| serde_json::to_value(answer),
+            decode: |answer| T::deserialize(answer),
+        }
+    }
+}
+
+impl<T> RunOnce<T> {
+    /// The unit's answer, to keep with its key.
+    ///
+    /// # Errors
+    /// `Storage` when it does not serialize: the unit must then roll back.
+    pub fn encode<E>(&self, answer: &T) -> Result<serde_json::Value, RepositoryError<E>> {
+        (self.encode)(answer).map_err(|e| RepositoryError::Storage(Box::new(e)))
+    }
+
+    /// What a unit that committed with this key earlier for `request`
+    /// answered, given what it kept: its answer for the same request,
+    /// `TokenMismatch` for another, `Storage` for an answer that no longer
+    /// parses as `T`.
+    pub fn replay<E>(
+        &self,
+        request: Fingerprint,
+        answer: &serde_json::Value,
+    ) -> Result<T, RepositoryError<E>> {
+        if request != self.request {
+            return Err(RepositoryError::TokenMismatch {
+                kind: "request",
+                token: self.key,
+            });
+        }
+        (self.decode)(answer).map_err(|e| RepositoryError::Storage(Box::new(e)))
     }
 }
 

@@ -79,6 +79,7 @@
 //! write.
 #![deny(missing_docs)]
 
+mod answers;
 mod cached;
 pub mod causality;
 mod classify;

@@ -137,7 +137,11 @@ impl PgStore {
         let cutoff = (config.clock.now() - config.token_retention).as_datetime();
         let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
-        for statement in [crate::tokens::PURGE_BATCH, crate::inbox::PURGE_BATCH] {
+        for statement in [
+            crate::tokens::PURGE_BATCH,
+            crate::answers::PURGE_BATCH,
+            crate::inbox::PURGE_BATCH,
+        ] {
             loop {
                 use diesel::sql_types::{BigInt, Timestamptz};
                 use diesel_async::RunQueryDsl;

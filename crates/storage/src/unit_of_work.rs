@@ -11,9 +11,11 @@ use diesel_async::{
     AnsiTransactionManager, AsyncPgConnection, SimpleAsyncConnection, TransactionManager,
 };
 use domain::{
-    Aggregate, BoxFuture, Clock, Created, Nested, RepositoryError, StoredEvent, Transaction,
-    TxToken, UnitOfWork, Updated, Version,
+    Aggregate, BoxFuture, Clock, Created, Fingerprint, Keyed, Nested, RepositoryError, RunOnce,
+    StoredEvent, Transaction, TxToken, UnitOfWork, Updated, Version,
 };
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::classify::is_connection_fault;
 use crate::flight::{self, Guard};
@@ -35,9 +37,12 @@ pub struct PgTx {
     conn: Conn,
     store: PgStore,
     fault: Option<RetryAs>,
-    /// The tokens this attempt's creates claimed: if its COMMIT reply is
+    /// The tokens this attempt claimed (its key first, then its creates'),
+    /// none from a nested part that rolled back: if its COMMIT reply is
     /// lost, any of them tells whether it landed.
     claimed: Vec<(&'static str, TxToken)>,
+    /// The answer of a unit run with a key, which its COMMIT carries.
+    answer: Option<crate::answers::Answer>,
     /// The rows this attempt writes, claimed in process (`write_order`).
     rows: Claims,
     /// Stamps the tokens its creates claim.
@@ -99,6 +104,23 @@ impl PgTx {
 }
 
 impl PgTx {
+    /// An attempt of a unit of `store`, on `conn`, with `rows` claimed.
+    fn new(store: &PgStore, conn: Conn, rows: Claims, access: Access) -> Self {
+        Self {
+            conn,
+            store: store.clone(),
+            fault: None,
+            claimed: Vec::new(),
+            answer: None,
+            rows,
+            clock: store.config().clock.clone(),
+            kept: KeptWrites::default(),
+            access,
+            unopened: true,
+            broken: None,
+        }
+    }
+
     /// Ends the attempt: returns its connection to the pool, releases its
     /// rows and says which ones the next attempt should take first.
     fn end(self) -> BTreeSet<String> {
@@ -141,6 +163,59 @@ impl PgTx {
                 .map_err(RepositoryError::widen)?;
         }
         self.flush().await
+    }
+
+    /// Claims `once`'s key, if the unit has one, as its first statement,
+    /// in the flight of its BEGIN. `None`: the unit is to run. Else the
+    /// answer of the unit that committed with the key before (or
+    /// `TokenMismatch`, asked for another request). A failure is absorbed
+    /// as the unit's.
+    async fn claim_key<T, E>(
+        &mut self,
+        once: Option<&RunOnce<T>>,
+    ) -> Result<Option<Result<T, RepositoryError<E>>>, RepositoryError<E>> {
+        let Some(once) = once else {
+            return Ok(None);
+        };
+        let claimed = self.try_claim_key(once).await;
+        self.absorb(&unit_target(), claimed)
+    }
+
+    async fn try_claim_key<T, E>(
+        &mut self,
+        once: &RunOnce<T>,
+    ) -> Result<Option<Result<T, RepositoryError<E>>>, Fail<E>> {
+        self.unopened = false;
+        let now = self.clock.now();
+        let shared: &AsyncPgConnection = &self.conn;
+        let claim = crate::answers::claim(shared, once.key, &once.request, now);
+        let (begun, claimed) = flight::begin_with(shared, self.begin(), claim).await;
+        begun?;
+        if claimed? {
+            self.claimed.push((crate::answers::UNIT_KIND, once.key));
+            return Ok(None);
+        }
+        match crate::answers::find(&self.conn, once.key).await? {
+            Some((request, answer)) => Ok(Some(once.replay(request, &answer))),
+            // Claimed, then purged in between: try again.
+            None => Err(Fail::VersionMiss),
+        }
+    }
+
+    /// With a key, keeps the unit's answer for its COMMIT to store; an
+    /// answer that cannot be kept fails the unit.
+    fn keep_answer<T, E>(
+        &mut self,
+        once: Option<&RunOnce<T>>,
+        outcome: Result<T, RepositoryError<E>>,
+    ) -> Result<T, RepositoryError<E>> {
+        let (Some(once), Ok(value)) = (once, &outcome) else {
+            return outcome;
+        };
+        let json = once.encode(value)?;
+        let (key, at) = (once.key, self.clock.now());
+        self.answer = Some(crate::answers::Answer { key, json, at });
+        outcome
     }
 
     /// Loads `M`'s aggregate `id`; the unit's first load carries its BEGIN
@@ -212,16 +287,21 @@ impl Nested for PgTx {
             self.fault.get_or_insert(RetryAs::Connection(error));
             return work(self).await;
         }
+        let claimed = self.claimed.len();
         let result = work(self).await;
         if result.is_ok() {
             // A failure is recorded, and ends the unit.
             let _ = self.flush::<Infallible>().await;
         }
         self.kept.clear(); // after a failure, rolled back with the savepoint
-        let sound = self.broken.is_none() && self.fault.is_none();
-        let closed = match &result {
-            Ok(_) if sound => AnsiTransactionManager::commit_transaction(self.conn()).await,
-            _ => AnsiTransactionManager::rollback_transaction(self.conn()).await,
+        let released = result.is_ok() && self.broken.is_none() && self.fault.is_none();
+        let closed = if released {
+            AnsiTransactionManager::commit_transaction(self.conn()).await
+        } else {
+            // The tokens claimed inside go with the savepoint: none of
+            // them can tell whether the unit landed.
+            self.claimed.truncate(claimed);
+            AnsiTransactionManager::rollback_transaction(self.conn()).await
         };
         if let Err(error) = closed {
             self.fault.get_or_insert(RetryAs::Connection(error));
@@ -406,11 +486,26 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        let done = self.attempts(Access::ReadWrite, work).await;
-        if done.is_ok() {
-            self.note_write().await;
-        }
-        done
+        self.run_once_or_more(None, work)
+            .await
+            .map(Keyed::into_inner)
+    }
+
+    /// As `run`, the unit's transaction claiming the key first (in the
+    /// flight of its BEGIN) and storing the answer with its COMMIT.
+    async fn run_once<T, E, F>(
+        &self,
+        key: TxToken,
+        request: Fingerprint,
+        work: F,
+    ) -> Result<Keyed<T>, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+        T: Serialize + DeserializeOwned + Send,
+        E: Send,
+    {
+        self.run_once_or_more(Some(RunOnce::new(key, request)), work)
+            .await
     }
 
     /// One REPEATABLE READ, READ ONLY transaction: a snapshot that takes no
@@ -421,7 +516,29 @@ impl UnitOfWork for PgStore {
         T: Send,
         E: Send,
     {
-        self.attempts(Access::ReadOnly, work).await
+        self.attempts(Access::ReadOnly, None, work)
+            .await
+            .map(Keyed::into_inner)
+    }
+}
+
+impl PgStore {
+    /// A read-write unit, under a key or not.
+    async fn run_once_or_more<T, E, F>(
+        &self,
+        once: Option<RunOnce<T>>,
+        work: F,
+    ) -> Result<Keyed<T>, RepositoryError<E>>
+    where
+        F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let done = self.attempts(Access::ReadWrite, once, work).await;
+        if matches!(done, Ok(Keyed::First(_))) {
+            self.note_write().await;
+        }
+        done
     }
 }
 
@@ -446,8 +563,14 @@ enum Access {
 
 impl PgStore {
     /// Runs `work` in transactions of `access`, until it commits, fails for
-    /// good, or retries or the deadline run out.
-    async fn attempts<T, E, F>(&self, access: Access, mut work: F) -> Result<T, RepositoryError<E>>
+    /// good, or retries or the deadline run out; with `once`, only if no
+    /// unit committed with its key before (`UnitOfWork::run_once`).
+    async fn attempts<T, E, F>(
+        &self,
+        access: Access,
+        once: Option<RunOnce<T>>,
+        mut work: F,
+    ) -> Result<Keyed<T>, RepositoryError<E>>
     where
         F: for<'t> FnMut(&'t mut PgTx) -> BoxFuture<'t, Result<T, RepositoryError<E>>> + Send,
         T: Send,
@@ -463,21 +586,13 @@ impl PgStore {
             // The rows the last attempt wrote or lost to another unit: the
             // next one waits for them first, in order (`write_order`).
             let mut wanted = BTreeSet::new();
+            // An earlier attempt's COMMIT reply was lost: an answer found
+            // under the key now is most likely that attempt's own.
+            let mut reply_lost = false;
             loop {
                 let rows = self.inner.write_claims.take_in_order(wanted).await;
                 let conn = self.connection::<Infallible>().await?;
-                let mut tx = PgTx {
-                    conn,
-                    store: self.clone(),
-                    fault: None,
-                    claimed: Vec::new(),
-                    rows,
-                    clock: config.clock.clone(),
-                    kept: KeptWrites::default(),
-                    access,
-                    unopened: true,
-                    broken: None,
-                };
+                let mut tx = PgTx::new(self, conn, rows, access);
                 // Every path that backs off drops `tx` first: a unit waiting
                 // to retry must not hold a pooled connection while it sleeps,
                 // or waiting units starve the pool.
@@ -490,10 +605,23 @@ impl PgStore {
                     retry.after(Fail::<Infallible>::Db(error)).await?;
                     continue;
                 }
-                let mut outcome = domain::__private::within_unit(work(&mut tx)).await;
+                let mut outcome = match tx.claim_key(once.as_ref()).await {
+                    Ok(None) => domain::__private::within_unit(work(&mut tx)).await,
+                    Ok(Some(answered)) => {
+                        tx.roll_back().await;
+                        let keyed = if reply_lost {
+                            Keyed::First
+                        } else {
+                            Keyed::Replayed
+                        };
+                        return Ok(answered.map(keyed));
+                    }
+                    Err(error) => Err(error),
+                };
                 if let Some(error) = tx.broken.take() {
                     outcome = Err(error.widen());
                 }
+                let outcome = tx.keep_answer(once.as_ref(), outcome);
                 match (outcome, tx.fault.take()) {
                     (_, Some(retry_as)) => {
                         tx.roll_back().await;
@@ -505,14 +633,19 @@ impl PgStore {
                         return Ok(Err(error));
                     }
                     (Ok(value), None) => match settle_commit(&mut tx).await {
-                        (Ok(()), _) => return Ok(Ok(value)),
+                        (Ok(()), _) => return Ok(Ok(Keyed::First(value))),
                         // Past the deadline, the COMMIT was cancelled and
                         // its reply awaited: it failed, so nothing landed,
                         // unless the connection broke before the reply.
                         (Err(Fail::Db(error) | Fail::ReplyLost(error)), true)
                             if is_connection_fault(&error) =>
                         {
-                            return Err(RepositoryError::OutcomeUnknown);
+                            // With a key, a retry by the caller is safe.
+                            return Err(if once.is_some() {
+                                RepositoryError::Timeout
+                            } else {
+                                RepositoryError::OutcomeUnknown
+                            });
                         }
                         (Err(_), true) => return Err(RepositoryError::Timeout),
                         (Err(Fail::Db(error) | Fail::ReplyLost(error)), false)
@@ -522,15 +655,19 @@ impl PgStore {
                             // claimed exists if and only if it landed.
                             let claimed = std::mem::take(&mut tx.claimed);
                             wanted = tx.end();
-                            match self.landed(&claimed).await {
-                                Some(true) => return Ok(Ok(value)),
-                                Some(false) => {
-                                    retry
-                                        .again::<Infallible>(RetryAs::Connection(error))
-                                        .await?;
-                                }
-                                None => return Err(RepositoryError::OutcomeUnknown),
+                            let landed = self.landed(&claimed).await;
+                            if landed == Some(true) {
+                                return Ok(Ok(Keyed::First(value)));
                             }
+                            if landed.is_none() && once.is_none() {
+                                return Err(RepositoryError::OutcomeUnknown);
+                            }
+                            // Not landed; or, with a key, the next
+                            // attempt's claim tells.
+                            reply_lost = true;
+                            retry
+                                .again::<Infallible>(RetryAs::Connection(error))
+                                .await?;
                         }
                         (Err(failure), false) => {
                             wanted = tx.end();
@@ -554,7 +691,8 @@ impl PgStore {
 
 impl PgStore {
     /// Whether a unit whose COMMIT reply was lost landed, told by the first
-    /// token it claimed; `None` when it claimed none or the store cannot say.
+    /// token it claimed (its key's, if it has one; none that a nested part
+    /// rolled back); `None` when it claimed none or the store cannot say.
     async fn landed(&self, claimed: &[(&'static str, TxToken)]) -> Option<bool> {
         let (kind, token) = *claimed.first()?;
         let mut conn = self.connection::<Infallible>().await.ok()?;
@@ -589,10 +727,10 @@ async fn commit(tx: &mut PgTx) -> Result<(), Fail<Infallible>> {
     if tx.unopened {
         // No statement went out: nothing to commit.
         leave_transaction(tx.conn());
-    } else if tx.kept.is_empty() {
+    } else if tx.kept.is_empty() && tx.answer.is_none() {
         AnsiTransactionManager::commit_transaction(tx.conn()).await?;
     } else {
-        send_with_commit(&tx.kept, &mut tx.conn).await?;
+        send_with_commit(&tx.kept, tx.answer.as_ref(), &mut tx.conn).await?;
     }
     #[cfg(feature = "failpoints")]
     fail::fail_point!("storage::unit-commit-reply-lost", |_| {
@@ -601,14 +739,18 @@ async fn commit(tx: &mut PgTx) -> Result<(), Fail<Infallible>> {
     Ok(())
 }
 
-/// The kept updates and COMMIT, in one flight where nothing can overtake
-/// COMMIT (see `flight`).
+/// The kept updates, the answer of a unit run with a key, and COMMIT, in
+/// one flight where nothing can overtake COMMIT (see `flight`).
 async fn send_with_commit(
     kept: &KeptWrites,
+    answer: Option<&crate::answers::Answer>,
     conn: &mut AsyncPgConnection,
 ) -> Result<(), Fail<Infallible>> {
     let mut writes = Writes::all_guarded();
     let roots = kept.list(&mut writes).map_or(0, |(roots, _)| roots);
+    if let Some(answer) = answer {
+        writes.child(answer.insert());
+    }
     if !writes.in_order() {
         // A write whose binds may wait for a type lookup: its reply
         // comes before COMMIT goes.

@@ -13,6 +13,7 @@
 
 mod contract_create;
 mod contract_events;
+mod contract_keyed;
 mod contract_lock;
 mod contract_rw;
 mod contract_unit;
@@ -25,6 +26,7 @@ mod subject;
 pub mod contract {
     pub use super::contract_create::*;
     pub use super::contract_events::*;
+    pub use super::contract_keyed::*;
     pub use super::contract_lock::*;
     pub use super::contract_rw::*;
     pub use super::contract_unit::*;
@@ -108,6 +110,9 @@ macro_rules! unit_of_work_suite {
                 refused_and_rerun_closures_record_nothing_extra,
                 a_units_events_commit_and_roll_back_with_it,
                 a_consumer_handles_each_event_once,
+                a_keyed_unit_applies_once_and_replays_its_first_answer,
+                a_failed_keyed_unit_leaves_its_key_unused,
+                concurrent_units_under_one_key_apply_once,
             );
         }
     };
