@@ -53,6 +53,8 @@ both_stores!(
     a_weak_etag_never_matches,
     unserved_methods_answer_405_in_the_error_format,
     accounts_move_money_in_one_unit,
+    every_write_is_safe_to_retry_with_its_key,
+    every_write_documents_its_key_and_409,
 );
 
 fn new_user(username: &str) -> Value {
@@ -272,6 +274,145 @@ async fn accounts_move_money_in_one_unit(app: TestApp) {
         account["balance_cents"], 200,
         "refused transfers moved nothing"
     );
+}
+
+/// `method path` with `body` (none when `Null`) under `key`.
+async fn keyed(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Option<String>, Value) {
+    let mut request = app.request(method, path).header("Idempotency-Key", key);
+    if !body.is_null() {
+        request = request.json(body);
+    }
+    read(request.send().await.unwrap()).await
+}
+
+/// Every write route takes an `Idempotency-Key`: a retry with the same key
+/// and request answers exactly what the first did (status, ETag, body) and
+/// applies nothing twice, even after others changed what it wrote; the
+/// key with another request is `token_mismatch`.
+async fn every_write_is_safe_to_retry_with_its_key(app: TestApp) {
+    let user = register(&app, "ada").await;
+    let user_id = user["id"].as_str().unwrap().to_owned();
+    let open = |n: u32| {
+        let body = json!({"owner_id": user_id});
+        let app = &app;
+        async move {
+            let key = format!("7d1e0c3a-1f2b-4c3d-8e4f-5a6b7c8d9e0{n}");
+            keyed(app, Method::POST, "/accounts", &key, &body).await.2["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (a, b) = (open(1).await, open(2).await);
+    let deposits = format!("/accounts/{a}/deposits");
+    let transfer = json!({"from": a, "to": b, "amount_cents": 200});
+    let order = read(
+        app.post(
+            "/orders",
+            &json!({"user_id": user_id, "lines": [{"sku": "PEN", "quantity": 1, "unit_price_cents": 150}]}),
+        )
+        .await,
+    )
+    .await
+    .2;
+    let order_id = order["id"].as_str().unwrap().to_owned();
+    let line = json!({"sku": "INK", "quantity": 1, "unit_price_cents": 500});
+    let writes = [
+        (Method::POST, deposits.clone(), json!({"amount_cents": 500})),
+        (Method::POST, "/transfers".to_owned(), transfer),
+        (
+            Method::PATCH,
+            format!("/users/{user_id}"),
+            json!({"first_name": "Augusta"}),
+        ),
+        (Method::POST, format!("/orders/{order_id}/lines"), line),
+        (
+            Method::POST,
+            format!("/orders/{order_id}/place"),
+            Value::Null,
+        ),
+        (
+            Method::POST,
+            format!("/orders/{order_id}/cancel"),
+            Value::Null,
+        ),
+        (Method::DELETE, format!("/users/{user_id}"), Value::Null),
+    ];
+    for (n, (method, path, body)) in writes.into_iter().enumerate() {
+        let key = format!("9a1e0c3a-1f2b-4c3d-8e4f-5a6b7c8d9e{n:02}");
+        let first = keyed(&app, method.clone(), &path, &key, &body).await;
+        assert!(first.0 < 300, "{method} {path}: {first:?}");
+        if path == deposits {
+            // Someone else deposits meanwhile: the retry still answers
+            // what the first request did.
+            let other = read(app.post(&deposits, &json!({"amount_cents": 1})).await).await;
+            assert_eq!(other.0, 200, "{other:?}");
+        }
+        let retried = keyed(&app, method.clone(), &path, &key, &body).await;
+        assert_eq!(retried, first, "{method} {path}: the retry replays");
+        let other_body = json!({"amount_cents": 7});
+        let (status, _, mismatch) = keyed(&app, method.clone(), &path, &key, &other_body).await;
+        assert_eq!(
+            (status, code(&mismatch)),
+            (422, "token_mismatch"),
+            "{method} {path}: {mismatch}"
+        );
+    }
+    let (_, _, a) = read(app.get(&format!("/accounts/{a}")).await).await;
+    let (_, _, b) = read(app.get(&format!("/accounts/{b}")).await).await;
+    assert_eq!(
+        (&a["balance_cents"], &b["balance_cents"]),
+        (&json!(301), &json!(200)),
+        "each deposit and the transfer applied once"
+    );
+    let (_, _, actions) = read(app.get("/actions?limit=100").await).await;
+    let logged = |what: &str| {
+        actions["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["what"] == what)
+            .count()
+    };
+    for what in [
+        "user.updated",
+        "order.line_added",
+        "order.placed",
+        "order.cancelled",
+        "user.deleted",
+    ] {
+        assert_eq!(logged(what), 1, "{what} logged once: {actions}");
+    }
+}
+
+/// The document says of every write that it takes an `Idempotency-Key`
+/// and may answer 409 when concurrent writers won every retry.
+async fn every_write_documents_its_key_and_409(app: TestApp) {
+    let (_, _, spec) = read(app.get("/openapi.json").await).await;
+    let mut writes = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in ["post", "put", "patch", "delete"] {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            writes += 1;
+            assert!(
+                operation["responses"].get("409").is_some(),
+                "{method} {path} documents no 409"
+            );
+            let takes_key = operation["parameters"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"));
+            assert!(takes_key, "{method} {path} documents no Idempotency-Key");
+        }
+    }
+    assert!(writes >= 10, "{writes} writes documented");
 }
 
 async fn a_taken_username_is_already_exists(app: TestApp) {
@@ -843,6 +984,105 @@ mod postgres_faults {
     use diesel_async::SimpleAsyncConnection;
 
     use super::*;
+
+    /// Clients moving money with keys while every backend is killed every
+    /// 20 ms, each retrying every answer but 200 with the same key: every
+    /// balance ends exactly as the acknowledged transfers say, the total is
+    /// unchanged, and no transfer ever answers `outcome_unknown` or 500.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyed_transfers_apply_once_while_backends_are_killed() {
+        const ACCOUNTS: usize = 4;
+        const CLIENTS: usize = 4;
+        const TRANSFERS: usize = 25;
+        let app = std::sync::Arc::new(TestApp::on_postgres().await);
+        let owner = register(&app, "ada").await;
+        let mut accounts = Vec::new();
+        for _ in 0..ACCOUNTS {
+            let (_, _, account) = read(
+                app.post("/accounts", &json!({"owner_id": owner["id"]}))
+                    .await,
+            )
+            .await;
+            let id = account["id"].as_str().unwrap().to_owned();
+            let deposits = format!("/accounts/{id}/deposits");
+            let (status, _, _) =
+                read(app.post(&deposits, &json!({"amount_cents": 1000})).await).await;
+            assert_eq!(status, 200);
+            accounts.push(id);
+        }
+        let db = app.db.clone().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut killed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    killed += db.terminate_backends().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                killed
+            })
+        };
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|client| {
+                let (app, accounts) = (app.clone(), accounts.clone());
+                tokio::spawn(async move {
+                    let mut acknowledged = Vec::new();
+                    let mut unsafe_answers = Vec::new();
+                    for n in 0..TRANSFERS {
+                        let from = (client + n) % ACCOUNTS;
+                        let to = (from + 1 + n % (ACCOUNTS - 1)) % ACCOUNTS;
+                        let amount = 1 + (client * TRANSFERS + n) % 40;
+                        let body = json!({"from": accounts[from], "to": accounts[to], "amount_cents": amount});
+                        let key = uuid::Uuid::new_v4().to_string();
+                        for _ in 0..200 {
+                            let (status, _, answer) =
+                                keyed(&app, Method::POST, "/transfers", &key, &body).await;
+                            if status == 200 {
+                                acknowledged.push((from, to, amount));
+                                break;
+                            }
+                            if status == 500 || code(&answer) == "outcome_unknown" {
+                                unsafe_answers.push(answer);
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                        }
+                    }
+                    (acknowledged, unsafe_answers)
+                })
+            })
+            .collect();
+        let mut expected = vec![1000_i64; ACCOUNTS];
+        let mut landed = 0;
+        for client in clients {
+            let (acknowledged, unsafe_answers) = client.await.unwrap();
+            assert!(unsafe_answers.is_empty(), "{unsafe_answers:?}");
+            for (from, to, amount) in acknowledged {
+                let amount = i64::try_from(amount).unwrap();
+                expected[from] -= amount;
+                expected[to] += amount;
+                landed += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let terminated = killer.await.unwrap();
+        assert_eq!(
+            landed,
+            CLIENTS * TRANSFERS,
+            "every transfer acknowledged in the end"
+        );
+        assert!(terminated > 0, "backends were killed");
+        let mut balances = Vec::new();
+        for id in &accounts {
+            let (_, _, account) = read(app.get(&format!("/accounts/{id}")).await).await;
+            balances.push(account["balance_cents"].as_i64().unwrap());
+        }
+        assert_eq!(
+            balances, expected,
+            "each acknowledged transfer applied exactly once"
+        );
+        assert_eq!(balances.iter().sum::<i64>(), 1000 * 4);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_past_its_deadline_is_a_504_and_changes_nothing() {

@@ -49,15 +49,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// A create's JSON body and its `Idempotency-Key`, the key bound to this
+/// A write's JSON body and its `Idempotency-Key`, the key bound to this
 /// request (method, target and body, the JSON compared by value) through
 /// [`Store::bind_key`](domain::Store::bind_key) before the handler runs:
-/// the same key with another request answers 422 `token_mismatch`, a retry
-/// of the same request passes and the use case's tokens replay what the
-/// first attempt stored. Without the header the request gets a fresh key
-/// and is not safe to retry.
+/// the same key with another request answers 422 `token_mismatch`. The
+/// handler hands the key to its use case, which creates with it as a
+/// token or runs its unit under it
+/// ([`UnitOfWork::run_once`](domain::UnitOfWork::run_once)): a retry of
+/// the same request then answers what the first one did and writes nothing
+/// twice. Without the header the request gets a fresh key: a lost COMMIT
+/// is still settled by it, but the client cannot retry safely.
 pub struct IdempotentJson<T> {
-    /// The request's transaction token.
+    /// The request's idempotency key.
     pub key: TxToken,
     /// The body.
     pub body: T,
@@ -67,27 +70,48 @@ impl<S: AppStore, T: DeserializeOwned> FromRequest<S> for IdempotentJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, store: &S) -> Result<Self, ApiError> {
-        let Some(header) = request.headers().get("idempotency-key") else {
-            let ApiJson(body) = ApiJson::from_request(request, store).await?;
-            return Ok(Self {
-                key: TxToken::generate(),
-                body,
-            });
-        };
-        let key: TxToken = header
-            .to_str()
-            .map_err(|_| ApiError::malformed("Idempotency-Key must be ASCII"))?
-            .parse()?;
-        let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-            .await
-            .map_err(|_| ApiError::too_large())?;
-        let asked = fingerprint(parts.method.as_str(), &parts.uri.to_string(), &bytes);
-        store.bind_key(key, asked).await?;
-        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        let (key, request) = bind_key(request, store).await?;
         let ApiJson(body) = ApiJson::from_request(request, store).await?;
         Ok(Self { key, body })
     }
+}
+
+/// The `Idempotency-Key` of a write that takes no body (a delete, an
+/// action such as "place"), bound to its request as [`IdempotentJson`]'s.
+pub struct IdempotencyKey(pub TxToken);
+
+impl<S: AppStore> FromRequest<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, store: &S) -> Result<Self, ApiError> {
+        let (key, _) = bind_key(request, store).await?;
+        Ok(Self(key))
+    }
+}
+
+/// The request's `Idempotency-Key`, bound to the request, or a fresh key
+/// when it has none; and the request, to read its body from.
+async fn bind_key<S: AppStore>(
+    request: Request,
+    store: &S,
+) -> Result<(TxToken, Request), ApiError> {
+    let Some(header) = request.headers().get("idempotency-key") else {
+        return Ok((TxToken::generate(), request));
+    };
+    let key: TxToken = header
+        .to_str()
+        .map_err(|_| ApiError::malformed("Idempotency-Key must be ASCII"))?
+        .parse()?;
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::too_large())?;
+    let asked = fingerprint(parts.method.as_str(), &parts.uri.to_string(), &bytes);
+    store.bind_key(key, asked).await?;
+    Ok((
+        key,
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+    ))
 }
 
 /// What a request asked for: its method, target and body, the body as a

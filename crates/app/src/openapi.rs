@@ -36,9 +36,12 @@ pub const IF_MATCH_PATTERN: &str = r#"^\s*(\*|(W/)?"[0-9]{1,19}"(\s*,\s*(W/)?"[0
 
 /// Adds to every operation the error answers the service's layers can give
 /// whatever the handler does: 500, 503 and 504 everywhere; 400 where there
-/// are parameters; 400, 413, 415 and 422 where there is a body. And states
-/// the skeleton's headers the same way everywhere: a header is a string,
-/// present or absent, never null.
+/// are parameters; 400, 413, 415 and 422 where there is a body; to every
+/// write (POST, PUT, PATCH, DELETE) the `Idempotency-Key` it takes
+/// (`extract::IdempotentJson`, `extract::IdempotencyKey`), 409 (concurrent
+/// writers won every bounded retry) and 422 (the key was sent with another
+/// request). And states the skeleton's headers the same way everywhere: a
+/// header is a string, present or absent, never null.
 pub fn finish(mut api: OpenApi) -> OpenApi {
     let shared = |description: &str| {
         RefOr::T(
@@ -53,13 +56,19 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
     };
     for item in api.paths.paths.values_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (operation, write) in operations {
+            let Some(operation) = operation else {
+                continue;
+            };
+            if write {
+                take_idempotency_key(operation);
+            }
             describe_headers(operation);
             carry_causality(operation);
             let has_body = operation.request_body.is_some();
@@ -81,6 +90,13 @@ pub fn finish(mut api: OpenApi) -> OpenApi {
                 add("413", "The body is over 64 KiB");
                 add("415", "The body is not application/json");
                 add("422", "A field breaks a rule");
+            }
+            if write {
+                add(
+                    "409",
+                    "Concurrent writers won every bounded retry (`conflict`): try again",
+                );
+                add("422", "The Idempotency-Key was used for another request");
             }
             add("500", "A bug: details are in the log only");
             add("503", "The store is unavailable; try again shortly");
@@ -136,6 +152,31 @@ fn carry_causality(operation: &mut Operation) {
     }
 }
 
+/// The `Idempotency-Key` every write takes, unless its handler documents
+/// it itself.
+fn take_idempotency_key(operation: &mut Operation) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::ParameterBuilder;
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    if parameters.iter().any(|p| p.name == IDEMPOTENCY_KEY) {
+        return;
+    }
+    parameters.push(
+        ParameterBuilder::new()
+            .name(IDEMPOTENCY_KEY)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the request safe to retry: bound to this method, target and body, \
+                 a retry answers what the first request did and writes nothing twice",
+            ))
+            .build(),
+    );
+}
+
+/// The header a write's idempotency key travels in.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 /// The schemas of the headers the skeleton's extractors read.
 fn describe_headers(operation: &mut Operation) {
     for parameter in operation.parameters.iter_mut().flatten() {
@@ -144,7 +185,7 @@ fn describe_headers(operation: &mut Operation) {
         }
         let schema = ObjectBuilder::new().schema_type(SchemaType::Type(Type::String));
         let schema = match parameter.name.as_str() {
-            "Idempotency-Key" => schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+            IDEMPOTENCY_KEY => schema.format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
             "If-Match" => schema.pattern(Some(IF_MATCH_PATTERN)),
             _ => schema,
         };

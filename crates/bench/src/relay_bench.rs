@@ -163,6 +163,7 @@ async fn place_orders(database_url: &str, events: usize, writers: usize) -> anyh
                     let id = opened.into_aggregate().id();
                     orders::change(
                         &store,
+                        TxToken::generate(),
                         id,
                         IfVersion::Any,
                         OrderChange::Place,

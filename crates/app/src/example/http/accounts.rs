@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::AppStore;
 use crate::example::use_cases::accounts;
-use crate::extract::{ApiJson, IdempotentJson, etag};
+use crate::extract::{IdempotentJson, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// An account.
@@ -83,7 +83,6 @@ pub struct TransferView {
 /// Opens an empty account for an existing user. Safe to retry with the
 /// same `Idempotency-Key`.
 #[utoipa::path(post, path = "/accounts", tag = "accounts", request_body = NewAccount,
-    params(("Idempotency-Key" = Option<Uuid>, Header, description = "Makes the request safe to retry; bound to this operation and body")),
     responses((status = 201, body = AccountView, headers(("ETag" = String))),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 422, description = "The key was used for another request", body = ErrorBody)))]
@@ -123,9 +122,9 @@ pub async fn get_account<S: AppStore>(
 pub async fn deposit<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
-    ApiJson(form): ApiJson<Amount>,
+    IdempotentJson { key, body: form }: IdempotentJson<Amount>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let account = accounts::deposit(&store, id.parse()?, form.amount_cents).await?;
+    let account = accounts::deposit(&store, key, id.parse()?, form.amount_cents).await?;
     Ok((etag(account.version()), Json(AccountView::of(&account))))
 }
 
@@ -136,10 +135,10 @@ pub async fn deposit<S: AppStore>(
         (status = 422, description = "An amount out of range, or one account twice", body = ErrorBody)))]
 pub async fn transfer<S: AppStore>(
     State(store): State<S>,
-    ApiJson(form): ApiJson<NewTransfer>,
+    IdempotentJson { key, body: form }: IdempotentJson<NewTransfer>,
 ) -> Result<Json<TransferView>, ApiError> {
     let (from, to) = (form.from.into(), form.to.into());
-    let (from, to) = accounts::transfer(&store, from, to, form.amount_cents).await?;
+    let (from, to) = accounts::transfer(&store, key, from, to, form.amount_cents).await?;
     Ok(Json(TransferView {
         from: AccountView::of(&from),
         to: AccountView::of(&to),

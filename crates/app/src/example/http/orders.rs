@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use domain::example::{Cents, OrderId, OrderLine, Quantity, Sku, UserId};
-use domain::{Aggregate, IfVersion, Timestamp};
+use domain::{Aggregate, IfVersion, Timestamp, TxToken};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use super::users::NewUser;
 use super::views::{LineView, OrderView, UserView};
 use crate::AppStore;
 use crate::example::use_cases::orders::{self, OrderChange};
-use crate::extract::{ApiJson, IdempotentJson, IfMatch, etag};
+use crate::extract::{IdempotencyKey, IdempotentJson, IfMatch, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// An order to open.
@@ -40,12 +40,9 @@ fn parse_line(line: &LineView) -> Result<OrderLine, ApiError> {
     })
 }
 
-const KEY: &str = "Makes the request safe to retry; bound to this operation and body";
-
 /// Opens a draft order for an existing user and logs `order.created`, in
 /// one transaction. Safe to retry with the same `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = NewOrder,
-    params(("Idempotency-Key" = Option<Uuid>, Header, description = KEY)),
     responses((status = 201, body = OrderView, headers(("ETag" = String))),
         (status = 404, description = "No such user", body = ErrorBody),
         (status = 422, description = "Invalid line, or the key was used for another request", body = ErrorBody)))]
@@ -91,7 +88,6 @@ pub struct UserOrder {
 /// Registers a user and opens their first order in one transaction: both
 /// or neither. Safe to retry with the same `Idempotency-Key`.
 #[utoipa::path(post, path = "/orders/for-new-user", tag = "orders", request_body = NewUserOrder,
-    params(("Idempotency-Key" = Option<Uuid>, Header, description = KEY)),
     responses((status = 201, body = UserOrder),
         (status = 404, description = "A retry (same key) of a request whose user was deleted since", body = ErrorBody),
         (status = 409, description = "Username taken", body = ErrorBody),
@@ -135,10 +131,10 @@ pub async fn add_line<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
-    ApiJson(line): ApiJson<LineView>,
+    IdempotentJson { key, body: line }: IdempotentJson<LineView>,
 ) -> Result<impl IntoResponse, ApiError> {
     let change = OrderChange::AddLine(parse_line(&line)?);
-    change_order(&store, &id, expected, change).await
+    change_order(&store, key, &id, expected, change).await
 }
 
 /// Places a non-empty draft.
@@ -150,8 +146,9 @@ pub async fn place_order<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<impl IntoResponse, ApiError> {
-    change_order(&store, &id, expected, OrderChange::Place).await
+    change_order(&store, key, &id, expected, OrderChange::Place).await
 }
 
 /// Cancels an order that is not cancelled yet.
@@ -163,17 +160,19 @@ pub async fn cancel_order<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<impl IntoResponse, ApiError> {
-    change_order(&store, &id, expected, OrderChange::Cancel).await
+    change_order(&store, key, &id, expected, OrderChange::Cancel).await
 }
 
 async fn change_order<S: AppStore>(
     store: &S,
+    key: TxToken,
     id: &str,
     expected: IfVersion,
     change: OrderChange,
 ) -> Result<impl IntoResponse + use<S>, ApiError> {
     let id: OrderId = id.parse()?;
-    let order = orders::change(store, id, expected, change, Timestamp::now()).await?;
+    let order = orders::change(store, key, id, expected, change, Timestamp::now()).await?;
     Ok((etag(order.version()), Json(OrderView::of(&order))))
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use super::views::{ListParams, Page, UserStatsView, UserView};
 use crate::AppStore;
 use crate::example::use_cases::users;
-use crate::extract::{ApiJson, ApiQuery, IdempotentJson, IfMatch, etag};
+use crate::extract::{ApiQuery, IdempotencyKey, IdempotentJson, IfMatch, etag};
 use crate::problem::{ApiError, ErrorBody};
 
 /// A person's name as sent: 1-64 characters after trimming, no control
@@ -62,7 +62,6 @@ pub struct ProfilePatch {
 /// user (one batched statement) and logs `user.created`. A retry with the
 /// same `Idempotency-Key` and body answers the same user and writes nothing.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
-    params(("Idempotency-Key" = Option<uuid::Uuid>, Header, description = "Makes the request safe to retry; bound to this operation and body")),
     responses(
         (status = 201, description = "Registered", body = UserView, headers(("ETag" = String))),
         (status = 404, description = "A retry (same key) of a registration whose user was deleted since", body = ErrorBody),
@@ -135,12 +134,13 @@ pub async fn patch_user<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
-    ApiJson(patch): ApiJson<ProfilePatch>,
+    IdempotentJson { key, body: patch }: IdempotentJson<ProfilePatch>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id: UserId = id.parse()?;
     let parse = |name: Option<NameText>| name.map(|n| PersonName::parse(&n.0)).transpose();
     let (first, last) = (parse(patch.first_name)?, parse(patch.last_name)?);
-    let user = users::change_profile(&store, id, expected, first, last, Timestamp::now()).await?;
+    let now = Timestamp::now();
+    let user = users::change_profile(&store, key, id, expected, first, last, now).await?;
     Ok((etag(user.version()), Json(UserView::of(&user))))
 }
 
@@ -154,7 +154,8 @@ pub async fn delete_user<S: AppStore>(
     State(store): State<S>,
     Path(id): Path<String>,
     IfMatch(expected): IfMatch,
+    IdempotencyKey(key): IdempotencyKey,
 ) -> Result<StatusCode, ApiError> {
-    users::delete(&store, id.parse()?, expected, Timestamp::now()).await?;
+    users::delete(&store, key, id.parse()?, expected, Timestamp::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

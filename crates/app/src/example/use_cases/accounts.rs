@@ -3,7 +3,8 @@
 
 use domain::example::{Account, AccountError, AccountId, User, UserId};
 use domain::{
-    Created, DomainError, Repository, RepositoryError, StoreExt, Transaction, TxExt, TxToken,
+    Created, DomainError, Fingerprint, Repository, RepositoryError, StoreExt, Transaction, TxExt,
+    TxToken,
 };
 
 use crate::example::ExampleStore;
@@ -53,25 +54,35 @@ pub async fn get<S: ExampleStore>(store: &S, id: AccountId) -> Result<Account, R
     store.repository::<Account>().get(id).await
 }
 
-/// Adds `amount` cents; returns the account as stored.
+/// Adds `amount` cents, once per `key`; returns the account as stored
+/// (by the first request with that key).
 pub async fn deposit<S: ExampleStore>(
     store: &S,
+    key: TxToken,
     id: AccountId,
     amount: i64,
 ) -> Result<Account, RepositoryError<AccountRefusal>> {
-    let updated = store
-        .repository::<Account>()
-        .update(id, |account| {
-            account.deposit(amount).map_err(AccountRefusal::Rule)
+    let request = Fingerprint::of(&("deposit", id, amount));
+    let deposited = store
+        .run_once(key, request, |tx| {
+            Box::pin(async move {
+                let updated = tx
+                    .of::<Account>()
+                    .update(id, |a| a.deposit(amount).map_err(AccountRefusal::Rule))
+                    .await?;
+                Ok(updated.aggregate)
+            })
         })
         .await?;
-    Ok(updated.aggregate)
+    Ok(deposited.into_inner())
 }
 
-/// Moves `amount` cents from one account to another, both or neither.
-/// Returns both accounts as stored, `from` first.
+/// Moves `amount` cents from one account to another, both or neither,
+/// once per `key`. Returns both accounts as stored (by the first request
+/// with that key), `from` first.
 pub async fn transfer<S: ExampleStore>(
     store: &S,
+    key: TxToken,
     from: AccountId,
     to: AccountId,
     amount: i64,
@@ -79,9 +90,13 @@ pub async fn transfer<S: ExampleStore>(
     if from == to {
         return Err(RepositoryError::Domain(AccountRefusal::SameAccount));
     }
-    store
-        .run(|tx| Box::pin(move_money(tx, from, to, amount)))
-        .await
+    let request = Fingerprint::of(&("transfer", from, to, amount));
+    let moved = store
+        .run_once(key, request, |tx| {
+            Box::pin(move_money(tx, from, to, amount))
+        })
+        .await?;
+    Ok(moved.into_inner())
 }
 
 async fn move_money<Tx: Transaction<Account>>(
@@ -116,7 +131,9 @@ mod tests {
             .expect("open")
             .aggregate()
             .id();
-        deposit(store, id, cents).await.expect("deposit");
+        deposit(store, TxToken::generate(), id, cents)
+            .await
+            .expect("deposit");
         id
     }
 
@@ -138,17 +155,19 @@ mod tests {
                 funded(&store, "ada", 500).await,
                 funded(&store, "alan", 100).await,
             );
-            let (from, to) = transfer(&store, a, b, 200).await.expect("transfer");
+            let (from, to) = transfer(&store, TxToken::generate(), a, b, 200)
+                .await
+                .expect("transfer");
             assert_eq!((from.balance_cents(), to.balance_cents()), (300, 300));
 
-            let refused = transfer(&store, b, a, 301).await;
+            let refused = transfer(&store, TxToken::generate(), b, a, 301).await;
             assert!(matches!(
                 refused,
                 Err(RepositoryError::Domain(AccountRefusal::Rule(
                     AccountError::Insufficient { .. }
                 )))
             ));
-            let same = transfer(&store, a, a, 1).await;
+            let same = transfer(&store, TxToken::generate(), a, a, 1).await;
             assert!(matches!(
                 same,
                 Err(RepositoryError::Domain(AccountRefusal::SameAccount))
@@ -191,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn an_impure_closure_passes_in_memory_and_fails_under_simulation() {
         assert_eq!(one_receipt_per_deposit(InMemoryStore::new()).await, Ok(()));
-        let seed = Simulation::seed(SEEDS[1]);
+        let seed = Simulation::seed(SEEDS[2]);
         let failed = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;
         assert_eq!(failed, Err("3 receipts for one deposit".to_owned()));
         let again = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;

@@ -5,8 +5,8 @@ use domain::example::{
     Action, Order, OrderError, OrderId, OrderLine, Profile, User, UserId, Username, register_user,
 };
 use domain::{
-    Aggregate, Created, DomainError, IfVersion, Repository, RepositoryError, StaleVersion,
-    StoreExt, Timestamp, Transaction, TxExt, TxToken,
+    Aggregate, Created, DomainError, Fingerprint, IfVersion, Repository, RepositoryError,
+    StaleVersion, StoreExt, Timestamp, Transaction, TxExt, TxToken,
 };
 
 use crate::example::ExampleStore;
@@ -28,7 +28,7 @@ pub enum OrderRefusal {
 impl DomainError for OrderRefusal {}
 
 /// A change to an order, as a rule of [`Order`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum OrderChange {
     /// Append a line to a draft.
     AddLine(OrderLine),
@@ -155,16 +155,19 @@ pub async fn get<S: ExampleStore>(store: &S, id: OrderId) -> Result<Order, Repos
 }
 
 /// Applies `change` if the order is at a version `expected` accepts, and
-/// logs it. Returns the order as stored.
+/// logs it, once per `key`. Returns the order as stored (by the first
+/// request with that key).
 pub async fn change<S: ExampleStore>(
     store: &S,
+    key: TxToken,
     id: OrderId,
     expected: IfVersion,
     change: OrderChange,
     now: Timestamp,
 ) -> Result<Order, RepositoryError<OrderRefusal>> {
-    store
-        .run(|tx| {
+    let request = Fingerprint::of(&("change_order", id, &change));
+    let changed = store
+        .run_once(key, request, |tx| {
             Box::pin(change_and_log(
                 tx,
                 id,
@@ -172,7 +175,8 @@ pub async fn change<S: ExampleStore>(
                 now,
             ))
         })
-        .await
+        .await?;
+    Ok(changed.into_inner())
 }
 
 async fn change_and_log<Tx: Transaction<Order> + Transaction<Action>>(
@@ -247,7 +251,15 @@ mod tests {
                 .expect("open")
                 .aggregate()
                 .id();
-            let empty = change(&store, id, IfVersion::Any, OrderChange::Place, now).await;
+            let empty = change(
+                &store,
+                TxToken::generate(),
+                id,
+                IfVersion::Any,
+                OrderChange::Place,
+                now,
+            )
+            .await;
             assert!(matches!(
                 empty,
                 Err(RepositoryError::Domain(OrderRefusal::Rule(
@@ -256,6 +268,7 @@ mod tests {
             ));
             change(
                 &store,
+                TxToken::generate(),
                 id,
                 IfVersion::Any,
                 OrderChange::AddLine(line("INK")),
@@ -265,6 +278,7 @@ mod tests {
             .expect("add a line");
             let stale = change(
                 &store,
+                TxToken::generate(),
                 id,
                 IfVersion::exactly(Version::INITIAL),
                 OrderChange::Place,
@@ -277,6 +291,7 @@ mod tests {
             ));
             let placed = change(
                 &store,
+                TxToken::generate(),
                 id,
                 IfVersion::exactly(Version::new(2)),
                 OrderChange::Place,
@@ -309,12 +324,28 @@ mod tests {
                 .expect("open")
                 .aggregate()
                 .id();
-            let place = || change(&store, id, IfVersion::Any, OrderChange::Place, now);
+            let place = || {
+                change(
+                    &store,
+                    TxToken::generate(),
+                    id,
+                    IfVersion::Any,
+                    OrderChange::Place,
+                    now,
+                )
+            };
             place().await.expect("place");
             assert!(place().await.is_err(), "placed once");
-            change(&store, id, IfVersion::Any, OrderChange::Cancel, now)
-                .await
-                .expect("cancel");
+            change(
+                &store,
+                TxToken::generate(),
+                id,
+                IfVersion::Any,
+                OrderChange::Cancel,
+                now,
+            )
+            .await
+            .expect("cancel");
             let events: Vec<(String, serde_json::Value)> = store
                 .outbox()
                 .events()

@@ -3,8 +3,8 @@
 
 use domain::example::{Action, PersonName, Profile, User, UserId, Username, register_user};
 use domain::{
-    Aggregate, Created, DomainError, IfVersion, Page, PageRequest, Repository, RepositoryError,
-    StaleVersion, StoreExt, Timestamp, Transaction, TxExt, TxToken,
+    Aggregate, Created, DomainError, Fingerprint, IfVersion, Page, PageRequest, Repository,
+    RepositoryError, StaleVersion, StoreExt, Timestamp, Transaction, TxExt, TxToken,
 };
 
 use crate::example::ExampleStore;
@@ -52,22 +52,25 @@ pub async fn list<S: ExampleStore>(
 }
 
 /// Changes the given profile fields (`None` keeps one) if the user is at a
-/// version `expected` accepts, and logs `user.updated`. Returns the user as
-/// stored.
+/// version `expected` accepts, and logs `user.updated`, once per `key`.
+/// Returns the user as stored (by the first request with that key).
 pub async fn change_profile<S: ExampleStore>(
     store: &S,
+    key: TxToken,
     id: UserId,
     expected: IfVersion,
     first_name: Option<PersonName>,
     last_name: Option<PersonName>,
     now: Timestamp,
 ) -> Result<User, RepositoryError<UserRefusal>> {
-    store
-        .run(|tx| {
+    let request = Fingerprint::of(&("change_profile", id, &first_name, &last_name));
+    let changed = store
+        .run_once(key, request, |tx| {
             let change = (expected.clone(), first_name.clone(), last_name.clone());
             Box::pin(change_and_log(tx, id, change, now))
         })
-        .await
+        .await?;
+    Ok(changed.into_inner())
 }
 
 async fn change_and_log<Tx: Transaction<User> + Transaction<Action>>(
@@ -91,16 +94,22 @@ async fn change_and_log<Tx: Transaction<User> + Transaction<Action>>(
 }
 
 /// Deletes the user if it is at a version `expected` accepts, and logs
-/// `user.deleted`.
+/// `user.deleted`, once per `key`: a retry with that key answers as the
+/// first request did, not `NotFound`.
 pub async fn delete<S: ExampleStore>(
     store: &S,
+    key: TxToken,
     id: UserId,
     expected: IfVersion,
     now: Timestamp,
 ) -> Result<(), RepositoryError<UserRefusal>> {
+    let request = Fingerprint::of(&("delete_user", id));
     store
-        .run(|tx| Box::pin(delete_and_log(tx, id, expected.clone(), now)))
-        .await
+        .run_once(key, request, |tx| {
+            Box::pin(delete_and_log(tx, id, expected.clone(), now))
+        })
+        .await?;
+    Ok(())
 }
 
 async fn delete_and_log<Tx: Transaction<User> + Transaction<Action>>(
@@ -171,6 +180,7 @@ mod tests {
             let id = registered(&store, "ada").await;
             let changed = change_profile(
                 &store,
+                TxToken::generate(),
                 id,
                 IfVersion::exactly(Version::INITIAL),
                 Some(name("Augusta")),
@@ -184,6 +194,7 @@ mod tests {
 
             let stale = change_profile(
                 &store,
+                TxToken::generate(),
                 id,
                 IfVersion::exactly(Version::INITIAL),
                 Some(name("Ada")),
@@ -208,14 +219,21 @@ mod tests {
         for store in stores() {
             let now = Timestamp::now();
             let id = registered(&store, "ada").await;
-            let stale = delete(&store, id, IfVersion::exactly(Version::new(7)), now).await;
+            let stale = delete(
+                &store,
+                TxToken::generate(),
+                id,
+                IfVersion::exactly(Version::new(7)),
+                now,
+            )
+            .await;
             assert!(matches!(
                 stale,
                 Err(RepositoryError::Domain(UserRefusal::Stale(_)))
             ));
             assert!(get(&store, id).await.is_ok(), "still there");
 
-            delete(&store, id, IfVersion::Any, now)
+            delete(&store, TxToken::generate(), id, IfVersion::Any, now)
                 .await
                 .expect("delete");
             assert!(matches!(
