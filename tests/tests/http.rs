@@ -55,6 +55,7 @@ both_stores!(
     accounts_move_money_in_one_unit,
     every_write_is_safe_to_retry_with_its_key,
     every_write_documents_its_key_and_409,
+    a_retried_registration_of_a_deleted_user_names_that_user,
 );
 
 fn new_user(username: &str) -> Value {
@@ -413,6 +414,26 @@ async fn every_write_documents_its_key_and_409(app: TestApp) {
         }
     }
     assert!(writes >= 10, "{writes} writes documented");
+}
+
+/// A registration retried with its key after its user was deleted answers
+/// 404 naming that user, on every store (not a fresh id the client never
+/// saw).
+async fn a_retried_registration_of_a_deleted_user_names_that_user(app: TestApp) {
+    let key = "4c2d1e0f-3a4b-4c5d-8e6f-7a8b9c0d1e2f";
+    let (status, _, user) = register_with_key(&app, key, &new_user("ada")).await;
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let deleted = app
+        .request(Method::DELETE, &format!("/users/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    let (status, _, body) = register_with_key(&app, key, &new_user("ada")).await;
+    assert_eq!((status, code(&body)), (404, "not_found"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(id), "{message} should name {id}");
 }
 
 async fn a_taken_username_is_already_exists(app: TestApp) {

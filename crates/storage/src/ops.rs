@@ -61,7 +61,7 @@ impl Claim {
     fn replay<M: Mapping, E>(
         &self,
         stored: Option<Agg<M>>,
-        fingerprint: Fingerprint,
+        (stored_id, fingerprint): (Uuid, Fingerprint),
     ) -> Result<Created<Agg<M>>, Fail<E>> {
         if fingerprint != self.fingerprint {
             return Err(Fail::Done(RepositoryError::TokenMismatch {
@@ -71,7 +71,7 @@ impl Claim {
         }
         stored.map(Created::Replayed).ok_or_else(|| {
             // The aggregate the token made was deleted since.
-            Fail::Done(RepositoryError::not_found(self.kind, self.id))
+            Fail::Done(RepositoryError::not_found(self.kind, stored_id))
         })
     }
 }
@@ -196,9 +196,7 @@ pub(crate) async fn create<M: Mapping, E>(
         }
         (Attempt::Written, Err(error)) if is_connection_fault(&error) => Err(lost(error, late)),
         (_, Err(error)) => Err(Fail::Db(error)),
-        (Attempt::ClaimedBefore(Some((_, fingerprint))), Ok(())) => {
-            claim.replay::<M, E>(loaded?, fingerprint)
-        }
+        (Attempt::ClaimedBefore(Some(made)), Ok(())) => claim.replay::<M, E>(loaded?, made),
         _ if late => Err(Fail::Done(RepositoryError::Timeout)),
         // The claim went away (purged) between the insert and the lookup:
         // try again.
@@ -232,7 +230,7 @@ async fn create_in_savepoint<M: Mapping, E>(
         None => Ok(Created::New(aggregate.clone())),
         Some((stored_id, fingerprint)) => {
             let stored = M::load(conn, stored_id.into()).await?;
-            claim.replay::<M, E>(stored, fingerprint)
+            claim.replay::<M, E>(stored, (stored_id, fingerprint))
         }
     }
 }

@@ -162,16 +162,19 @@ pub async fn token_reused_for_another_payload_is_a_mismatch<
 }
 
 /// A token stays spent after its aggregate is deleted: a late retry gets
-/// `NotFound` instead of resurrecting it.
+/// `NotFound` naming the aggregate the token made, instead of resurrecting
+/// it, also when the retry carries a fresh server-assigned id.
 pub async fn retry_after_delete_is_not_found<A: ContractSubject, R: Repository<A>>(repo: R) {
     let token = TxToken::generate();
-    let sample = A::sample(new_id::<A>(), fresh_seed());
+    let seed = fresh_seed();
+    let sample = A::sample(new_id::<A>(), seed);
     repo.create(token, sample.clone()).await.expect("create");
     repo.delete(sample.id()).await.expect("delete");
-    let retried = repo.create(token, sample.clone()).await;
+    let retried = repo.create(token, A::sample(new_id::<A>(), seed)).await;
+    let original = sample.id().to_string();
     assert!(
-        matches!(retried, Err(RepositoryError::NotFound { .. })),
-        "{retried:?}"
+        matches!(&retried, Err(RepositoryError::NotFound { id, .. }) if *id == original),
+        "{retried:?} should name {original}"
     );
     assert!(matches!(
         repo.get(sample.id()).await,
