@@ -47,6 +47,24 @@ impl TestDb {
     /// When Postgres cannot be reached: these tests need one, and say how to
     /// get it instead of passing silently.
     pub async fn new() -> Arc<Self> {
+        let db = Self::empty().await;
+        storage::migrate(&db.url)
+            .await
+            .expect("migrate the test database");
+        let mut conn = AsyncPgConnection::establish(&db.url)
+            .await
+            .expect("connect");
+        conn.batch_execute(storage::testing::CREATE_TABLES)
+            .await
+            .expect("create the test aggregates' tables");
+        db
+    }
+
+    /// Creates a fresh database and leaves it empty: no migration ran.
+    ///
+    /// # Panics
+    /// As [`Self::new`].
+    pub async fn empty() -> Arc<Self> {
         let admin = admin_url();
         let mut conn = AsyncPgConnection::establish(&admin)
             .await
@@ -62,17 +80,7 @@ impl TestDb {
             .await
             .expect("create the test database");
         let url = database_url(&admin, &name);
-        let db = Arc::new(Self { name, url });
-        storage::migrate(&db.url)
-            .await
-            .expect("migrate the test database");
-        let mut conn = AsyncPgConnection::establish(&db.url)
-            .await
-            .expect("connect");
-        conn.batch_execute(storage::testing::CREATE_TABLES)
-            .await
-            .expect("create the test aggregates' tables");
-        db
+        Arc::new(Self { name, url })
     }
 
     /// The database's URL, direct to the server.

@@ -69,9 +69,24 @@ pub struct Config {
     #[arg(long, env = "EVENTS_EXCHANGE", default_value = "domain_events")]
     pub events_exchange: String,
 
+    /// How logs are written to stdout: `text` (coloured only when stdout
+    /// is a terminal) or `json` (one object per line). `RUST_LOG` sets
+    /// their level and filters (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Instead of serving, run a command.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// What a database URL reaches (`storage::Pooling`).

@@ -18,5 +18,5 @@ pub mod router;
 pub mod startup;
 
 pub use app_store::AppStore;
-pub use config::{Command, Config};
+pub use config::{Command, Config, LogFormat};
 pub use startup::{Application, run_relay, unpark};

@@ -1,7 +1,9 @@
 //! `cargo run -p app`: serves the API; `--help` lists the settings.
 
 use anyhow::Context;
-use app::{Application, Command, Config};
+use std::io::IsTerminal as _;
+
+use app::{Application, Command, Config, LogFormat};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -20,13 +22,16 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
-        tracing_subscriber::fmt()
+    match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
+            .init(),
+        // Colours only for a person at a terminal, never into a file.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_env_filter(filter)
+            .init(),
     }
     match &config.command {
         Some(Command::Relay) => return app::run_relay(&config, shutdown_signal()).await,

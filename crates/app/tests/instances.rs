@@ -114,6 +114,73 @@ async fn three_instances() -> (Arc<TestDb>, Vec<Arc<Instance>>) {
     (db, instances)
 }
 
+/// Three instances started at the same moment on an empty database all
+/// come up and serve: they migrate in turns, under the migration lock
+/// (without it, concurrent `CREATE TABLE`s fail all but one instance's
+/// start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_starting_at_once_on_an_empty_database_all_serve() {
+    let db = TestDb::empty().await;
+    let instances = futures_util::future::join_all((0..3).map(|_| Instance::start(&db))).await;
+    for instance in &instances {
+        let (status, _, health) = instance.get("/health").await;
+        assert_eq!(status, 200, "{health}");
+        let (status, _, user) = instance
+            .send(Method::POST, "/users", None, &[], &json!({"username": format!("u{}", rand_suffix()), "first_name": "A", "last_name": "B"}))
+            .await;
+        assert_eq!(status, 201, "{user}");
+    }
+}
+
+/// Text logs written to a pipe (a file, a collector) carry no colour
+/// codes, and `--help` names the log settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_into_a_pipe_have_no_colour_codes() {
+    let help = Command::new(env!("CARGO_BIN_EXE_app"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(
+        help.contains("LOG_FORMAT") && help.contains("RUST_LOG"),
+        "{help}"
+    );
+
+    let mut process = Command::new(env!("CARGO_BIN_EXE_app"))
+        .args(["--bind", "127.0.0.1:0"])
+        .env_remove("LOG_FORMAT")
+        .env_remove("DATABASE_URL")
+        .env_remove("AMQP_URL")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut seen = Vec::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let done = line.contains("listening");
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+        panic!("exited before listening: {seen:?}");
+    })
+    .await
+    .expect("listens within 30 s");
+    for line in &listening {
+        assert!(!line.contains('\x1b'), "a colour code in {line:?}");
+    }
+}
+
+/// A few characters to keep usernames apart.
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_on_one_database_agree() {
     let (_db, instances) = three_instances().await;

@@ -117,7 +117,7 @@ pub use config::{Pooling, Recycling, StoreConfig};
 pub use error::StoreError;
 pub use exclusive::PgKeyGuard;
 pub use mapping::{Mapped, Mapping, version_from_db, version_to_db};
-pub use migrate::migrate;
+pub use migrate::{MIGRATION_LOCK, migrate};
 pub use repository::PgRepository;
 pub use store::PgStore;
 pub use unit_of_work::PgTx;

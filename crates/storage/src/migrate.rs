@@ -14,10 +14,21 @@ const FRAMEWORK: EmbeddedMigrations = embed_migrations!("migrations/framework");
 /// change.
 const APPLICATION: EmbeddedMigrations = embed_migrations!("migrations/app");
 
+/// The advisory lock migrations run under, in the two-key space (which
+/// keyed access's one-key locks never reach): `storage`'s class, key 1.
+pub const MIGRATION_LOCK: (i32, i32) = (0x7374_6f72, 1);
+
 /// Applies every pending migration, the framework's then the
 /// application's, to the database at `database_url`. Both sets share
 /// diesel's bookkeeping table, so their versions must not collide: the
 /// framework's are dated 2026-11-01, numbered 000001 and from 000101 on.
+///
+/// Under a session advisory lock ([`MIGRATION_LOCK`]): instances of a
+/// service started together on an empty database take turns, the first
+/// migrates and the others find nothing pending. The lock is the
+/// session's, so give this a URL that reaches Postgres directly (or a
+/// session-pooling PgBouncer), never a transaction pooler; a process that
+/// dies while migrating frees it with its session.
 ///
 /// diesel's harness is synchronous; it runs on a blocking thread over an
 /// async connection wrapped for it, so this works on any tokio runtime
@@ -26,8 +37,12 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         use diesel::Connection;
+        use diesel::connection::SimpleConnection;
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let (class, id) = MIGRATION_LOCK;
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({class}, {id})"))
+            .map_err(|e| StoreError::Migrate(format!("taking the migration lock: {e}")))?;
         let mut applied = 0;
         for set in [FRAMEWORK, APPLICATION] {
             applied += conn
@@ -35,6 +50,9 @@ pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
                 .map_err(|e| StoreError::Migrate(e.to_string()))?
                 .len();
         }
+        // Ending the session would free it too; this frees it at once.
+        conn.batch_execute(&format!("SELECT pg_advisory_unlock({class}, {id})"))
+            .map_err(|e| StoreError::Migrate(format!("releasing the migration lock: {e}")))?;
         tracing::info!(applied, "database migrated");
         Ok(())
     })
