@@ -1006,6 +1006,38 @@ mod postgres_faults {
 
     use super::*;
 
+    /// `/health` while every backend is killed every 20 ms: 200 or 503,
+    /// never 500. Every store call goes through the retries and the
+    /// classification repository operations use.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_never_answers_500_while_backends_are_killed() {
+        let app = TestApp::on_postgres().await;
+        let db = app.db.clone().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    db.terminate_backends().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let mut statuses = std::collections::BTreeMap::new();
+        let mut failures = Vec::new();
+        for _ in 0..400 {
+            let (status, _, body) = read(app.get("/health").await).await;
+            *statuses.entry(status).or_insert(0) += 1;
+            if status != 200 && status != 503 {
+                failures.push(body);
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        killer.await.unwrap();
+        assert!(failures.is_empty(), "{statuses:?}: {failures:?}");
+        assert!(statuses.get(&200).is_some_and(|&ok| ok > 0), "{statuses:?}");
+    }
+
     /// Clients moving money with keys while every backend is killed every
     /// 20 ms, each retrying every answer but 200 with the same key: every
     /// balance ends exactly as the acknowledged transfers say, the total is

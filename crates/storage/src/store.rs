@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use diesel::QueryResult;
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use domain::BoxFuture;
 use std::convert::Infallible;
 
 use domain::{Fingerprint, RepositoryError, Store, Stores, TxToken};
@@ -117,15 +119,66 @@ impl PgStore {
 
     /// Whether the database answers a trivial query within the deadline.
     pub async fn ping(&self) -> Result<(), RepositoryError> {
-        let work = async {
-            let mut conn = self.connection::<Infallible>().await?;
-            conn.batch_execute("SELECT 1")
-                .await
-                .map_err(|e| RepositoryError::Unavailable(Box::new(e)))
+        self.call("ping", |c| {
+            let mut on = c;
+            Box::pin(async move { on.batch_execute("SELECT 1").await })
+        })
+        .await
+    }
+
+    /// A store call that is no repository operation (a health check, the
+    /// outbox's lag, a purge batch, a key's binding): `work` on a pooled
+    /// connection, as a repository operation runs: under the deadline,
+    /// measured, a transient fault (a killed backend, a broken connection)
+    /// retried, and every failure classified the same way (`Unavailable`,
+    /// `Timeout`, ..), never a bare storage failure for weather.
+    pub(crate) async fn call<T>(
+        &self,
+        op: &'static str,
+        work: impl for<'c> Fn(&'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<T>>,
+    ) -> Result<T, RepositoryError> {
+        self.call_with(op, || async {
+            let mut conn = self.connection().await.map_err(Fail::Done)?;
+            Ok(self.sessions().alone(&mut conn, |c| work(c)).await?)
+        })
+        .await
+    }
+
+    /// [`Self::call`] for an `attempt` that takes its own connection and
+    /// decides more than a statement's fault (`Fail::Done` is final,
+    /// `Fail::VersionMiss` tries again).
+    pub(crate) async fn call_with<T, Attempt>(
+        &self,
+        op: &'static str,
+        mut attempt: impl FnMut() -> Attempt,
+    ) -> Result<T, RepositoryError>
+    where
+        Attempt: Future<Output = Result<T, Fail<Infallible>>>,
+    {
+        let config = self.config();
+        let measured = crate::metrics::Op {
+            kind: STORE_KIND,
+            op,
         };
-        tokio::time::timeout(self.inner.config.deadline, work)
-            .await
-            .map_err(|_| RepositoryError::Timeout)?
+        let span = tracing::debug_span!("store_call", op);
+        within_deadline(config, (measured, span), async {
+            let mut retry = Retry {
+                target: Target {
+                    kind: STORE_KIND,
+                    id: op.to_owned(),
+                    primary_key: "",
+                },
+                config,
+                attempts: 1,
+            };
+            loop {
+                match attempt().await {
+                    Ok(done) => return Ok(done),
+                    Err(failure) => retry.after(failure).await?,
+                }
+            }
+        })
+        .await
     }
 
     /// Forgets transaction tokens (and idempotency keys) and inbox records
@@ -135,7 +188,6 @@ impl PgStore {
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
         let config = &self.inner.config;
         let cutoff = (config.clock.now() - config.token_retention).as_datetime();
-        let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
         for statement in [
             crate::tokens::PURGE_BATCH,
@@ -146,18 +198,13 @@ impl PgStore {
                 use diesel::sql_types::{BigInt, Timestamptz};
                 use diesel_async::RunQueryDsl;
                 let deleted = self
-                    .sessions()
-                    .alone(&mut conn, move |c| {
+                    .call("purge", move |c| {
                         let delete = diesel::sql_query(statement)
                             .bind::<Timestamptz, _>(cutoff)
                             .bind::<BigInt, _>(Self::PURGE_BATCH);
                         Box::pin(async move { delete.execute(&mut &*c).await })
                     })
-                    .await
-                    .map_err(|e| match crate::classify::classify(&e) {
-                        crate::classify::Fault::Timeout => RepositoryError::Timeout,
-                        _ => RepositoryError::Storage(Box::new(e)),
-                    })?;
+                    .await?;
                 purged += deleted;
                 if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
                     break;
@@ -283,40 +330,15 @@ impl Store for PgStore {
 
     /// One `SELECT` on the outbox's index of unpublished events.
     async fn outbox_lag(&self) -> Result<Option<std::time::Duration>, RepositoryError> {
-        let mut conn = self.connection::<Infallible>().await?;
-        self.sessions()
-            .alone(&mut conn, |c| Box::pin(crate::outbox::lag(c)))
+        self.call("outbox_lag", |c| Box::pin(crate::outbox::lag(c)))
             .await
-            .map_err(|e| RepositoryError::Storage(Box::new(e)))
     }
 
     /// One `INSERT .. ON CONFLICT DO NOTHING` into `tx_tokens` under the
     /// reserved kind `$request`; on a conflict, one `SELECT` to compare.
     async fn bind_key(&self, key: TxToken, request: Fingerprint) -> Result<(), RepositoryError> {
-        let config = self.config();
-        let span = tracing::debug_span!("bind_key", %key);
-        let measured = crate::metrics::Op {
-            kind: REQUEST_KIND,
-            op: "bind_key",
-        };
-        within_deadline(config, (measured, span), async {
-            let mut retry = Retry {
-                target: Target {
-                    kind: REQUEST_KIND,
-                    id: key.to_string(),
-                    primary_key: "",
-                },
-                config,
-                attempts: 1,
-            };
-            loop {
-                match self.try_bind_key(key, &request).await {
-                    Ok(()) => return Ok(()),
-                    Err(failure) => retry.after(failure).await?,
-                }
-            }
-        })
-        .await
+        self.call_with("bind_key", || self.try_bind_key(key, request))
+            .await
     }
 }
 
@@ -324,18 +346,23 @@ impl Store for PgStore {
 /// tokens; no aggregate kind may be named so.
 const REQUEST_KIND: &str = "$request";
 
+/// What store calls that are no repository operation are measured and
+/// reported as.
+const STORE_KIND: &str = "store";
+
 impl PgStore {
     async fn try_bind_key(
         &self,
         key: TxToken,
-        request: &Fingerprint,
+        request: Fingerprint,
     ) -> Result<(), Fail<Infallible>> {
         let mut conn = self.connection().await.map_err(Fail::Done)?;
+        let conn = &mut conn;
         let id = key.as_uuid();
         let now = self.config().clock.now();
         let sessions = self.sessions();
-        let fingerprint = *request;
-        let claimed = sessions.alone(&mut conn, move |c| {
+        let fingerprint = request;
+        let claimed = sessions.alone(conn, move |c| {
             Box::pin(async move {
                 crate::tokens::claim(c, REQUEST_KIND, key, id, &fingerprint, now).await
             })
@@ -344,13 +371,13 @@ impl PgStore {
             return Ok(());
         }
         // Claimed, then gone: purged in between. Try again.
-        let find = sessions.alone(&mut conn, move |c| {
+        let find = sessions.alone(conn, move |c| {
             Box::pin(crate::tokens::find(c, REQUEST_KIND, key))
         });
         let Some((_, bound)) = find.await? else {
             return Err(Fail::VersionMiss);
         };
-        if bound == *request {
+        if bound == request {
             Ok(())
         } else {
             Err(Fail::Done(RepositoryError::TokenMismatch {
