@@ -22,6 +22,9 @@ use crate::store::{Conn, PgStore};
 pub struct PgKeyGuard {
     conn: Conn,
     key: String,
+    /// When the hold ends, whatever the holder does (`max_lock_hold` from
+    /// when it was taken).
+    until: tokio::time::Instant,
     /// Counts the hold in the metrics while it lasts.
     _hold: Hold,
 }
@@ -47,31 +50,54 @@ impl ExclusiveAccess for PgStore {
         self.take(key, Mode::Shared, wait).await
     }
 
-    /// One round trip on the lock's own session: the server ends it when
-    /// the hold passes `max_lock_hold`, which frees the key.
+    /// One round trip on the lock's own session, which also tells the
+    /// server how much of the hold is left: the server ends a session that
+    /// sits idle past it, which frees the key at the hold's bound even
+    /// when the holder keeps asking (each question resets the idle timer,
+    /// to what is left, never to a whole `max_lock_hold`).
     async fn still_held(&self, guard: &mut PgKeyGuard) -> Result<(), RepositoryError> {
-        guard.conn.batch_execute("SELECT 1").await.map_err(|_| {
+        let lost = || {
             crate::metrics::hold_lost();
             RepositoryError::LockLost {
                 key: guard.key.clone(),
             }
-        })
+        };
+        let Some(left) = guard.left() else {
+            return Err(lost());
+        };
+        let set = format!(
+            "SET LOCAL idle_in_transaction_session_timeout = {}",
+            left.as_millis().max(1)
+        );
+        guard.conn.batch_execute(&set).await.map_err(|_| lost())
     }
 
     async fn unlock(&self, guard: PgKeyGuard) -> Result<(), RepositoryError> {
+        let expired = guard.left().is_none();
         let PgKeyGuard {
             mut conn,
             key,
+            until: _,
             _hold,
         } = guard;
         // An error means the session is gone (it outlived max_lock_hold):
-        // its lock went with it, and the pool discards the connection.
-        AnsiTransactionManager::commit_transaction(&mut *conn)
-            .await
-            .map_err(|_| {
-                crate::metrics::hold_lost();
-                RepositoryError::LockLost { key }
-            })
+        // its lock went with it, and the pool discards the connection. A
+        // hold past its bound was lost even if the session lingers: the
+        // commit frees the key all the same.
+        let committed = AnsiTransactionManager::commit_transaction(&mut *conn).await;
+        if committed.is_err() || expired {
+            crate::metrics::hold_lost();
+            return Err(RepositoryError::LockLost { key });
+        }
+        Ok(())
+    }
+}
+
+impl PgKeyGuard {
+    /// What is left of the hold; `None` once it passed its bound.
+    fn left(&self) -> Option<Duration> {
+        let left = self.until.checked_duration_since(tokio::time::Instant::now())?;
+        (!left.is_zero()).then_some(left)
     }
 }
 
@@ -110,6 +136,7 @@ impl PgStore {
             Ok(PgKeyGuard {
                 conn,
                 key: key.chars().take(64).collect(),
+                until: tokio::time::Instant::now() + self.config().max_lock_hold,
                 _hold: Hold::start(mode),
             })
         };

@@ -133,6 +133,58 @@ where
         .expect("the new holder releases it");
 }
 
+/// The hold's bound is absolute: a holder that keeps asking whether it
+/// still holds the key (every 50 ms) loses it all the same once the hold
+/// passes the store's 300 ms, and another locker gets the key then, not
+/// only once the first holder goes quiet.
+pub async fn a_holder_that_polls_still_loses_the_key_at_the_bound<L, R>((locks, _repo): (L, R))
+where
+    L: ExclusiveAccess + Clone + 'static,
+    R: Repository<Counter> + Clone + 'static,
+{
+    let key = format!("account:{}", uuid::Uuid::new_v4());
+    let mut first = locks
+        .lock(&key, Duration::from_secs(1))
+        .await
+        .expect("lock");
+    let taken = std::time::Instant::now();
+    let waiter = {
+        let (locks, key) = (locks.clone(), key.clone());
+        tokio::spawn(async move {
+            let second = locks.lock(&key, Duration::from_secs(2)).await;
+            (second, taken.elapsed())
+        })
+    };
+    let lost_after = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if locks.still_held(&mut first).await.is_err() {
+            break taken.elapsed();
+        }
+        assert!(
+            taken.elapsed() < Duration::from_secs(2),
+            "a polling holder kept the key past its bound"
+        );
+    };
+    assert!(
+        lost_after >= Duration::from_millis(250),
+        "lost early: {lost_after:?}"
+    );
+    let (second, waited) = waiter.await.expect("no panic");
+    let second = second.expect("the bound freed the key for the waiter");
+    assert!(
+        waited < Duration::from_millis(1200),
+        "the waiter got the key only after {waited:?}"
+    );
+    assert!(matches!(
+        locks.unlock(first).await,
+        Err(RepositoryError::LockLost { .. })
+    ));
+    locks
+        .unlock(second)
+        .await
+        .expect("the new holder releases it");
+}
+
 /// Shared holders of a key coexist and keep an exclusive locker out; a
 /// shared locker who comes while an exclusive one waits queues behind it
 /// (so readers cannot starve a writer); an exclusive holder keeps shared

@@ -148,6 +148,12 @@ macro_rules! exclusive_access_suite {
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_holder_that_polls_still_loses_the_key_at_the_bound() {
+                $crate::testing::contract::a_holder_that_polls_still_loses_the_key_at_the_bound($make)
+                    .await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn shared_holders_coexist_and_queue_behind_a_waiting_writer() {
                 $crate::testing::contract::shared_holders_coexist_and_queue_behind_a_waiting_writer($make)
                     .await;
