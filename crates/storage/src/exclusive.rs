@@ -96,7 +96,9 @@ impl ExclusiveAccess for PgStore {
 impl PgKeyGuard {
     /// What is left of the hold; `None` once it passed its bound.
     fn left(&self) -> Option<Duration> {
-        let left = self.until.checked_duration_since(tokio::time::Instant::now())?;
+        let left = self
+            .until
+            .checked_duration_since(tokio::time::Instant::now())?;
         (!left.is_zero()).then_some(left)
     }
 }

@@ -147,7 +147,7 @@ where
         .lock(&key, Duration::from_secs(1))
         .await
         .expect("lock");
-    let taken = std::time::Instant::now();
+    let taken = Instant::now();
     let waiter = {
         let (locks, key) = (locks.clone(), key.clone());
         tokio::spawn(async move {
@@ -169,11 +169,11 @@ where
         lost_after >= Duration::from_millis(250),
         "lost early: {lost_after:?}"
     );
-    let (second, waited) = waiter.await.expect("no panic");
+    let (second, second_waited) = waiter.await.expect("no panic");
     let second = second.expect("the bound freed the key for the waiter");
     assert!(
-        waited < Duration::from_millis(1200),
-        "the waiter got the key only after {waited:?}"
+        second_waited < Duration::from_millis(1200),
+        "the waiter got the key only after {second_waited:?}"
     );
     assert!(matches!(
         locks.unlock(first).await,
