@@ -120,14 +120,5 @@ async fn connect(url: &str) -> AsyncPgConnection {
 }
 
 fn script(command: &str) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/pg-pair");
-    let status = std::process::Command::new(script)
-        .arg(command)
-        .status()
-        .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
-    assert!(
-        status.success(),
-        "{script} {command} failed: {status}; these tests need Debian's PostgreSQL \
-         server packages (pg_createcluster) and root, as `scripts/test` has"
-    );
+    crate::own_cluster::run_script("pg-pair", command);
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use domain::testing::{ContractSubject, Counter, CounterId};
 use domain::{Aggregate, Nested, Repository, RepositoryError, TxExt, TxToken, UnitOfWork, Version};
-use integration_tests::{Pair, StoreWithDb, TestDb};
+use integration_tests::{OwnCluster, Pair, StoreWithDb, TestDb};
 use storage::StoreConfig;
 
 /// Held by each test for its whole run. tokio's mutex works across the
@@ -260,6 +260,58 @@ async fn a_keyed_unit_whose_commit_reply_is_lost_applies_once() {
         );
     }
     scenario.teardown();
+}
+
+/// A server that writes its messages in German (a cluster of the test's
+/// own, `scripts/pg-german`): a role that may set `lc_messages` gets
+/// sessions that speak English, so a lock timeout is still told apart and
+/// retried; a role that may not is refused at `migrate`, which names the
+/// fix, instead of failing requests with 500s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_german_server_is_made_to_speak_english_or_refused_saying_why() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+    const SUPERUSER: &str = "postgres://postgres@127.0.0.1:5443/postgres";
+    const NO_SUPERUSER: &str = "postgres://app@127.0.0.1:5443/app";
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _cluster = OwnCluster::up("pg-german");
+
+    let refused = storage::migrate(NO_SUPERUSER).await;
+    assert!(
+        matches!(&refused, Err(storage::StoreError::Messages(why))
+            if why.contains("de_DE") && why.contains("ALTER ROLE")),
+        "{refused:?}"
+    );
+
+    storage::migrate(SUPERUSER).await.expect("migrate");
+    let mut admin = AsyncPgConnection::establish(SUPERUSER).await.unwrap();
+    admin
+        .batch_execute(storage::testing::CREATE_TABLES)
+        .await
+        .unwrap();
+    let counters = storage::PgStore::new(SUPERUSER, StoreConfig::default()).repository::<Counter>();
+    let counter = Counter::sample(CounterId::generate(), 0);
+    let id = counter.id();
+    counters.create(TxToken::generate(), counter).await.unwrap();
+    // Another session holds the row for 300 ms: the update's lock waits
+    // time out (55P03, in German on this server) and are retried.
+    admin
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM counters WHERE id = '{id}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        admin.batch_execute("COMMIT").await.unwrap();
+    });
+    let updated = counters
+        .update(id, |c| {
+            c.value += 1;
+            Ok::<_, Infallible>(())
+        })
+        .await;
+    release.await.unwrap();
+    assert!(updated.is_ok(), "lock timeouts were retried: {updated:?}");
 }
 
 /// Restarts the local cluster, as `.ci/run` starts it.

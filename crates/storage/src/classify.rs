@@ -3,8 +3,9 @@
 //!
 //! diesel-async keeps SQLSTATE only for a few typed kinds (unique violation,
 //! serialization failure); the rest arrive as `Unknown` with the server's
-//! message. Those are matched on Postgres' English message texts, which is
-//! what servers send unless `lc_messages` is set otherwise.
+//! message. Those are matched on Postgres' English message texts, which
+//! every session of the store speaks: `messages` checks each new one, and
+//! sets `lc_messages` or refuses the session.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 

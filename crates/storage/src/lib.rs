@@ -91,6 +91,7 @@ mod flight;
 mod inbox;
 mod kept_writes;
 mod mapping;
+mod messages;
 pub mod metrics;
 mod migrate;
 mod ops;

@@ -34,6 +34,18 @@ pub const MIGRATION_LOCK: (i32, i32) = (0x7374_6f72, 1);
 /// async connection wrapped for it, so this works on any tokio runtime
 /// (`AsyncMigrationHarness` panics on a current-thread one).
 pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
+    // A server whose messages the store cannot read refuses the service
+    // at start, saying why (`messages`), not request by request.
+    let mut conn = {
+        use diesel_async::AsyncConnection;
+        AsyncPgConnection::establish(database_url)
+            .await
+            .map_err(|e| StoreError::Connect(e.to_string()))?
+    };
+    crate::messages::ensure_english(&mut conn, true)
+        .await
+        .map_err(StoreError::Messages)?;
+    drop(conn);
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
         use diesel::Connection;

@@ -432,7 +432,11 @@ fn manager(
         let on_connect = Arc::clone(&on_connect);
         Box::pin(async move {
             let mut conn = if caches_statements {
-                AsyncPgConnection::establish(&url).await?
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                crate::messages::ensure_english(&mut conn, true)
+                    .await
+                    .map_err(diesel::ConnectionError::BadConnection)?;
+                conn
             } else {
                 establish_through_transaction_pooler(&url).await?
             };
@@ -464,7 +468,9 @@ fn manager(
 
 /// Connects through a transaction pooler. diesel-async sets the session's
 /// time zone and encoding with prepared statements, which such a pooler
-/// can only route inside a transaction: they run inside one here.
+/// can only route inside a transaction: they run inside one here, and so
+/// does the check of the server's message language (`messages`), which
+/// cannot set it: a `SET` would not stay with the pooler's session.
 async fn establish_through_transaction_pooler(
     url: &str,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
@@ -479,6 +485,9 @@ async fn establish_through_transaction_pooler(
     });
     client.batch_execute("BEGIN").await.map_err(bad)?;
     let mut conn = AsyncPgConnection::try_from(client).await?;
+    crate::messages::ensure_english(&mut conn, false)
+        .await
+        .map_err(diesel::ConnectionError::BadConnection)?;
     conn.batch_execute("COMMIT")
         .await
         .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
