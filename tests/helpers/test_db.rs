@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use domain::{
     Aggregate, Created, Page, PageRequest, Repository, RepositoryError, TxToken, Updated,
 };
@@ -28,7 +28,7 @@ pub fn pgbouncer_url() -> Option<String> {
 
 /// A connection to the server's administrative database (`DATABASE_URL`).
 pub async fn admin_connection() -> AsyncPgConnection {
-    AsyncPgConnection::establish(&admin_url())
+    storage::connect(&admin_url())
         .await
         .expect("connect to DATABASE_URL")
 }
@@ -51,9 +51,7 @@ impl TestDb {
         storage::migrate(&db.url)
             .await
             .expect("migrate the test database");
-        let mut conn = AsyncPgConnection::establish(&db.url)
-            .await
-            .expect("connect");
+        let mut conn = storage::connect(&db.url).await.expect("connect");
         conn.batch_execute(storage::testing::CREATE_TABLES)
             .await
             .expect("create the test aggregates' tables");
@@ -66,15 +64,13 @@ impl TestDb {
     /// As [`Self::new`].
     pub async fn empty() -> Arc<Self> {
         let admin = admin_url();
-        let mut conn = AsyncPgConnection::establish(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "this test needs PostgreSQL at {admin} ({e}). Start the local one with \
+        let mut conn = storage::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "this test needs PostgreSQL at {admin} ({e}). Start the local one with \
                  `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, \
                  or set DATABASE_URL; `scripts/test` does the former for you."
-                )
-            });
+            )
+        });
         let name = format!("itest_{}", uuid::Uuid::new_v4().simple());
         conn.batch_execute(&format!("CREATE DATABASE {name}"))
             .await
@@ -115,9 +111,7 @@ impl TestDb {
 
     /// A plain connection outside any pool, for setting up faults.
     pub async fn connect(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url)
-            .await
-            .expect("connect")
+        storage::connect(&self.url).await.expect("connect")
     }
 }
 
@@ -131,7 +125,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let mut conn = AsyncPgConnection::establish(&admin_url()).await?;
+                let mut conn = storage::connect(&admin_url()).await?;
                 conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await?;
                 Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())

@@ -314,6 +314,67 @@ async fn a_german_server_is_made_to_speak_english_or_refused_saying_why() {
     assert!(updated.is_ok(), "lock timeouts were retried: {updated:?}");
 }
 
+/// TLS to Postgres, on a cluster of the test's own that takes TLS only
+/// (`scripts/pg-tls`): a store on `sslmode=verify-full` with the
+/// cluster's CA migrates and serves, and the relay's kind of session is
+/// encrypted too; a CA that did not sign the server's certificate is
+/// refused, and so is plain text, each saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_verified_and_plain_text_refused() {
+    use diesel_async::SimpleAsyncConnection;
+    const SERVER: &str = "postgres://postgres@127.0.0.1:5444/postgres";
+    const CERTS: &str = "/var/lib/postgresql/pg-tls";
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let _cluster = OwnCluster::up("pg-tls");
+
+    let verified = format!("{SERVER}?sslmode=verify-full&sslrootcert={CERTS}/ca.crt");
+    storage::migrate(&verified).await.expect("migrate over TLS");
+    storage::connect(&verified)
+        .await
+        .unwrap()
+        .batch_execute(storage::testing::CREATE_TABLES)
+        .await
+        .unwrap();
+    let counters = storage::PgStore::new(&verified, StoreConfig::default()).repository::<Counter>();
+    let counter = Counter::sample(CounterId::generate(), 0);
+    let id = counter.id();
+    counters.create(TxToken::generate(), counter).await.unwrap();
+    let bumped = counters
+        .update(id, |c| {
+            c.value += 1;
+            Ok::<_, Infallible>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(bumped.aggregate.value, 1);
+    let session = storage::tls::client(&verified, |_| {}).await.unwrap();
+    let row = session
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the relay's session is encrypted");
+
+    let wrong_ca = format!("{SERVER}?sslmode=verify-full&sslrootcert={CERTS}/other-ca.crt");
+    let refused = storage::connect(&wrong_ca).await.map(drop);
+    assert!(
+        matches!(&refused, Err(e) if e.to_string().contains("UnknownIssuer")),
+        "{refused:?}"
+    );
+    let plain = storage::connect(SERVER).await.map(drop);
+    assert!(
+        matches!(&plain, Err(e) if e.to_string().contains("no encryption")),
+        "{plain:?}"
+    );
+    let unverified = format!("{SERVER}?sslmode=require");
+    assert!(
+        storage::connect(&unverified).await.is_ok(),
+        "require encrypts without verifying"
+    );
+}
+
 /// Restarts the local cluster, as `.ci/run` starts it.
 fn restart_postgres() {
     let versions = std::fs::read_dir("/etc/postgresql")

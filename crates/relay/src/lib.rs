@@ -130,7 +130,7 @@ struct Relay {
 
 /// How a session with the database ended.
 enum Ended {
-    Database(tokio_postgres::Error),
+    Database(domain::BoxError),
     Shutdown,
 }
 
@@ -184,7 +184,7 @@ impl Relay {
                     self.set(RelayState::Standby);
                 }
                 Ok(false) => {}
-                Err(error) => return Ended::Database(error),
+                Err(error) => return Ended::Database(error.into()),
             }
             let poll = self.config.poll;
             tokio::select! {
@@ -221,12 +221,12 @@ impl Relay {
                     {
                         Ok(0) => {}
                         Ok(purged) => tracing::info!(purged, "relay: purged published events"),
-                        Err(error) => return Ended::Database(error),
+                        Err(error) => return Ended::Database(error.into()),
                     }
                 }
                 let batch = match session.pending(self.config.batch).await {
                     Ok(batch) => batch,
-                    Err(error) => return Ended::Database(error),
+                    Err(error) => return Ended::Database(error.into()),
                 };
                 if batch.is_empty() {
                     let poll = self.config.poll;
@@ -243,7 +243,7 @@ impl Relay {
                 let seqs: Vec<i64> = batch[..confirmed].iter().map(|e| e.seq).collect();
                 if !seqs.is_empty() {
                     if let Err(error) = session.mark_published(&seqs).await {
-                        return Ended::Database(error);
+                        return Ended::Database(error.into());
                     }
                     self.published += seqs.len() as u64;
                     metrics::counter!("relay_events_published_total").increment(seqs.len() as u64);

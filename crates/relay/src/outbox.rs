@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 /// The advisory lock only the active relay holds (for the session):
 /// `hashtext('storage.outbox.relay')`, fixed so that every relay of every
@@ -33,24 +33,16 @@ pub(crate) struct Session {
 
 impl Session {
     /// Connects and listens for `outbox` notifications.
-    pub(crate) async fn open(database_url: &str) -> Result<Self, tokio_postgres::Error> {
-        let (client, mut connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    /// Over TLS where the URL asks for it (`storage::tls`).
+    pub(crate) async fn open(database_url: &str) -> Result<Self, domain::BoxError> {
         let (tell, notified) = mpsc::channel(1);
-        tokio::spawn(async move {
-            let messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-            futures_util::pin_mut!(messages);
-            while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
-                match message {
-                    // A full channel already says "look again".
-                    Ok(AsyncMessage::Notification(_)) => drop(tell.try_send(())),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(%error, "relay database session ended");
-                        break;
-                    }
-                }
+        let client = storage::tls::client(database_url, move |message| {
+            // A full channel already says "look again".
+            if let AsyncMessage::Notification(_) = message {
+                let _ = tell.try_send(());
             }
-        });
+        })
+        .await?;
         client.batch_execute("LISTEN outbox").await?;
         Ok(Self { client, notified })
     }

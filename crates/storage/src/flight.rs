@@ -40,6 +40,8 @@ struct Cancel {
     /// A pooler's `host:port` (`Sessions::cancel_via`), when the cancel
     /// request must go by a socket held open until the pooler closes it.
     via: Option<Arc<str>>,
+    /// The sessions' TLS, which the cancel request takes too.
+    tls: Option<crate::tls::Tls>,
 }
 
 impl Guard {
@@ -57,6 +59,7 @@ impl Guard {
         Self(Some(Cancel {
             token: conn.cancel_token(),
             via: sessions.cancel_via().cloned(),
+            tls: sessions.cancel_tls().cloned(),
         }))
     }
 
@@ -124,20 +127,34 @@ impl Cancel {
     /// soon as the request is written.
     async fn send(&self) -> Result<(), String> {
         let Some(via) = &self.via else {
-            return self
-                .token
-                .cancel_query(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string());
+            let cancelled = match &self.tls {
+                None => self.token.cancel_query(tokio_postgres::NoTls).await,
+                Some(tls) => self.token.cancel_query(tls.0.clone()).await,
+            };
+            return cancelled.map_err(|e| e.to_string());
         };
         let until_closed = async {
-            let stream = tokio::net::TcpStream::connect(&**via)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.token
-                .cancel_query_raw(UntilClosed(stream), tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())
+            let stream = UntilClosed(
+                tokio::net::TcpStream::connect(&**via)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            let cancelled = match &self.tls {
+                None => {
+                    self.token
+                        .cancel_query_raw(stream, tokio_postgres::NoTls)
+                        .await
+                }
+                Some(tls) => {
+                    use tokio_postgres::tls::MakeTlsConnect;
+                    let host = via.rsplit_once(':').map_or(&**via, |(host, _)| host);
+                    let connect =
+                        MakeTlsConnect::<UntilClosed>::make_tls_connect(&mut tls.0.clone(), host)
+                            .map_err(|e| e.to_string())?;
+                    self.token.cancel_query_raw(stream, connect).await
+                }
+            };
+            cancelled.map_err(|e| e.to_string())
         };
         tokio::time::timeout(std::time::Duration::from_secs(5), until_closed)
             .await

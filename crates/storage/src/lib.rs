@@ -108,6 +108,7 @@ mod store;
 mod table_mapping;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod tokens;
 mod unit_of_work;
 mod write_order;
@@ -121,6 +122,7 @@ pub use mapping::{Mapped, Mapping, version_from_db, version_to_db};
 pub use migrate::{MIGRATION_LOCK, migrate};
 pub use repository::PgRepository;
 pub use store::PgStore;
+pub use tls::connect;
 pub use unit_of_work::PgTx;
 pub use writes::Writes;
 

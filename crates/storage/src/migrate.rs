@@ -36,22 +36,15 @@ pub const MIGRATION_LOCK: (i32, i32) = (0x7374_6f72, 1);
 pub async fn migrate(database_url: &str) -> Result<(), StoreError> {
     // A server whose messages the store cannot read refuses the service
     // at start, saying why (`messages`), not request by request.
-    let mut conn = {
-        use diesel_async::AsyncConnection;
-        AsyncPgConnection::establish(database_url)
-            .await
-            .map_err(|e| StoreError::Connect(e.to_string()))?
-    };
+    let mut conn = crate::tls::connect(database_url)
+        .await
+        .map_err(|e| StoreError::Connect(e.to_string()))?;
     crate::messages::ensure_english(&mut conn, true)
         .await
         .map_err(StoreError::Messages)?;
-    drop(conn);
-    let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
-        use diesel::Connection;
         use diesel::connection::SimpleConnection;
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         let (class, id) = MIGRATION_LOCK;
         conn.batch_execute(&format!("SELECT pg_advisory_lock({class}, {id})"))
             .map_err(|e| StoreError::Migrate(format!("taking the migration lock: {e}")))?;

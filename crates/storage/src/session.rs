@@ -35,6 +35,9 @@ pub(crate) struct Sessions {
     /// Where cancel requests go through a pooler (`host:port`), under
     /// `Pooling::Transaction`: see `flight::Guard`.
     cancel_via: Option<Arc<str>>,
+    /// The TLS a cancel request travels with, as the sessions do
+    /// (`tls`).
+    cancel_tls: Option<crate::tls::Tls>,
 }
 
 impl Sessions {
@@ -62,8 +65,12 @@ impl Sessions {
         let cancel_via = transaction_pooled
             .then(|| tcp_address(database_url))
             .flatten();
+        let cancel_tls = crate::tls::Reach::of(database_url)
+            .ok()
+            .and_then(|reach| reach.tls);
         Self {
             cancel_via,
+            cancel_tls,
             on_connect,
             begin: format!("BEGIN{local}"),
             serializable: format!("BEGIN ISOLATION LEVEL SERIALIZABLE{local}"),
@@ -94,6 +101,10 @@ impl Sessions {
 
     /// Where cancel requests must go by a socket the store holds open
     /// until the pooler closes it (see `flight::Guard`), if anywhere.
+    pub(crate) fn cancel_tls(&self) -> Option<&crate::tls::Tls> {
+        self.cancel_tls.as_ref()
+    }
+
     pub(crate) fn cancel_via(&self) -> Option<&Arc<str>> {
         self.cancel_via.as_ref()
     }

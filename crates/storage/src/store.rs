@@ -8,7 +8,7 @@ use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, PoolableConnection as _, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, SimpleAsyncConnection};
 use domain::BoxFuture;
 use std::convert::Infallible;
 
@@ -426,19 +426,24 @@ fn manager(
 ) -> AsyncDieselConnectionManager<AsyncPgConnection> {
     let on_connect: Arc<str> = sessions.on_connect().into();
     let caches_statements = !sessions.needs_transaction();
+    let reach = Arc::new(crate::tls::Reach::of(database_url));
     let mut manager_config = ManagerConfig::default();
-    manager_config.custom_setup = Box::new(move |url| {
-        let url = url.to_owned();
+    manager_config.custom_setup = Box::new(move |_| {
+        let reach = Arc::clone(&reach);
         let on_connect = Arc::clone(&on_connect);
         Box::pin(async move {
+            let reach = reach
+                .as_ref()
+                .as_ref()
+                .map_err(|e| diesel::ConnectionError::InvalidConnectionUrl(e.clone()))?;
             let mut conn = if caches_statements {
-                let mut conn = AsyncPgConnection::establish(&url).await?;
+                let mut conn = reach.connect().await?;
                 crate::messages::ensure_english(&mut conn, true)
                     .await
                     .map_err(diesel::ConnectionError::BadConnection)?;
                 conn
             } else {
-                establish_through_transaction_pooler(&url).await?
+                establish_through_transaction_pooler(reach).await?
             };
             if !on_connect.is_empty() {
                 conn.batch_execute(&on_connect)
@@ -472,17 +477,12 @@ fn manager(
 /// does the check of the server's message language (`messages`), which
 /// cannot set it: a `SET` would not stay with the pooler's session.
 async fn establish_through_transaction_pooler(
-    url: &str,
+    reach: &crate::tls::Reach,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let bad = |e: tokio_postgres::Error| diesel::ConnectionError::BadConnection(e.to_string());
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(bad)?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "a connection through the pooler ended");
-        }
-    });
+    let bad = |e: tokio_postgres::Error| {
+        diesel::ConnectionError::BadConnection(crate::tls::with_causes(&e))
+    };
+    let client = reach.client(|_| {}).await.map_err(bad)?;
     client.batch_execute("BEGIN").await.map_err(bad)?;
     let mut conn = AsyncPgConnection::try_from(client).await?;
     crate::messages::ensure_english(&mut conn, false)
