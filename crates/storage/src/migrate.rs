@@ -6,12 +6,13 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::StoreError;
 
-/// The framework's tables (transaction tokens). Never edit these.
+/// The framework's tables (transaction tokens and keys' answers, the
+/// outbox, the inbox). Never edit these.
 const FRAMEWORK: EmbeddedMigrations = embed_migrations!("migrations/framework");
 
-/// The application's tables: add yours with `diesel migration generate`
-/// (see `diesel.toml`). `build.rs` makes cargo re-embed them when they
-/// change.
+/// The application's tables: add yours with `scripts/new-migration NAME`
+/// (see `migrations/app/README.md`). `build.rs` makes cargo re-embed them
+/// when they change.
 const APPLICATION: EmbeddedMigrations = embed_migrations!("migrations/app");
 
 /// The advisory lock migrations run under, in the two-key space (which
