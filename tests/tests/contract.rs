@@ -241,3 +241,31 @@ async fn in_memory_subscribers_see_committed_events_only() {
     );
     assert_eq!(store.outbox().events().len(), 2);
 }
+
+/// The suite catches a Postgres schema that does not enforce a declared
+/// unique key, or enforces it under a constraint named otherwise (the
+/// stores would then name the key differently).
+mod the_suite_catches_a_unique_key {
+    use super::*;
+    use domain::testing::contract::samples_sharing_unique_values_are_refused_under_the_declared_key as rule;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[should_panic(expected = "expected Duplicate under one of")]
+    async fn missing_in_postgres() {
+        let repo = WithDb::<PgRepository<LedgerMapping>>::fresh().await;
+        repo.db()
+            .execute("ALTER TABLE ledgers DROP CONSTRAINT ledgers_handle_key")
+            .await;
+        rule::<Ledger, _>(repo).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[should_panic(expected = "expected Duplicate under one of")]
+    async fn named_otherwise_in_postgres() {
+        let repo = WithDb::<PgRepository<LedgerMapping>>::fresh().await;
+        repo.db()
+            .execute("ALTER TABLE ledgers RENAME CONSTRAINT ledgers_handle_key TO handle_unique")
+            .await;
+        rule::<Ledger, _>(repo).await;
+    }
+}

@@ -181,7 +181,7 @@ impl<E: Into<ApiError>> From<RepositoryError<E>> for ApiError {
             R::Duplicate { kind, key } => Self::new(
                 StatusCode::CONFLICT,
                 "already_exists",
-                format!("a {kind} with this {} already exists", field_of(&key)),
+                format!("a {kind} with this {key} already exists"),
             ),
             R::TokenMismatch { .. } => token_mismatch(),
             R::Conflict { kind, id, attempts } => Self::conflict(format!(
@@ -218,15 +218,6 @@ pub fn token_mismatch() -> ApiError {
         "token_mismatch",
         "this Idempotency-Key was already used for a different request",
     )
-}
-
-/// `users_username_key` -> `username`: the column a unique constraint is on.
-fn field_of(constraint: &str) -> &str {
-    constraint
-        .trim_end_matches("_key")
-        .rsplit('_')
-        .next()
-        .unwrap_or(constraint)
 }
 
 impl From<StaleVersion> for ApiError {

@@ -43,11 +43,16 @@ pub trait Aggregate: Clone + Debug + Send + Sync + 'static {
     fn fingerprint(&self) -> Fingerprint;
 
     /// Values that no two aggregates of this kind may share, such as a
-    /// username. Repositories reject a write that would duplicate one with
-    /// [`RepositoryError::Duplicate`](crate::RepositoryError::Duplicate).
+    /// username, each under its key's name (`username`). Repositories
+    /// reject a write that would duplicate one with
+    /// [`RepositoryError::Duplicate`](crate::RepositoryError::Duplicate)
+    /// naming the key.
     ///
-    /// On Postgres the key name is the name of the unique constraint that
-    /// enforces it, so both stores report the same key.
+    /// On Postgres a unique constraint named `<table>_<key>_key` enforces
+    /// it: the name Postgres gives `UNIQUE (<key>)` on a column of that
+    /// name. The store reports its violation under the key's name, as the
+    /// in-memory store does; a constraint named otherwise is reported
+    /// under its own name, which the contract suite refuses.
     fn unique_keys(&self) -> Vec<UniqueKey> {
         Vec::new()
     }
@@ -68,17 +73,18 @@ pub trait AggregateId:
 {
 }
 
-/// A unique value held by an aggregate: the constraint's name and the value.
+/// A unique value held by an aggregate: the key's name and the value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UniqueKey {
-    /// The constraint's name (on Postgres, the unique index's name).
+    /// The key's name (`username`); on Postgres, the constraint
+    /// `<table>_<name>_key` enforces it.
     pub name: &'static str,
     /// The value, rendered as text.
     pub value: String,
 }
 
 impl UniqueKey {
-    /// A unique value under the constraint `name`.
+    /// A unique value under the key `name`.
     pub fn new(name: &'static str, value: impl Into<String>) -> Self {
         Self {
             name,

@@ -17,8 +17,11 @@ pub(crate) enum Fault {
     Transient(Transient),
     /// `statement_timeout` (57014) fired: the deadline is spent.
     Timeout,
-    /// 23505 on the named constraint.
-    Unique(String),
+    /// 23505 on the named constraint, of the named table.
+    Unique {
+        constraint: String,
+        table: Option<String>,
+    },
     /// Anything else.
     Other,
 }
@@ -38,9 +41,10 @@ pub(crate) fn classify(error: &DieselError) -> Fault {
     };
     match kind {
         DatabaseErrorKind::SerializationFailure => Fault::Transient(Transient::Contention),
-        DatabaseErrorKind::UniqueViolation => {
-            Fault::Unique(info.constraint_name().unwrap_or_default().to_owned())
-        }
+        DatabaseErrorKind::UniqueViolation => Fault::Unique {
+            constraint: info.constraint_name().unwrap_or_default().to_owned(),
+            table: info.table_name().map(str::to_owned),
+        },
         DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => {
             Fault::Transient(Transient::Connection)
         }

@@ -24,7 +24,11 @@ use crate::writes::Writes;
 ///   it matches no row when a concurrent writer won (the framework then
 ///   rolls back and retries). Write only what changed.
 /// * `delete` removes the root row; child rows go with `ON DELETE CASCADE`.
-/// * Unique constraints are named as in [`Aggregate::unique_keys`].
+/// * Each key of [`Aggregate::unique_keys`] is enforced by a unique
+///   constraint named `<table>_<key>_key` (the name Postgres gives
+///   `UNIQUE (<key>)`), which the store reports as `Duplicate` under the
+///   key's name. The contract suite (`samples_sharing_unique_values_..`)
+///   fails for a key whose constraint is missing or named otherwise.
 ///
 /// Reads take a shared connection (run a query on `&mut &*conn`); writes
 /// only list statements, which the framework sends together with its own

@@ -55,19 +55,31 @@ impl Target {
             Fault::Transient(Transient::Contention) => Ok(RetryAs::Conflict),
             Fault::Transient(Transient::Connection) => Ok(RetryAs::Connection(error)),
             Fault::Timeout => Err(RepositoryError::Timeout),
-            Fault::Unique(constraint) if constraint == self.primary_key => {
+            Fault::Unique { constraint, .. } if constraint == self.primary_key => {
                 Err(RepositoryError::AlreadyExists {
                     kind: self.kind,
                     id: self.id.clone(),
                 })
             }
-            Fault::Unique(constraint) => Err(RepositoryError::Duplicate {
+            Fault::Unique { constraint, table } => Err(RepositoryError::Duplicate {
                 kind: self.kind,
-                key: constraint,
+                key: declared_key(constraint, table.as_deref()),
             }),
             Fault::Other => Err(RepositoryError::Storage(Box::new(error))),
         }
     }
+}
+
+/// The key a unique constraint enforces, as the aggregate declares it:
+/// `users_username_key` on `users` enforces `username` (the name Postgres
+/// gives `UNIQUE (username)`). A constraint named otherwise is reported
+/// under its own name.
+fn declared_key(constraint: String, table: Option<&str>) -> String {
+    table
+        .and_then(|table| constraint.strip_prefix(table)?.strip_prefix('_'))
+        .and_then(|rest| rest.strip_suffix("_key"))
+        .filter(|key| !key.is_empty())
+        .map_or_else(|| constraint.clone(), str::to_owned)
 }
 
 /// The retry state of one operation: what it works on, how many attempts.
@@ -224,6 +236,19 @@ fn backoff(config: &StoreConfig, attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_constraint_named_as_postgres_names_it_reports_the_declared_key() {
+        let key = |constraint: &str, table| declared_key(constraint.to_owned(), table);
+        assert_eq!(key("users_username_key", Some("users")), "username");
+        assert_eq!(
+            key("stock_items_order_ref_key", Some("stock_items")),
+            "order_ref"
+        );
+        assert_eq!(key("sku_unique", Some("stock_items")), "sku_unique");
+        assert_eq!(key("users_username_key", None), "users_username_key");
+        assert_eq!(key("users__key", Some("users")), "users__key");
+    }
 
     #[test]
     fn backoff_grows_but_stays_under_the_cap() {

@@ -28,8 +28,9 @@ pub struct User {
 }
 
 impl User {
-    /// The unique constraint on usernames (the Postgres index has this name).
-    pub const USERNAME_KEY: &'static str = "users_username_key";
+    /// The unique key on usernames (on Postgres, the constraint
+    /// `users_username_key`).
+    pub const USERNAME_KEY: &'static str = "username";
 
     /// A new user with a zero score; records `user_registered`.
     pub fn register(id: UserId, username: Username, profile: Profile, now: Timestamp) -> Self {

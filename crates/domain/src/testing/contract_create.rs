@@ -223,9 +223,43 @@ where
     assert_eq!(stored, 1, "exactly one aggregate was stored");
 }
 
-/// A unique value another aggregate holds: `Duplicate` naming the
-/// constraint, nothing written; once the holder is deleted the value is
-/// free again.
+/// Two samples of one seed hold the same unique values: the second create
+/// is `Duplicate` under a key the aggregate declares (named as declared on
+/// every store: a Postgres constraint named otherwise fails this, and so
+/// does a missing one), and writes nothing. An aggregate that declares no
+/// key stores both: no store invents a uniqueness of its own.
+pub async fn samples_sharing_unique_values_are_refused_under_the_declared_key<
+    A: ContractSubject,
+    R: Repository<A>,
+>(
+    repo: R,
+) {
+    let seed = fresh_seed();
+    let first = A::sample(new_id::<A>(), seed);
+    repo.create(TxToken::generate(), first)
+        .await
+        .expect("first");
+    let second = A::sample(new_id::<A>(), seed);
+    let (second_id, declared) = (second.id(), second.unique_keys());
+    let result = repo.create(TxToken::generate(), second).await;
+    if declared.is_empty() {
+        assert!(result.is_ok(), "no key is declared: {result:?}");
+        return;
+    }
+    let names: Vec<&str> = declared.iter().map(|key| key.name).collect();
+    assert!(
+        matches!(&result, Err(RepositoryError::Duplicate { kind, key })
+            if *kind == A::KIND && names.contains(&key.as_str())),
+        "{result:?}: expected Duplicate under one of {names:?}"
+    );
+    assert!(matches!(
+        repo.get(second_id).await,
+        Err(RepositoryError::NotFound { .. })
+    ));
+}
+
+/// A unique value another aggregate holds: `Duplicate` naming the key,
+/// nothing written; once the holder is deleted the value is free again.
 pub async fn taken_unique_value_is_a_duplicate<R: Repository<Ledger>>(repo: R) {
     let handle = format!("handle-{}", fresh_seed());
     let holding = |owner: &str| Ledger {

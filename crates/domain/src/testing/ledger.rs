@@ -30,8 +30,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// The unique constraint on handles (the Postgres index has this name).
-    pub const HANDLE_KEY: &'static str = "ledgers_handle_key";
+    /// The unique key on handles (on Postgres, the constraint
+    /// `ledgers_handle_key`).
+    pub const HANDLE_KEY: &'static str = "handle";
 
     /// An empty ledger of `owner`; records `ledger_opened`.
     pub fn open(id: LedgerId, owner: &str) -> Self {
@@ -76,7 +77,10 @@ impl Aggregate for Ledger {
 
 impl ContractSubject for Ledger {
     fn sample(id: LedgerId, seed: u64) -> Self {
-        Self::open(id, &format!("owner {seed}"))
+        Self {
+            handle: Some(format!("handle {seed}")),
+            ..Self::open(id, &format!("owner {seed}"))
+        }
     }
 
     fn bump(&mut self) {

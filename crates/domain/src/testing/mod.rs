@@ -60,6 +60,7 @@ macro_rules! contract_suite {
                 token_reused_for_another_payload_is_a_mismatch,
                 retry_after_delete_is_not_found,
                 racing_creates_with_one_token_store_one,
+                samples_sharing_unique_values_are_refused_under_the_declared_key,
                 unknown_ids_are_not_found,
                 update_returns_the_closure_output_and_bumps_the_version,
                 closure_error_writes_nothing,

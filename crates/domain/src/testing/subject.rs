@@ -8,7 +8,10 @@ use crate::Aggregate;
 /// aggregates to run the suite on their mappings too.
 pub trait ContractSubject: Aggregate {
     /// A new aggregate with this id. Different seeds must give different
-    /// fingerprints; the same seed the same fingerprint, whatever the id.
+    /// fingerprints and unique values; the same seed the same fingerprint
+    /// and the same unique values ([`Aggregate::unique_keys`]), whatever
+    /// the id: the suite checks every declared key with two samples of one
+    /// seed.
     fn sample(id: Self::Id, seed: u64) -> Self;
 
     /// A change that succeeds and adds one to [`Self::count`].
