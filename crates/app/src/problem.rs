@@ -250,8 +250,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_the_column_of_a_unique_constraint() {
-        assert_eq!(field_of("users_username_key"), "username");
+    fn a_duplicate_names_the_key_as_declared() {
+        let error = ApiError::from(RepositoryError::<Infallible>::Duplicate {
+            kind: "stock item",
+            key: "order_ref".to_owned(),
+        });
+        assert_eq!(error.status, StatusCode::CONFLICT);
+        assert_eq!(
+            error.message,
+            "a stock item with this order_ref already exists"
+        );
     }
 
     #[test]

@@ -63,7 +63,7 @@ impl Target {
             }
             Fault::Unique { constraint, table } => Err(RepositoryError::Duplicate {
                 kind: self.kind,
-                key: declared_key(constraint, table.as_deref()),
+                key: declared_key(&constraint, table.as_deref()),
             }),
             Fault::Other => Err(RepositoryError::Storage(Box::new(error))),
         }
@@ -74,12 +74,13 @@ impl Target {
 /// `users_username_key` on `users` enforces `username` (the name Postgres
 /// gives `UNIQUE (username)`). A constraint named otherwise is reported
 /// under its own name.
-fn declared_key(constraint: String, table: Option<&str>) -> String {
+fn declared_key(constraint: &str, table: Option<&str>) -> String {
     table
         .and_then(|table| constraint.strip_prefix(table)?.strip_prefix('_'))
         .and_then(|rest| rest.strip_suffix("_key"))
         .filter(|key| !key.is_empty())
-        .map_or_else(|| constraint.clone(), str::to_owned)
+        .unwrap_or(constraint)
+        .to_owned()
 }
 
 /// The retry state of one operation: what it works on, how many attempts.
@@ -239,7 +240,7 @@ mod tests {
 
     #[test]
     fn a_constraint_named_as_postgres_names_it_reports_the_declared_key() {
-        let key = |constraint: &str, table| declared_key(constraint.to_owned(), table);
+        let key = declared_key;
         assert_eq!(key("users_username_key", Some("users")), "username");
         assert_eq!(
             key("stock_items_order_ref_key", Some("stock_items")),
