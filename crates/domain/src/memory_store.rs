@@ -116,6 +116,24 @@ impl InMemoryStore {
         }
     }
 
+    /// The stores a use case's tests run on: the plain store, then
+    /// simulations on [`Simulation::TEST_SEEDS`], which re-run closures
+    /// and units, inject conflicts and interleave callers as Postgres may.
+    /// A use case whose closures are not pure fails on them; a pure one
+    /// gets the same result on each.
+    ///
+    /// ```
+    /// # use domain::InMemoryStore;
+    /// for store in InMemoryStore::test_stores() {
+    ///     // run the use case on `store`, assert its outcome
+    /// #   drop(store);
+    /// }
+    /// ```
+    pub fn test_stores() -> impl Iterator<Item = Self> {
+        let simulated = Simulation::TEST_SEEDS.map(|seed| Self::simulated(Simulation::seed(seed)));
+        std::iter::once(Self::new()).chain(simulated)
+    }
+
     /// The same store stamping tokens and keys with `clock`'s time and
     /// judging their age by it, as `StoreConfig::clock` does on Postgres.
     /// Set it before taking repositories.

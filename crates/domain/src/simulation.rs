@@ -31,6 +31,10 @@ pub struct Simulation {
 }
 
 impl Simulation {
+    /// The seeds [`InMemoryStore::test_stores`](crate::InMemoryStore::test_stores)
+    /// simulates.
+    pub const TEST_SEEDS: [u64; 4] = [1, 2, 3, 4];
+
     /// Re-runs, conflicts and interleavings drawn from `seed`.
     pub const fn seed(seed: u64) -> Self {
         Self {

@@ -122,7 +122,7 @@ mod tests {
     use domain::{Aggregate, InMemoryStore, Simulation};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{SEEDS, registered, stores};
+    use crate::example::use_cases::fixtures::registered;
 
     async fn funded(store: &InMemoryStore, owner: &str, cents: i64) -> AccountId {
         let owner = registered(store, owner).await;
@@ -139,7 +139,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_account_needs_an_existing_user() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let refused = open(&store, TxToken::generate(), UserId::generate()).await;
             assert!(matches!(
                 refused,
@@ -150,7 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transfer_moves_money_both_ways_or_not_at_all() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let (a, b) = (
                 funded(&store, "ada", 500).await,
                 funded(&store, "alan", 100).await,
@@ -210,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn an_impure_closure_passes_in_memory_and_fails_under_simulation() {
         assert_eq!(one_receipt_per_deposit(InMemoryStore::new()).await, Ok(()));
-        let seed = Simulation::seed(SEEDS[2]);
+        let seed = Simulation::seed(Simulation::TEST_SEEDS[2]);
         let failed = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;
         assert_eq!(failed, Err("3 receipts for one deposit".to_owned()));
         let again = one_receipt_per_deposit(InMemoryStore::simulated(seed)).await;

@@ -47,7 +47,7 @@ mod tests {
     use domain::example::{Cents, ProductName, Sku};
 
     use super::*;
-    use crate::example::use_cases::fixtures::stores;
+    use domain::InMemoryStore;
 
     fn product(sku: &str, price: i64) -> Product {
         Product::new(
@@ -59,7 +59,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_import_inserts_rewrites_and_removes_and_lists_by_sku() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             replace(&store, vec![product("PEN", 150), product("INK", 500)])
                 .await
                 .expect("first import");

@@ -1,23 +1,10 @@
-//! Values the use-case tests share.
+//! Values the use-case tests share. The stores they run on are the
+//! framework's: [`domain::InMemoryStore::test_stores`].
 
 use domain::example::{Action, PersonName, Profile, UserId, Username};
-use domain::{
-    Aggregate, InMemoryStore, PageRequest, Repository, Simulation, StoreExt, Timestamp, TxToken,
-};
+use domain::{Aggregate, PageRequest, Repository, StoreExt, Timestamp, TxToken};
 
 use crate::example::ExampleStore;
-
-/// The seeds every use-case test is simulated with.
-pub const SEEDS: [u64; 4] = [1, 2, 3, 4];
-
-/// The stores every use-case test runs on: the plain in-memory store, then
-/// simulations on [`SEEDS`], which re-run closures and units, inject
-/// conflicts and interleave callers as Postgres may. A use case whose
-/// closures are not pure fails on them.
-pub fn stores() -> impl Iterator<Item = InMemoryStore> {
-    let simulated = SEEDS.map(|seed| InMemoryStore::simulated(Simulation::seed(seed)));
-    std::iter::once(InMemoryStore::new()).chain(simulated)
-}
 
 pub fn name(text: &str) -> PersonName {
     PersonName::parse(text).expect("a valid name")

@@ -207,7 +207,8 @@ mod tests {
     use domain::{Aggregate, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{actions, profile, registered, stores, username};
+    use crate::example::use_cases::fixtures::{actions, profile, registered, username};
+    use domain::InMemoryStore;
 
     fn line(sku: &str) -> OrderLine {
         OrderLine {
@@ -219,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_order_needs_an_existing_user_and_is_logged_once() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let nobody = open(&store, TxToken::generate(), UserId::generate(), vec![], now).await;
             assert!(matches!(
@@ -243,7 +244,7 @@ mod tests {
 
     #[tokio::test]
     async fn orders_follow_their_rules_and_every_change_is_logged() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let ada = registered(&store, "ada").await;
             let id = open(&store, TxToken::generate(), ada, vec![], now)
@@ -316,7 +317,7 @@ mod tests {
     /// the simulation re-runs: what the relay and the read models rely on.
     #[tokio::test]
     async fn placing_and_cancelling_an_order_record_their_events_once() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let ada = registered(&store, "ada").await;
             let id = open(&store, TxToken::generate(), ada, vec![line("PEN")], now)
@@ -374,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_user_and_their_first_order_come_together_or_not_at_all() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let token = TxToken::generate();
             let (user, order) = open_with_new_user(

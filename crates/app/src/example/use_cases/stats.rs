@@ -100,7 +100,8 @@ mod tests {
     use domain::Timestamp;
 
     use super::*;
-    use crate::example::use_cases::fixtures::{registered, stores};
+    use crate::example::use_cases::fixtures::registered;
+    use domain::InMemoryStore;
 
     fn placed(user: UserId, total_cents: i64) -> StoredEvent {
         StoredEvent {
@@ -116,7 +117,7 @@ mod tests {
 
     #[tokio::test]
     async fn each_placed_order_counts_once_however_often_it_is_delivered() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let ada = registered(&store, "ada").await;
             assert_eq!(
                 of_user(&store, ada).await.expect("stats").orders_placed(),

@@ -132,13 +132,12 @@ mod tests {
     use domain::{Aggregate, Version};
 
     use super::*;
-    use crate::example::use_cases::fixtures::{
-        actions, name, profile, registered, stores, username,
-    };
+    use crate::example::use_cases::fixtures::{actions, name, profile, registered, username};
+    use domain::InMemoryStore;
 
     #[tokio::test]
     async fn a_registration_scores_everyone_and_logs_once_even_when_retried() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let token = TxToken::generate();
             let ada = register(&store, token, username("ada"), profile("Ada"), now)
@@ -175,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_profile_change_honours_the_expected_version_and_is_logged() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let id = registered(&store, "ada").await;
             let changed = change_profile(
@@ -216,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_deletion_is_logged_and_a_stale_one_changes_nothing() {
-        for store in stores() {
+        for store in InMemoryStore::test_stores() {
             let now = Timestamp::now();
             let id = registered(&store, "ada").await;
             let stale = delete(
