@@ -269,3 +269,70 @@ mod the_suite_catches_a_unique_key {
         rule::<Ledger, _>(repo).await;
     }
 }
+
+/// An aggregate whose own rule limits change (a member holds at most three
+/// loans) runs the whole suite through that rule: no test-only path
+/// around it. Its concurrency checks count the bumps the rule accepted.
+mod limited {
+    use domain::testing::{ContractSubject, Refused};
+    use domain::{Aggregate, Fingerprint, InMemoryRepository, Version};
+
+    domain::aggregate_id!(
+        /// Identifies a member.
+        pub struct MemberId;
+    );
+
+    /// A library member and the books they hold.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Member {
+        id: MemberId,
+        version: Version,
+        name: String,
+        loans: u64,
+    }
+
+    impl Member {
+        /// Lends one more book, up to three.
+        fn borrow(&mut self) -> Result<(), Refused> {
+            if self.loans == 3 {
+                return Err(Refused);
+            }
+            self.loans += 1;
+            Ok(())
+        }
+    }
+
+    impl Aggregate for Member {
+        domain::aggregate_basics!(id: MemberId, kind: "member");
+
+        fn fingerprint(&self) -> Fingerprint {
+            Fingerprint::of(&self.name)
+        }
+    }
+
+    impl ContractSubject for Member {
+        fn sample(id: MemberId, seed: u64) -> Self {
+            let name = format!("member {seed}");
+            Self {
+                id,
+                version: Version::INITIAL,
+                name,
+                loans: 0,
+            }
+        }
+
+        fn bump(&mut self) -> Result<(), Refused> {
+            self.borrow()
+        }
+
+        fn count(&self) -> u64 {
+            self.loans
+        }
+    }
+
+    domain::contract_suite!(
+        members_in_memory,
+        Member,
+        InMemoryRepository::<Member>::new()
+    );
+}

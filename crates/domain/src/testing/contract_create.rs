@@ -53,12 +53,9 @@ pub async fn retried_create_returns_the_stored_aggregate<A: ContractSubject, R: 
     repo.create(token, sample.clone())
         .await
         .expect("first create");
-    repo.update(sample.id(), |a| {
-        a.bump();
-        Ok::<_, RepositoryError>(())
-    })
-    .await
-    .expect("update between the create and its retry");
+    repo.update(sample.id(), ContractSubject::bump)
+        .await
+        .expect("update between the create and its retry");
 
     let retried = repo.create(token, sample.clone()).await.expect("retry");
     let Created::Replayed(retried) = retried else {

@@ -253,7 +253,7 @@ pub async fn concurrent_units_are_serializable<S: TestStore>(store: S) {
                             let bumped = seen
                                 .into_iter()
                                 .map(|mut c| {
-                                    c.bump();
+                                    c.value += 1;
                                     c
                                 })
                                 .collect();

@@ -42,8 +42,9 @@ impl ContractSubject for Counter {
         }
     }
 
-    fn bump(&mut self) {
+    fn bump(&mut self) -> Result<(), super::Refused> {
         self.value += 1;
+        Ok(())
     }
 
     fn count(&self) -> u64 {

@@ -83,8 +83,9 @@ impl ContractSubject for Ledger {
         }
     }
 
-    fn bump(&mut self) {
+    fn bump(&mut self) -> Result<(), super::Refused> {
         self.append(1);
+        Ok(())
     }
 
     fn count(&self) -> u64 {

@@ -14,8 +14,14 @@ pub trait ContractSubject: Aggregate {
     /// seed.
     fn sample(id: Self::Id, seed: u64) -> Self;
 
-    /// A change that succeeds and adds one to [`Self::count`].
-    fn bump(&mut self);
+    /// A change that adds one to [`Self::count`], by one of the
+    /// aggregate's own rules, which may refuse it (a member holds at most
+    /// 3 loans): map the rule's error to [`Refused`]. A fresh sample must
+    /// take at least 3; the concurrency checks count what was accepted.
+    ///
+    /// # Errors
+    /// `Refused` when the aggregate's rules say no.
+    fn bump(&mut self) -> Result<(), Refused>;
 
     /// How many bumps this aggregate has seen since it was created.
     fn count(&self) -> u64;
