@@ -200,6 +200,10 @@ impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
         self.repo.get(id).await
     }
 
+    async fn get_by(&self, key: domain::UniqueKey) -> Result<A, RepositoryError> {
+        self.repo.get_by(key).await
+    }
+
     async fn update<T, E, F>(&self, id: A::Id, f: F) -> Result<Updated<A, T>, RepositoryError<E>>
     where
         F: FnMut(&mut A) -> Result<T, E> + Send,

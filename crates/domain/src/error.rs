@@ -138,6 +138,12 @@ impl<E> RepositoryError<E> {
             id: id.to_string(),
         }
     }
+
+    /// `NotFound` for a lookup by a unique key that no aggregate holds,
+    /// worded the same by every store (`user with username "ada"`).
+    pub fn not_found_by(kind: &'static str, key: &crate::UniqueKey) -> Self {
+        Self::not_found(kind, format_args!("with {} {:?}", key.name, key.value))
+    }
 }
 
 impl RepositoryError<Infallible> {

@@ -184,6 +184,15 @@ impl<A: Aggregate> State<A> {
             .ok_or_else(|| RepositoryError::not_found(A::KIND, id))
     }
 
+    /// The aggregate holding `key`, or `NotFound` naming the key.
+    pub(crate) fn get_by(&self, key: &UniqueKey) -> Result<A, RepositoryError> {
+        self.unique
+            .get(key)
+            .and_then(|id| self.rows.get(id))
+            .cloned()
+            .ok_or_else(|| RepositoryError::not_found_by(A::KIND, key))
+    }
+
     pub(crate) fn all(&self) -> Vec<A> {
         self.rows.values().cloned().collect()
     }
@@ -382,6 +391,11 @@ impl<A: Aggregate> Repository<A> for InMemoryRepository<A> {
     async fn get(&self, id: A::Id) -> Result<A, RepositoryError> {
         let _gate = self.enter().await?;
         self.lock().get(id)
+    }
+
+    async fn get_by(&self, key: UniqueKey) -> Result<A, RepositoryError> {
+        let _gate = self.enter().await?;
+        self.lock().get_by(&key)
     }
 
     async fn update<R, E, F>(&self, id: A::Id, f: F) -> Result<Updated<A, R>, RepositoryError<E>>

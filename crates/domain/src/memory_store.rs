@@ -594,6 +594,11 @@ impl<A: Aggregate> Transaction<A> for MemoryTx {
         self.store.repository::<A>().lock().get(id)
     }
 
+    async fn get_by(&mut self, key: crate::UniqueKey) -> Result<A, RepositoryError> {
+        self.simulated_conflict::<A, _>(&key.value)?;
+        self.store.repository::<A>().lock().get_by(&key)
+    }
+
     async fn update<R, E, F>(
         &mut self,
         id: A::Id,

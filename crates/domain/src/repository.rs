@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, UniqueKey};
 use crate::error::RepositoryError;
 use crate::outcome::{Created, Updated};
 use crate::page::{Page, PageRequest};
@@ -40,6 +40,13 @@ pub trait Repository<A: Aggregate>: Send + Sync {
 
     /// The aggregate with this id, or `NotFound`.
     fn get(&self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
+    /// The aggregate that holds `key`, a value of one of its declared
+    /// unique keys ([`Aggregate::unique_keys`]): `get_by(UniqueKey::new(
+    /// "sku", "PEN-1"))`. `NotFound` when none does, or the key is not one
+    /// the aggregate declares. One indexed read on Postgres (the mapping's
+    /// `load_by`).
+    fn get_by(&self, key: UniqueKey) -> impl Future<Output = Result<A, RepositoryError>> + Send;
 
     /// Read-modify-write; returns the aggregate as stored (at its new
     /// version, say for an ETag) with what `f` returned.

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, UniqueKey};
 use crate::error::RepositoryError;
 use crate::fingerprint::Fingerprint;
 use crate::outcome::{Created, Keyed, Updated};
@@ -197,6 +197,10 @@ pub trait Transaction<A: Aggregate>: Send {
     /// The aggregate, or `NotFound`.
     fn get(&mut self, id: A::Id) -> impl Future<Output = Result<A, RepositoryError>> + Send;
 
+    /// The aggregate holding `key`, as [`Repository::get_by`](crate::Repository::get_by).
+    fn get_by(&mut self, key: UniqueKey)
+    -> impl Future<Output = Result<A, RepositoryError>> + Send;
+
     /// Read-modify-write, as [`Repository::update`](crate::Repository::update).
     fn update<R, E, F>(
         &mut self,
@@ -260,6 +264,11 @@ impl<Tx: Transaction<A>, A: Aggregate> UnitRepository<'_, Tx, A> {
     /// See [`Transaction::get`].
     pub async fn get(&mut self, id: A::Id) -> Result<A, RepositoryError> {
         self.tx.get(id).await
+    }
+
+    /// See [`Transaction::get_by`].
+    pub async fn get_by(&mut self, key: UniqueKey) -> Result<A, RepositoryError> {
+        self.tx.get_by(key).await
     }
 
     /// See [`Transaction::update`].

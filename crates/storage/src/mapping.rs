@@ -55,6 +55,20 @@ pub trait Mapping: Send + Sync + 'static {
         id: <Self::Aggregate as Aggregate>::Id,
     ) -> impl Future<Output = QueryResult<Option<Self::Aggregate>>> + Send;
 
+    /// The aggregate holding `key`, one of the keys its
+    /// [`Aggregate::unique_keys`] declares, if stored: one indexed read
+    /// (the key's unique constraint is its index). Implement it for each
+    /// declared key; the default finds nothing, which the contract suite
+    /// (`get_by_finds_the_holder_of_each_declared_key`) refuses for a key
+    /// the aggregate declares.
+    fn load_by(
+        conn: &AsyncPgConnection,
+        key: &domain::UniqueKey,
+    ) -> impl Future<Output = QueryResult<Option<Self::Aggregate>>> + Send {
+        let _ = (conn, key);
+        std::future::ready(Ok(None))
+    }
+
     /// At most `limit` aggregates with ids above `after`, in id order.
     fn load_page(
         conn: &AsyncPgConnection,

@@ -36,6 +36,21 @@ pub(crate) async fn load<M: Mapping, E>(
     found.ok_or_else(|| Fail::Done(RepositoryError::not_found(Agg::<M>::KIND, id)))
 }
 
+/// The aggregate holding `key` (`Mapping::load_by`), or `NotFound`.
+pub(crate) async fn load_by<M: Mapping, E>(
+    conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
+    key: &domain::UniqueKey,
+) -> Result<Agg<M>, Fail<E>> {
+    let owned = key.clone();
+    let found = sessions
+        .alone(conn, move |c| {
+            Box::pin(async move { M::load_by(c, &owned).await })
+        })
+        .await?;
+    found.ok_or_else(|| Fail::Done(RepositoryError::not_found_by(Agg::<M>::KIND, key)))
+}
+
 /// What a create claims its token with.
 struct Claim {
     kind: &'static str,

@@ -222,6 +222,14 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         retrying!(self, "get", id, self.try_get(id))
     }
 
+    async fn get_by(&self, key: domain::UniqueKey) -> Result<Agg<M>, RepositoryError> {
+        let named = format!("{} {:?}", key.name, key.value);
+        retrying!(self, "get_by", named, async {
+            let mut conn = self.store.read_connection().await.map_err(Fail::Done)?;
+            ops::load_by::<M, Infallible>(&mut conn, self.store.sessions(), &key).await
+        })
+    }
+
     async fn update<R, E, F>(
         &self,
         id: IdOf<M>,

@@ -364,6 +364,20 @@ impl<A: Mapped> Transaction<A> for PgTx {
         self.absorb(&target::<A::Mapping>(id), result)
     }
 
+    /// One indexed read in the unit's transaction; an aggregate the unit
+    /// changed is answered as it kept it.
+    async fn get_by(&mut self, key: domain::UniqueKey) -> Result<A, RepositoryError> {
+        let target = target::<A::Mapping>(format!("{} {:?}", key.name, key.value));
+        self.ready().await?;
+        let (conn, sessions) = self.parts();
+        let found = ops::load_by::<A::Mapping, Infallible>(conn, sessions, &key).await;
+        let found = self.absorb(&target, found)?;
+        Ok(match self.kept.latest::<A::Mapping>(found.id()) {
+            Some(kept) => kept.clone(),
+            None => found,
+        })
+    }
+
     async fn update<R, E, F>(
         &mut self,
         id: A::Id,

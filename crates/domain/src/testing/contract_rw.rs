@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use super::contract_create::{fresh_seed, new_id};
 use super::{ContractSubject, Refused};
-use crate::{Aggregate, PageRequest, Repository, RepositoryError, TxToken, Version};
+use crate::{Aggregate, PageRequest, Repository, RepositoryError, TxToken, UniqueKey, Version};
 
 async fn create_sample<A: ContractSubject, R: Repository<A>>(repo: &R) -> A {
     repo.create(TxToken::generate(), A::sample(new_id::<A>(), fresh_seed()))
@@ -141,6 +141,26 @@ where
     let accepted = u64::try_from(seen.len()).expect("at most 20");
     assert!(accepted >= 3, "a fresh sample takes at least 3 bumps");
     assert_eq!(seen, (0..accepted).collect::<BTreeSet<u64>>());
+}
+
+/// Each declared unique key finds its holder (`get_by`), as stored; a value
+/// nobody holds, or a key the aggregate does not declare, is `NotFound`.
+pub async fn get_by_finds_the_holder_of_each_declared_key<A: ContractSubject, R: Repository<A>>(
+    repo: R,
+) {
+    let created = create_sample::<A, R>(&repo).await;
+    let stored = repo.get(created.id()).await.expect("get");
+    for key in created.unique_keys() {
+        let found = repo.get_by(key.clone()).await;
+        let found = found.unwrap_or_else(|e| panic!("get_by {key:?}: {e:?}"));
+        assert_eq!(format!("{found:?}"), format!("{stored:?}"), "{key:?}");
+        let nobody = repo
+            .get_by(UniqueKey::new(key.name, "nobody holds this"))
+            .await;
+        assert_not_found(&nobody);
+    }
+    let undeclared = repo.get_by(UniqueKey::new("no_such_key", "x")).await;
+    assert_not_found(&undeclared);
 }
 
 /// `delete` removes the aggregate; a second delete is `NotFound`.

@@ -687,3 +687,26 @@ pub async fn replacing_a_set_shows_readers_old_or_new_never_a_mix<S: TestStore>(
         "nothing changed"
     );
 }
+
+/// Inside a unit, `get_by` finds an aggregate by a declared key, as the
+/// unit changed it so far.
+pub async fn a_unit_finds_an_aggregate_by_its_key<S: TestStore>(store: S) {
+    let ledger = Ledger::sample(LedgerId::generate(), super::contract_create::fresh_seed());
+    let (id, key) = (ledger.id(), ledger.unique_keys().remove(0));
+    store
+        .repository::<Ledger>()
+        .create(TxToken::generate(), ledger)
+        .await
+        .expect("create");
+    let found = store
+        .run(|tx| {
+            let key = key.clone();
+            Box::pin(async move {
+                tx.of::<Ledger>().update(id, append(5)).await?;
+                tx.of::<Ledger>().get_by(key).await
+            })
+        })
+        .await
+        .expect("the unit finds it");
+    assert_eq!((found.id(), found.entries.clone()), (id, vec![5]));
+}

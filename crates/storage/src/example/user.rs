@@ -96,6 +96,27 @@ impl Mapping for UserMapping {
         row.map(restore).transpose()
     }
 
+    /// By `username`, its one unique key.
+    async fn load_by(
+        conn: &AsyncPgConnection,
+        key: &domain::UniqueKey,
+    ) -> QueryResult<Option<User>> {
+        if key.name != User::USERNAME_KEY {
+            return Ok(None);
+        }
+        let row: Option<(UserRow, ProfileRow)> = cached(
+            users::table
+                .inner_join(user_profiles::table)
+                .filter(users::username.eq(&key.value))
+                .select((UserRow::as_select(), ProfileRow::as_select()))
+                .limit(1),
+        )
+        .get_result(&mut &*conn)
+        .await
+        .optional()?;
+        row.map(restore).transpose()
+    }
+
     async fn load_page(
         conn: &AsyncPgConnection,
         after: Option<UserId>,

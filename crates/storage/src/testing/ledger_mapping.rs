@@ -108,6 +108,26 @@ impl Mapping for LedgerMapping {
         Ok(restore(rows).pop())
     }
 
+    /// By `handle`, its one unique key.
+    async fn load_by(
+        conn: &AsyncPgConnection,
+        key: &domain::UniqueKey,
+    ) -> QueryResult<Option<Ledger>> {
+        if key.name != Ledger::HANDLE_KEY {
+            return Ok(None);
+        }
+        let rows = crate::cached(
+            ledgers::table
+                .left_join(ledger_entries::table)
+                .filter(ledgers::handle.eq(&key.value))
+                .order(ledger_entries::position)
+                .select((LedgerRow::as_select(), Option::<EntryRow>::as_select())),
+        )
+        .load(&mut &*conn)
+        .await?;
+        Ok(restore(rows).pop())
+    }
+
     async fn load_page(
         conn: &AsyncPgConnection,
         after: Option<LedgerId>,
