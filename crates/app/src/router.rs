@@ -30,12 +30,12 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// `routes!`, which documents it in `/openapi.json` too.
 pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
     let (routes, api) = OpenApiRouter::with_openapi(openapi::base())
-        .routes(documented(health::__path_health, health::health::<S>))
+        .routes(route!(health::health))
         .routes(documented(
             openapi::__path_openapi_json,
             openapi::openapi_json,
         ))
-        .routes(documented(metrics::__path_metrics, metrics::metrics::<S>))
+        .routes(route!(metrics::metrics))
         .merge(crate::example::http::routes()) // example-only
         .split_for_parts();
     let api = Arc::new(openapi::finish(api));
@@ -76,10 +76,22 @@ pub fn router<S: AppStore>(store: S, deadline: Duration) -> Router {
         .with_state(store)
 }
 
+/// Routes a handler generic over the store `S` (in scope where it is
+/// called) at the path and methods its `#[utoipa::path]` states, and
+/// documents it with that: `router.routes(route!(users::get_user))` (a
+/// module and a handler), one name per route. utoipa-axum's `routes!` does the same for plain
+/// handlers, but cannot name the store type of a generic one.
+macro_rules! route {
+    ($module:ident :: $handler:ident) => {
+        ::utoipa_axum::paste! {
+            $crate::router::documented($module::[<__path_ $handler>], $module::$handler::<S>)
+        }
+    };
+}
+pub(crate) use route;
+
 /// `handler` routed at the path and methods its `#[utoipa::path]` states,
-/// and documented with it: `documented(users::__path_get_user,
-/// users::get_user::<S>)`. utoipa-axum's `routes!` does the same for
-/// plain handlers, but cannot infer the store type of a generic one.
+/// and documented with it (what [`route!`] expands to).
 #[expect(
     clippy::needless_pass_by_value,
     reason = "handlers are fn items, free to clone; by value keeps every call site plain"

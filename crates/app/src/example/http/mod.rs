@@ -12,7 +12,7 @@ pub mod views;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppStore;
-use crate::router::documented;
+use crate::router::route;
 
 pub use orders::{NewOrder, NewUserOrder, UserOrder};
 pub use users::{NewUser, ProfilePatch};
@@ -20,58 +20,22 @@ pub use users::{NewUser, ProfilePatch};
 /// The example's routes, documented as they are registered.
 pub fn routes<S: AppStore>() -> OpenApiRouter<S> {
     OpenApiRouter::new()
-        .routes(documented(
-            users::__path_create_user,
-            users::create_user::<S>,
-        ))
-        .routes(documented(users::__path_list_users, users::list_users::<S>))
-        .routes(documented(users::__path_get_user, users::get_user::<S>))
-        .routes(documented(
-            users::__path_get_user_stats,
-            users::get_user_stats::<S>,
-        ))
-        .routes(documented(users::__path_patch_user, users::patch_user::<S>))
-        .routes(documented(
-            users::__path_delete_user,
-            users::delete_user::<S>,
-        ))
-        .routes(documented(
-            orders::__path_create_order,
-            orders::create_order::<S>,
-        ))
-        .routes(documented(
-            orders::__path_create_user_with_order,
-            orders::create_user_with_order::<S>,
-        ))
-        .routes(documented(orders::__path_get_order, orders::get_order::<S>))
-        .routes(documented(orders::__path_add_line, orders::add_line::<S>))
-        .routes(documented(
-            orders::__path_place_order,
-            orders::place_order::<S>,
-        ))
-        .routes(documented(
-            orders::__path_cancel_order,
-            orders::cancel_order::<S>,
-        ))
-        .routes(documented(
-            actions::__path_list_actions,
-            actions::list_actions::<S>,
-        ))
-        .routes(documented(
-            products::__path_list_products,
-            products::list_products::<S>,
-        ))
-        .routes(documented(
-            accounts::__path_open_account,
-            accounts::open_account::<S>,
-        ))
-        .routes(documented(
-            accounts::__path_get_account,
-            accounts::get_account::<S>,
-        ))
-        .routes(documented(accounts::__path_deposit, accounts::deposit::<S>))
-        .routes(documented(
-            accounts::__path_transfer,
-            accounts::transfer::<S>,
-        ))
+        .routes(route!(users::create_user))
+        .routes(route!(users::list_users))
+        .routes(route!(users::get_user))
+        .routes(route!(users::get_user_stats))
+        .routes(route!(users::patch_user))
+        .routes(route!(users::delete_user))
+        .routes(route!(orders::create_order))
+        .routes(route!(orders::create_user_with_order))
+        .routes(route!(orders::get_order))
+        .routes(route!(orders::add_line))
+        .routes(route!(orders::place_order))
+        .routes(route!(orders::cancel_order))
+        .routes(route!(actions::list_actions))
+        .routes(route!(products::list_products))
+        .routes(route!(accounts::open_account))
+        .routes(route!(accounts::get_account))
+        .routes(route!(accounts::deposit))
+        .routes(route!(accounts::transfer))
 }
