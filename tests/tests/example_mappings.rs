@@ -120,3 +120,36 @@ async fn actions_are_stored_once_per_token_and_listed_in_order() {
     assert_eq!(page.items, vec![first, second]);
     assert!(page.next.is_none());
 }
+
+/// A product is found by its SKU, its declared unique key, on both stores:
+/// on Postgres through `table_mapping!`'s `unique { sku }`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_is_found_by_its_sku_on_both_stores() {
+    use domain::UniqueKey;
+    use domain::example::{Cents, Product, ProductName, Sku};
+    async fn found_by_sku<R: Repository<Product>>(repo: R) {
+        let pen = Product::new(
+            Sku::parse("PEN-1").expect("valid"),
+            ProductName::parse("Pen").expect("valid"),
+            Cents::new(150).expect("valid"),
+        );
+        let stored = repo
+            .create(TxToken::generate(), pen)
+            .await
+            .expect("create")
+            .into_aggregate();
+        let found = repo
+            .get_by(UniqueKey::new(Product::SKU_KEY, "PEN-1"))
+            .await
+            .expect("found by its SKU");
+        assert_eq!(found, stored);
+        let missing = repo.get_by(UniqueKey::new(Product::SKU_KEY, "INK-9")).await;
+        assert!(
+            matches!(missing, Err(domain::RepositoryError::NotFound { .. })),
+            "{missing:?}"
+        );
+    }
+    found_by_sku(InMemoryRepository::<Product>::new()).await;
+    let db = TestDb::new().await;
+    found_by_sku(db.store(StoreConfig::default()).repository::<Product>()).await;
+}

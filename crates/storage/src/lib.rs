@@ -133,7 +133,7 @@ pub use diesel;
 pub mod __private {
     //! For [`table_mapping!`](crate::table_mapping); not part of the API.
     pub use crate::mapping::{corrupt, uuid};
-    pub use domain::{Aggregate, BoxError};
+    pub use domain::{Aggregate, BoxError, UniqueKey};
     pub use uuid::Uuid;
 }
 /// Re-exported so mappings written outside this crate use the same versions.

@@ -13,6 +13,12 @@
 /// from the row, the typed id and the version (a row that no longer parses
 /// is an `Err`, reported as a storage failure):
 ///
+/// An optional `unique { column, .. }` after `read` names the text
+/// columns that hold the aggregate's unique keys
+/// ([`Aggregate::unique_keys`](domain::Aggregate::unique_keys), declared
+/// under the column's name): the mapping then finds an aggregate by each
+/// (`get_by`, one indexed read).
+///
 /// ```ignore
 /// storage::table_mapping! {
 ///     /// Maps [`Account`] to `accounts`.
@@ -33,6 +39,7 @@ macro_rules! table_mapping {
         $vis:vis struct $mapping:ident: $aggregate:ty => $table:ident;
         write |$written:ident| { $($column:ident: $column_type:ty = $value:expr),+ $(,)? }
         read |$row:ident, $id:ident, $version:ident| $restore:block
+        $(unique { $($unique:ident),+ $(,)? })?
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy)]
@@ -95,6 +102,24 @@ macro_rules! table_mapping {
                     .limit(1));
                 let row: Option<Row> = $crate::diesel_async::RunQueryDsl::get_result(query, &mut &*conn).await.optional()?;
                 row.map(Row::restore).transpose()
+            }
+
+            async fn load_by(
+                conn: &$crate::diesel_async::AsyncPgConnection,
+                key: &$crate::__private::UniqueKey,
+            ) -> $crate::diesel::QueryResult<Option<$aggregate>> {
+                $($(
+                    if key.name == stringify!($unique) {
+                        let query = $crate::cached($table::table
+                            .filter($table::$unique.eq(&key.value))
+                            .select(Row::as_select())
+                            .limit(1));
+                        let row: Option<Row> = $crate::diesel_async::RunQueryDsl::get_result(query, &mut &*conn).await.optional()?;
+                        return row.map(Row::restore).transpose();
+                    }
+                )+)?
+                let _ = (conn, key);
+                Ok(None)
             }
 
             async fn load_page(

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::order_line::{Cents, Sku};
-use crate::{Aggregate, Fingerprint, Version};
+use crate::{Aggregate, Fingerprint, UniqueKey, Version};
 
 crate::aggregate_id!(
     /// Identifies a product; derived from its SKU, so that every import of
@@ -72,6 +72,10 @@ pub struct Product {
 }
 
 impl Product {
+    /// The unique key on SKUs (on Postgres, the constraint
+    /// `products_sku_key`).
+    pub const SKU_KEY: &'static str = "sku";
+
     /// A product; its id follows from its SKU.
     pub fn new(sku: Sku, name: ProductName, price: Cents) -> Self {
         Self {
@@ -113,6 +117,10 @@ impl Aggregate for Product {
     /// The whole content: an import that changes any of it is a change.
     fn fingerprint(&self) -> Fingerprint {
         Fingerprint::of(&(&self.sku, &self.name, self.price))
+    }
+
+    fn unique_keys(&self) -> Vec<UniqueKey> {
+        vec![UniqueKey::new(Self::SKU_KEY, self.sku.as_str())]
     }
 }
 

@@ -16,4 +16,5 @@ crate::table_mapping! {
         let (sku, name) = (Sku::parse(&row.sku)?, ProductName::parse(&row.name)?);
         Ok(Product::restore(version, sku, name, Cents::new(row.price_cents)?))
     }
+    unique { sku }
 }
