@@ -143,6 +143,19 @@ async fn a_unit_whose_commit_reply_is_lost_is_resolved_by_its_token() {
     scenario.teardown();
 }
 
+/// A store on a fresh database holding one counter at zero.
+async fn a_store_with_a_tally() -> (StoreWithDb, CounterId) {
+    let store = StoreWithDb::fresh().await;
+    let tally = Counter::sample(CounterId::generate(), 0);
+    let id = tally.id();
+    let counters = store.store().repository::<Counter>();
+    counters
+        .create(TxToken::generate(), tally)
+        .await
+        .expect("create the tally");
+    (store, id)
+}
+
 /// A unit whose COMMIT reply is lost asks a token it kept whether it
 /// landed: not one claimed inside a nested part that rolled back, which
 /// would say "no" for a unit that landed and run it twice.
@@ -150,11 +163,8 @@ async fn a_unit_whose_commit_reply_is_lost_is_resolved_by_its_token() {
 async fn a_lost_commit_is_settled_by_a_token_the_unit_kept_not_a_rolled_back_one() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let scenario = fail::FailScenario::setup();
-    let store = StoreWithDb::fresh().await;
+    let (store, tally_id) = a_store_with_a_tally().await;
     let counters = store.store().repository::<Counter>();
-    let tally = Counter::sample(CounterId::generate(), 0);
-    let tally_id = tally.id();
-    counters.create(TxToken::generate(), tally).await.unwrap();
 
     fail::cfg("storage::unit-commit-reply-lost", "1*return").unwrap();
     let done = store
@@ -204,11 +214,8 @@ async fn a_lost_commit_is_settled_by_a_token_the_unit_kept_not_a_rolled_back_one
 async fn a_keyed_unit_whose_commit_reply_is_lost_applies_once() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let scenario = fail::FailScenario::setup();
-    let store = StoreWithDb::fresh().await;
+    let (store, id) = a_store_with_a_tally().await;
     let counters = store.store().repository::<Counter>();
-    let tally = Counter::sample(CounterId::generate(), 0);
-    let id = tally.id();
-    counters.create(TxToken::generate(), tally).await.unwrap();
     let bump = |key: TxToken| {
         let store = store.clone();
         async move {

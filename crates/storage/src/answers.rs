@@ -75,10 +75,7 @@ pub(crate) async fn find(
     let Some((bytes, answer)) = found else {
         return Ok(None);
     };
-    let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-        diesel::result::Error::DeserializationError("fingerprint is not 32 bytes".into())
-    })?;
-    Ok(Some((Fingerprint::from_bytes(bytes), answer)))
+    Ok(Some((crate::tokens::fingerprint_of(bytes)?, answer)))
 }
 
 /// The claim of `key` for a unit asked `request`, as a create claims its

@@ -134,10 +134,15 @@ pub(crate) async fn find(
     let Some((id, bytes)) = found else {
         return Ok(None);
     };
+    Ok(Some((id, fingerprint_of(bytes)?)))
+}
+
+/// A fingerprint as the token table stores it (32 bytes).
+pub(crate) fn fingerprint_of(bytes: Vec<u8>) -> QueryResult<Fingerprint> {
     let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
         diesel::result::Error::DeserializationError("fingerprint is not 32 bytes".into())
     })?;
-    Ok(Some((id, Fingerprint::from_bytes(bytes))))
+    Ok(Fingerprint::from_bytes(bytes))
 }
 
 /// Whether `token` is claimed by a committed transaction. Claims it in a
