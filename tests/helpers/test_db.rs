@@ -204,6 +204,19 @@ impl<A: Aggregate, R: Repository<A>> Repository<A> for WithDb<R> {
         self.repo.get_by(key).await
     }
 
+    async fn update_by<T, E, F>(
+        &self,
+        key: domain::UniqueKey,
+        f: F,
+    ) -> Result<Updated<A, T>, RepositoryError<E>>
+    where
+        F: FnMut(&mut A) -> Result<T, E> + Send,
+        T: Send,
+        E: Send,
+    {
+        self.repo.update_by(key, f).await
+    }
+
     async fn update<T, E, F>(&self, id: A::Id, f: F) -> Result<Updated<A, T>, RepositoryError<E>>
     where
         F: FnMut(&mut A) -> Result<T, E> + Send,

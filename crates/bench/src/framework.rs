@@ -34,6 +34,21 @@ impl Framework {
     }
 }
 
+impl Framework {
+    /// An update of the user found by `username`, its unique key.
+    pub async fn update_by_username(&self, username: &str) -> anyhow::Result<()> {
+        let now = Timestamp::now();
+        let key = domain::UniqueKey::new(User::USERNAME_KEY, username);
+        self.users
+            .update_by(key, |user| {
+                user.welcome_newcomer(1, now);
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 impl Contender for Framework {
     async fn get(&self, id: Uuid) -> anyhow::Result<()> {
         self.users.get(UserId::from(id)).await?;

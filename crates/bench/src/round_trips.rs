@@ -146,6 +146,7 @@ mod tests {
         for (name, expected) in [
             ("get", 1),
             ("update", 2),
+            ("update by key", 2),
             ("order update", 2),
             ("create", 1),
             ("replayed create", 2),
@@ -156,6 +157,7 @@ mod tests {
                 match name {
                     "get" => framework.get(user).await,
                     "update" => framework.update(user).await,
+                    "update by key" => framework.update_by_username("user_1").await,
                     "order update" => framework.add_line(order).await,
                     "create" => {
                         let name = format!("fresh_{round}_{}", std::process::id());

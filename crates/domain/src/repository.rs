@@ -48,6 +48,26 @@ pub trait Repository<A: Aggregate>: Send + Sync {
     /// `load_by`).
     fn get_by(&self, key: UniqueKey) -> impl Future<Output = Result<A, RepositoryError>> + Send;
 
+    /// [`Self::update`] of the aggregate holding `key` (see
+    /// [`Self::get_by`]): `NotFound` when none does. On Postgres it costs
+    /// what an update by id does (the read by key is the update's load); a
+    /// concurrent writer re-runs `f` on the state read again by key.
+    fn update_by<R, E, F>(
+        &self,
+        key: UniqueKey,
+        f: F,
+    ) -> impl Future<Output = Result<Updated<A, R>, RepositoryError<E>>> + Send
+    where
+        F: FnMut(&mut A) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        async move {
+            let holder = self.get_by(key).await.map_err(RepositoryError::widen)?;
+            self.update(holder.id(), f).await
+        }
+    }
+
     /// Read-modify-write; returns the aggregate as stored (at its new
     /// version, say for an ETag) with what `f` returned.
     fn update<R, E, F>(

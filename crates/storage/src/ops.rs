@@ -269,6 +269,18 @@ pub(crate) async fn update<M: Mapping, R, E>(
     now: Timestamp,
 ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
     let old = load::<M, E>(conn, sessions, id).await?;
+    update_loaded::<M, R, E>(conn, sessions, old, f, unsettled, now).await
+}
+
+/// [`update`] of `old`, as just loaded (by id, or by a unique key).
+pub(crate) async fn update_loaded<M: Mapping, R, E>(
+    conn: &mut AsyncPgConnection,
+    sessions: &Sessions,
+    old: Agg<M>,
+    f: impl FnOnce(&mut Agg<M>) -> Result<R, E>,
+    unsettled: &mut Option<domain::Version>,
+    now: Timestamp,
+) -> Result<Updated<Agg<M>, R>, Fail<E>> {
     if unsettled.is_some_and(|version| version != old.version()) {
         return Err(Fail::Done(RepositoryError::OutcomeUnknown));
     }

@@ -142,6 +142,27 @@ impl<M: Mapping> PgRepository<M> {
         ops::update::<M, R, E>(&mut conn, self.store.sessions(), id, f, unsettled, now).await
     }
 
+    /// One attempt of an update by a unique key: the read by key is the
+    /// update's load (one round trip), then the row's turn, then the write.
+    async fn try_update_by<R, E>(
+        &self,
+        key: &domain::UniqueKey,
+        f: &mut (impl FnMut(&mut Agg<M>) -> Result<R, E> + Send),
+        unsettled: &mut Option<Version>,
+    ) -> Result<Updated<Agg<M>, R>, Fail<E>> {
+        let sessions = self.store.sessions();
+        let old = {
+            let mut conn = self.store.connection().await.map_err(Fail::Done)?;
+            ops::load_by::<M, E>(&mut conn, sessions, key).await?
+        };
+        // Without a connection while it waits, as `update` does.
+        let row = crate::write_order::row_key(Agg::<M>::KIND, old.id());
+        let _turn = self.store.inner.write_claims.take(&row).await;
+        let mut conn = self.store.connection().await.map_err(Fail::Done)?;
+        let now = self.store.config().clock.now();
+        ops::update_loaded::<M, R, E>(&mut conn, sessions, old, f, unsettled, now).await
+    }
+
     async fn try_delete(&self, id: IdOf<M>) -> Result<(), Fail<Infallible>> {
         let mut conn = self.store.connection().await.map_err(Fail::Done)?;
         ops::delete::<M, _>(&mut conn, self.store.sessions(), id).await
@@ -251,6 +272,29 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
             let _turn = self.store.inner.write_claims.take(&row).await;
             self.try_update(id, &mut f, &mut unsettled).await
         });
+        self.noted(updated).await
+    }
+
+    /// Two round trips, as an update by id: the read by key, then the
+    /// write.
+    async fn update_by<R, E, F>(
+        &self,
+        key: domain::UniqueKey,
+        f: F,
+    ) -> Result<Updated<Agg<M>, R>, RepositoryError<E>>
+    where
+        F: FnMut(&mut Agg<M>) -> Result<R, E> + Send,
+        R: Send,
+        E: Send,
+    {
+        let (mut f, mut unsettled) = (f, None);
+        let named = format!("{} {:?}", key.name, key.value);
+        let updated = retrying!(
+            self,
+            "update_by",
+            named,
+            self.try_update_by(&key, &mut f, &mut unsettled)
+        );
         self.noted(updated).await
     }
 

@@ -163,6 +163,46 @@ pub async fn get_by_finds_the_holder_of_each_declared_key<A: ContractSubject, R:
     assert_not_found(&undeclared);
 }
 
+/// `update_by` changes the holder of each declared key as `update` does
+/// (one version more, the closure's output back); a value nobody holds is
+/// `NotFound` and runs no closure.
+pub async fn update_by_changes_the_holder_of_each_declared_key<
+    A: ContractSubject,
+    R: Repository<A>,
+>(
+    repo: R,
+) {
+    let created = create_sample::<A, R>(&repo).await;
+    let mut version = created.version();
+    for key in created.unique_keys() {
+        let updated = repo
+            .update_by(key.clone(), |a| {
+                a.bump()?;
+                Ok::<_, Refused>(a.count())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("update_by {key:?}: {e:?}"));
+        version = version.next();
+        assert_eq!(updated.aggregate.id(), created.id(), "{key:?}");
+        assert_eq!(updated.aggregate.version(), version);
+        assert_eq!(updated.output, updated.aggregate.count());
+        let nobody = UniqueKey::new(key.name, "nobody holds this");
+        let missing = repo
+            .update_by(nobody, |_| -> Result<(), Refused> {
+                panic!("no holder, no closure")
+            })
+            .await;
+        assert!(
+            matches!(missing, Err(RepositoryError::NotFound { .. })),
+            "{missing:?}"
+        );
+    }
+    assert_eq!(
+        repo.get(created.id()).await.expect("get").version(),
+        version
+    );
+}
+
 /// `delete` removes the aggregate; a second delete is `NotFound`.
 pub async fn delete_removes<A: ContractSubject, R: Repository<A>>(repo: R) {
     let created = create_sample::<A, R>(&repo).await;

@@ -63,6 +63,7 @@ macro_rules! contract_suite {
                 samples_sharing_unique_values_are_refused_under_the_declared_key,
                 unknown_ids_are_not_found,
                 get_by_finds_the_holder_of_each_declared_key,
+                update_by_changes_the_holder_of_each_declared_key,
                 update_returns_the_closure_output_and_bumps_the_version,
                 closure_error_writes_nothing,
                 closure_panic_writes_nothing_and_propagates,
