@@ -34,8 +34,10 @@ impl Framework {
     }
 }
 
+#[cfg(test)]
 impl Framework {
-    /// An update of the user found by `username`, its unique key.
+    /// An update of the user found by `username`, its unique key (for the
+    /// round-trip count).
     pub async fn update_by_username(&self, username: &str) -> anyhow::Result<()> {
         let now = Timestamp::now();
         let key = domain::UniqueKey::new(User::USERNAME_KEY, username);
