@@ -127,7 +127,7 @@ impl PgStore {
     }
 
     /// A store call that is no repository operation (a health check, the
-    /// outbox's lag, a purge batch, a key's binding): `work` on a pooled
+    /// outbox's lag, a key's binding): `work` on a pooled
     /// connection, as a repository operation runs: under the deadline,
     /// measured, a transient fault (a killed backend, a broken connection)
     /// retried, and every failure classified the same way (`Unavailable`,
@@ -181,13 +181,21 @@ impl PgStore {
         .await
     }
 
-    /// Forgets transaction tokens (and idempotency keys) and inbox records
-    /// older than the configured retention, in batches of at most [`Self::PURGE_BATCH`],
-    /// each its own statement; a token younger than the retention is never
-    /// removed. Returns how many went.
+    /// Forgets transaction tokens (and idempotency keys, with their units'
+    /// answers) and inbox records older than the configured retention, in
+    /// batches of at most [`Self::PURGE_BATCH`], each its own statement; a
+    /// token younger than the retention is never removed. Returns how many
+    /// went.
+    ///
+    /// The batches share one connection, each bounded by the statement
+    /// timeout (the deadline), not the whole purge: a backlog of any size
+    /// drains. A batch's fault is judged as every operation's: a transient
+    /// one is retried on a fresh connection, with backoff, at most
+    /// `max_attempts` times.
     pub async fn purge_expired_tokens(&self) -> Result<usize, RepositoryError> {
         let config = &self.inner.config;
         let cutoff = (config.clock.now() - config.token_retention).as_datetime();
+        let mut conn = self.connection::<Infallible>().await?;
         let mut purged = 0;
         for statement in [
             crate::tokens::PURGE_BATCH,
@@ -195,16 +203,7 @@ impl PgStore {
             crate::inbox::PURGE_BATCH,
         ] {
             loop {
-                use diesel::sql_types::{BigInt, Timestamptz};
-                use diesel_async::RunQueryDsl;
-                let deleted = self
-                    .call("purge", move |c| {
-                        let delete = diesel::sql_query(statement)
-                            .bind::<Timestamptz, _>(cutoff)
-                            .bind::<BigInt, _>(Self::PURGE_BATCH);
-                        Box::pin(async move { delete.execute(&mut &*c).await })
-                    })
-                    .await?;
+                let deleted = self.purge_batch(&mut conn, statement, cutoff).await?;
                 purged += deleted;
                 if i64::try_from(deleted).unwrap_or(i64::MAX) < Self::PURGE_BATCH {
                     break;
@@ -212,6 +211,45 @@ impl PgStore {
             }
         }
         Ok(purged)
+    }
+
+    /// One batch of a purge on `conn` (replaced by a fresh one when a
+    /// transient fault is retried).
+    async fn purge_batch(
+        &self,
+        conn: &mut Conn,
+        statement: &'static str,
+        cutoff: chrono::DateTime<chrono::Utc>,
+    ) -> Result<usize, RepositoryError> {
+        use diesel::sql_types::{BigInt, Timestamptz};
+        use diesel_async::RunQueryDsl;
+        let mut retry = Retry {
+            target: Target {
+                kind: STORE_KIND,
+                id: "purge".to_owned(),
+                primary_key: "",
+            },
+            config: self.config(),
+            attempts: 1,
+        };
+        loop {
+            let deleted = self
+                .sessions()
+                .alone(conn, move |c| {
+                    let delete = diesel::sql_query(statement)
+                        .bind::<Timestamptz, _>(cutoff)
+                        .bind::<BigInt, _>(Self::PURGE_BATCH);
+                    Box::pin(async move { delete.execute(&mut &*c).await })
+                })
+                .await;
+            match deleted {
+                Ok(deleted) => return Ok(deleted),
+                Err(error) => {
+                    retry.after(Fail::<Infallible>::Db(error)).await?;
+                    *conn = self.connection().await?;
+                }
+            }
+        }
     }
 
     /// The most tokens one purge statement deletes.
