@@ -69,15 +69,7 @@ async fn register(app: &TestApp, username: &str) -> Value {
 }
 
 async fn register_with_key(app: &TestApp, key: &str, body: &Value) -> (u16, Option<String>, Value) {
-    read(
-        app.request(Method::POST, "/users")
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .expect("POST"),
-    )
-    .await
+    keyed(app, Method::POST, "/users", key, body).await
 }
 
 async fn count(app: &TestApp, path: &str) -> usize {

@@ -83,6 +83,13 @@ pub struct UniqueKey {
     pub value: String,
 }
 
+/// `username "ada"`: how errors, logs and spans name a key's value.
+impl Display for UniqueKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.name, self.value)
+    }
+}
+
 impl UniqueKey {
     /// A unique value under the key `name`.
     pub fn new(name: &'static str, value: impl Into<String>) -> Self {

@@ -142,7 +142,7 @@ impl<E> RepositoryError<E> {
     /// `NotFound` for a lookup by a unique key that no aggregate holds,
     /// worded the same by every store (`user with username "ada"`).
     pub fn not_found_by(kind: &'static str, key: &crate::UniqueKey) -> Self {
-        Self::not_found(kind, format_args!("with {} {:?}", key.name, key.value))
+        Self::not_found(kind, format_args!("with {key}"))
     }
 }
 

@@ -244,8 +244,7 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
     }
 
     async fn get_by(&self, key: domain::UniqueKey) -> Result<Agg<M>, RepositoryError> {
-        let named = format!("{} {:?}", key.name, key.value);
-        retrying!(self, "get_by", named, async {
+        retrying!(self, "get_by", key, async {
             let mut conn = self.store.read_connection().await.map_err(Fail::Done)?;
             ops::load_by::<M, Infallible>(&mut conn, self.store.sessions(), &key).await
         })
@@ -288,11 +287,10 @@ impl<M: Mapping> Repository<Agg<M>> for PgRepository<M> {
         E: Send,
     {
         let (mut f, mut unsettled) = (f, None);
-        let named = format!("{} {:?}", key.name, key.value);
         let updated = retrying!(
             self,
             "update_by",
-            named,
+            key,
             self.try_update_by(&key, &mut f, &mut unsettled)
         );
         self.noted(updated).await

@@ -367,7 +367,7 @@ impl<A: Mapped> Transaction<A> for PgTx {
     /// One indexed read in the unit's transaction; an aggregate the unit
     /// changed is answered as it kept it.
     async fn get_by(&mut self, key: domain::UniqueKey) -> Result<A, RepositoryError> {
-        let target = target::<A::Mapping>(format!("{} {:?}", key.name, key.value));
+        let target = target::<A::Mapping>(&key);
         self.ready().await?;
         let (conn, sessions) = self.parts();
         let found = ops::load_by::<A::Mapping, Infallible>(conn, sessions, &key).await;
